@@ -1,0 +1,74 @@
+"""kis_proto: a sans-IO core for the KIS (한국투자증권) Open API real-time WebSocket feed.
+
+Bytes and text in, typed events out; commands in, text and bytes out. It never does I/O, never
+sleeps and never reads the clock: the transports in ``kis_anyio`` and ``kis_asyncio`` do that.
+
+The codec::
+
+    >>> from kis_proto import decode_message
+    >>> [rec] = decode_message("0|H0STCNT0|001|005930^093015^71500^2^500^0.70" + "^" * 40)
+    >>> rec.tr_key, rec.price, rec["PRDY_VRSS"], rec.change
+    ('005930', 71500, 500, 500)
+"""
+
+from __future__ import annotations
+
+from . import records
+from ._codec import MessageDecoder, decode_message, subscribe_message, unsubscribe_message
+from ._codes import MsgCode
+from ._crypto import DecryptError, decrypt_payload, encrypt_payload
+from ._errors import KISError, LocalProtocolError, RemoteProtocolError
+from ._events import (
+    DecodeFailure,
+    Event,
+    LayoutDrift,
+    PingPong,
+    ServerError,
+    Subscribed,
+    SubscribeFailed,
+    UndecodableMessage,
+    Unsubscribed,
+)
+from ._fields import FieldSpec, FieldType, FieldValue, Market, Record, TRKind, TRSpec
+from ._version import __version__
+from .records import TRS
+
+__all__ = [
+    "TRS",
+    "DecodeFailure",
+    "DecryptError",
+    "Event",
+    "FieldSpec",
+    "FieldType",
+    "FieldValue",
+    "KISError",
+    "LayoutDrift",
+    "LocalProtocolError",
+    "Market",
+    "MessageDecoder",
+    "MsgCode",
+    "PingPong",
+    "Record",
+    "RemoteProtocolError",
+    "ServerError",
+    "SubscribeFailed",
+    "Subscribed",
+    "TRKind",
+    "TRSpec",
+    "UndecodableMessage",
+    "Unsubscribed",
+    "__version__",
+    "decode_message",
+    "decrypt_payload",
+    "encrypt_payload",
+    "records",
+    "subscribe_message",
+    "tr_spec",
+    "unsubscribe_message",
+]
+
+
+def tr_spec(tr_id: str) -> TRSpec | None:
+    """What kis_proto knows about `tr_id` (paper-trading notice ids included), or None."""
+    cls = records.RECORD_CLASSES.get(tr_id)
+    return TRS[cls.__name__] if cls is not None else None

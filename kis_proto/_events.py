@@ -1,0 +1,163 @@
+"""The events kis_proto produces.
+
+Every event is a frozen, slotted, keyword-only dataclass, except data records, which are
+`Record` subclasses (immutable too, but built on a faster path because a busy feed makes
+thousands a second). `Event` is the union to `match` over, with `assert_never` for exhaustiveness.
+
+Nothing secret appears in a repr: AES keys and IVs are hidden, and a server message that echoes
+the approval key has it replaced by ``<redacted>`` before it reaches an event.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from ._codes import MsgCode
+from ._fields import Record
+
+__all__ = [
+    "DecodeFailure",
+    "Event",
+    "LayoutDrift",
+    "PingPong",
+    "ServerError",
+    "SubscribeFailed",
+    "Subscribed",
+    "UndecodableMessage",
+    "Unsubscribed",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Subscribed:
+    """KIS accepted a registration (``OPSP0000``), or says it already had it (``OPSP0002``).
+
+    `key` and `iv` are the AES-256 key and IV strings exactly as the ack carried them; KIS sends
+    them on every successful ack, and uses them for the TR's encrypted frames (`encrypted`).
+    """
+
+    tr_id: str
+    tr_key: str
+    encrypted: bool
+    key: str | None = field(default=None, repr=False)
+    iv: str | None = field(default=None, repr=False)
+    #: True for ``OPSP0002 ALREADY IN SUBSCRIBE`` (common right after a reconnect).
+    already_subscribed: bool = False
+    msg_cd: str = MsgCode.SUBSCRIBE_SUCCESS.value
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unsubscribed:
+    """KIS released a registration (``OPSP0001 UNSUBSCRIBE SUCCESS``)."""
+
+    tr_id: str
+    tr_key: str
+    msg_cd: str = MsgCode.UNSUBSCRIBE_SUCCESS.value
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubscribeFailed:
+    """KIS refused one subscribe or unsubscribe request; the session goes on.
+
+    `msg_cd` is the code as sent, known or not; `code` is the typed `MsgCode` (None when this
+    version does not know the code). For a refused unsubscribe the code is ``OPSP0003``.
+    """
+
+    tr_id: str
+    tr_key: str
+    msg_cd: str
+    message: str
+    rt_cd: str = ""
+
+    @property
+    def code(self) -> MsgCode | None:
+        """The typed code, or None for a code this version does not know."""
+        return MsgCode.lookup(self.msg_cd)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerError:
+    """A session-level refusal: ``ALREADY IN USE appkey``, ``invalid approval``, a JSON parse error.
+
+    KIS sends these with header tr_id ``(null)``, or with no header at all; after ``OPSP8996`` it
+    drops the socket. `message` never contains the approval key (KIS echoes it; it is redacted).
+    """
+
+    msg_cd: str
+    message: str
+    rt_cd: str = ""
+    tr_id: str = ""
+    tr_key: str = ""
+
+    @property
+    def code(self) -> MsgCode | None:
+        """The typed code, or None for a code this version does not know."""
+        return MsgCode.lookup(self.msg_cd)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PingPong:
+    """The server's application keep-alive. Echo `text` back, unchanged, as a TEXT frame."""
+
+    text: str
+
+
+class DecodeFailure(enum.Enum):
+    """Why a message could not be turned into records or a control event."""
+
+    #: Neither a data frame nor JSON.
+    UNKNOWN_MESSAGE = "unknown message"
+    #: A data frame whose header (flag|tr_id|count|) is malformed.
+    BAD_FRAME = "malformed data frame"
+    #: The number of fields does not split into the announced number of records.
+    BAD_RECORD_COUNT = "field count does not match the record count"
+    #: An encrypted frame for a TR with no key (no SUBSCRIBE SUCCESS seen for it).
+    NO_KEY = "no AES key for this TR"
+    #: An encrypted frame that does not decrypt with the key held for its TR.
+    DECRYPT_FAILED = "decryption failed"
+    #: JSON that is not a control message KIS is known to send.
+    BAD_CONTROL = "unrecognised control message"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UndecodableMessage:
+    """A message that yields nothing usable. Not fatal: the feed goes on.
+
+    `raw` is the whole text as received (ciphertext for encrypted frames), kept so nothing is
+    silently lost; it is left out of the repr because it can be long.
+    """
+
+    failure: DecodeFailure
+    reason: str
+    raw: str = field(repr=False)
+    tr_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayoutDrift:
+    """Records of a TR carry a different number of fields than this version knows.
+
+    KIS appends fields without changing the TR id (H0STASP0 59→62, H0STCNT0 46→47, H0STCNI0
+    23→26). Records are still delivered: known fields by position, extra ones in `Record.extra`,
+    missing ones read as None. A `MessageDecoder` reports each (TR, width) once.
+    """
+
+    tr_id: str
+    expected: int
+    received: int
+
+
+Event: TypeAlias = (
+    Record
+    | Subscribed
+    | Unsubscribed
+    | SubscribeFailed
+    | ServerError
+    | PingPong
+    | UndecodableMessage
+    | LayoutDrift
+)

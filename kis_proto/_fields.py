@@ -1,0 +1,419 @@
+"""Typed fields and the record base class.
+
+A data frame carries records as runs of `^`-separated strings. A record keeps the strings of its
+run exactly as received and converts a field only when it is read: most consumers read two or
+three fields of a 46-field trade, so converting everything up front would cost more than the split
+itself (measured in `bench/bench_codec.py`; see docs/decisions.md). A conversion is not cached;
+reading the same attribute twice converts twice, which is cheaper than the bookkeeping a cache
+would need on every record.
+
+Each real-time TR has a generated subclass of `Record` (`kis_proto.records`) whose class
+attributes are the descriptors below, one per official column, so `rec.stck_prpr` is typed
+`int | None` for mypy and editors, and `rec["STCK_PRPR"]` works through the mapping interface.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, time
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeAlias, TypeVar, overload
+
+if TYPE_CHECKING:
+    from typing import Self
+
+__all__ = [
+    "DateField",
+    "DecimalField",
+    "Field",
+    "FieldSpec",
+    "FieldType",
+    "FieldValue",
+    "IntField",
+    "Market",
+    "Record",
+    "SignedChange",
+    "StrField",
+    "TRKind",
+    "TRSpec",
+    "TimeField",
+]
+
+logger = logging.getLogger("kis_proto.records")
+
+T = TypeVar("T", int, Decimal, str, date, time)
+N = TypeVar("N", int, Decimal)
+
+#: What reading a field can give: its declared type, or None when the field is empty or absent.
+FieldValue: TypeAlias = int | Decimal | str | date | time | None
+
+
+class FieldType(enum.Enum):
+    """The declared type of a field; the value is the Python type a read gives."""
+
+    STR = str
+    INT = int
+    DECIMAL = Decimal
+    DATE = date
+    TIME = time
+
+
+class Market(enum.Enum):
+    """Which market a TR belongs to."""
+
+    DOMESTIC_STOCK = "domestic_stock"
+    DOMESTIC_INDEX = "domestic_index"
+    DOMESTIC_ELW = "domestic_elw"
+    DOMESTIC_ETF = "domestic_etf"
+    DOMESTIC_BOND = "domestic_bond"
+    DOMESTIC_FUTURES_OPTIONS = "domestic_futures_options"
+    OVERSEAS_STOCK = "overseas_stock"
+    OVERSEAS_FUTURES_OPTIONS = "overseas_futures_options"
+
+
+class TRKind(enum.Enum):
+    """What a TR's records describe."""
+
+    TRADE = "trade"
+    ORDER_BOOK = "order_book"
+    EXPECTED_TRADE = "expected_trade"
+    NOTICE = "notice"
+    MARKET_STATUS = "market_status"
+    PROGRAM_TRADING = "program_trading"
+    MEMBERS = "members"
+    NAV = "nav"
+
+
+class Field(Generic[T]):
+    """A descriptor reading one column of a record by index and converting it lazily.
+
+    An empty or absent field reads as None. A value that does not convert also reads as None: it
+    is logged once per field (at WARNING, on the ``kis_proto.records`` logger), listed by
+    `Record.invalid_fields()`, and kept as received in `Record.raw`. Reading never raises.
+    """
+
+    __slots__ = ("_warned", "index", "kor", "name", "type")
+    _TYPE: ClassVar[FieldType] = FieldType.STR
+    #: A non-empty value that also means "no value" (KIS writes an absent date as 00000000).
+    _ABSENT: ClassVar[str] = ""
+
+    def __init__(self, index: int, name: str, kor: str = "") -> None:
+        self.index = index
+        self.name = name
+        self.kor = kor
+        self.type = self._TYPE
+        self._warned = False
+
+    def convert(self, text: str) -> T:
+        """Convert a non-empty field string; raise ValueError or ArithmeticError if it is invalid."""
+        raise NotImplementedError
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
+    @overload
+    def __get__(self, obj: Record, owner: type[Any] | None = None) -> T | None: ...
+    def __get__(self, obj: Record | None, owner: type[Any] | None = None) -> Self | T | None:
+        if obj is None:
+            return self
+        try:
+            text = obj._f[self.index]
+        except IndexError:
+            return None
+        if not text or text == self._ABSENT:
+            return None
+        try:
+            return self.convert(text)
+        except (ValueError, ArithmeticError):
+            return self._invalid(obj, text)
+
+    def _invalid(self, obj: Record, text: str) -> None:
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "%s field %s: %r is not a valid %s; it reads as None (raw value kept in .raw)",
+                obj.tr_id,
+                self.name,
+                text[:24],
+                self.type.value.__name__,
+            )
+
+    def is_valid(self, text: str) -> bool:
+        """Tell whether `text` converts under this field's declared type (empty counts as valid)."""
+        if not text or text == self._ABSENT:
+            return True
+        try:
+            self.convert(text)
+        except (ValueError, ArithmeticError):
+            return False
+        return True
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} [{self.index}] {self.name}>"
+
+
+class StrField(Field[str]):
+    """A text field (codes, flags, names): the string as received."""
+
+    __slots__ = ()
+    _TYPE = FieldType.STR
+
+    def convert(self, text: str) -> str:
+        return text
+
+    # Text needs no conversion, so the hot path skips the generic machinery.
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
+    @overload
+    def __get__(self, obj: Record, owner: type[Any] | None = None) -> str | None: ...
+    def __get__(self, obj: Record | None, owner: type[Any] | None = None) -> Self | str | None:
+        if obj is None:
+            return self
+        try:
+            return obj._f[self.index] or None
+        except IndexError:
+            return None
+
+
+class IntField(Field[int]):
+    """An integer field (quantities, volumes, KRW prices); a leading sign is allowed."""
+
+    __slots__ = ()
+    _TYPE = FieldType.INT
+
+    def convert(self, text: str) -> int:
+        return int(text)
+
+
+class DecimalField(Field[Decimal]):
+    """A decimal field (rates, index values, foreign prices); `+0.12` reads as Decimal("0.12")."""
+
+    __slots__ = ()
+    _TYPE = FieldType.DECIMAL
+
+    def convert(self, text: str) -> Decimal:
+        value = Decimal(text)
+        if not value.is_finite():
+            raise ValueError(text)
+        return value
+
+
+class DateField(Field[date]):
+    """A YYYYMMDD date; the all-zero date KIS uses for "no date" reads as None."""
+
+    __slots__ = ()
+    _TYPE = FieldType.DATE
+
+    def convert(self, text: str) -> date:
+        if len(text) != 8 or not text.isdigit() or not text.isascii():
+            raise ValueError(text)
+        return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+
+    _ABSENT = "00000000"
+
+
+class TimeField(Field[time]):
+    """An HHMMSS time of day (exchange or Korean time, as the column says)."""
+
+    __slots__ = ()
+    _TYPE = FieldType.TIME
+
+    def convert(self, text: str) -> time:
+        if len(text) != 6 or not text.isdigit() or not text.isascii():
+            raise ValueError(text)
+        return time(int(text[:2]), int(text[2:4]), int(text[4:]))
+
+
+class SignedChange(Field[N]):
+    """A change from the previous close, signed by its sign column.
+
+    Domestic TRs already send the change signed (`-19500` with sign `5`); overseas TRs send it
+    unsigned (`0.2100`) with the direction only in `SIGN`. Codes 4 (limit down) and 5 (down) make a
+    positive value negative; a value that already carries its sign is left alone (PROTOCOL.md §8).
+    """
+
+    __slots__ = ("sign_index", "value")
+
+    def __init__(self, value: Field[N], sign_index: int) -> None:
+        super().__init__(value.index, value.name, value.kor)
+        self.value: Field[N] = value
+        self.sign_index = sign_index
+        self.type = value.type
+
+    def convert(self, text: str) -> N:
+        return self.value.convert(text)
+
+    def is_valid(self, text: str) -> bool:
+        return self.value.is_valid(text)
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
+    @overload
+    def __get__(self, obj: Record, owner: type[Any] | None = None) -> N | None: ...
+    def __get__(self, obj: Record | None, owner: type[Any] | None = None) -> Self | N | None:
+        if obj is None:
+            return self
+        value = self.value.__get__(obj, owner)
+        if value is not None and value > 0:
+            fields = obj._f
+            if self.sign_index < len(fields) and fields[self.sign_index] in ("4", "5"):
+                return -value
+        return value
+
+
+class Record(Mapping[str, FieldValue]):
+    """One data record of a real-time TR: one event per record, however many a frame carries.
+
+    `tr_id` and `tr_key` say where it came from (`tr_key` is the record's key column: the symbol,
+    or the HTS ID on execution notices). `raw` holds every field string exactly as received,
+    unknown trailing fields included. The mapping interface reads a converted field by its official
+    column name (`rec["STCK_PRPR"]`) or by a friendly name (`rec["price"]`); the attributes
+    (`rec.stck_prpr`, `rec.price`) are the same reads, typed. Records are immutable and compare by
+    TR, key and raw fields.
+
+    `Record` itself is used for TRs this version does not know: it has no named columns, and its
+    `raw` and `extra` still hold everything.
+    """
+
+    __slots__ = ("_f", "_tr_id")
+
+    #: The number of fields this version knows for the TR (None for an unknown TR).
+    width: ClassVar[int | None] = None
+    #: Official columns in wire order.
+    columns: ClassVar[tuple[Field[Any], ...]] = ()
+    #: Friendly names (symbol, time, price, change, volume) this TR offers.
+    friendly: ClassVar[tuple[str, ...]] = ()
+    _by_key: ClassVar[dict[str, Field[Any]]] = {}
+    _key_index: ClassVar[int] = 0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        columns: list[Field[Any]] = []
+        friendly: dict[str, Field[Any]] = {}
+        for attr, value in vars(cls).items():
+            if isinstance(value, Field):
+                if attr == value.name.lower() and not isinstance(value, SignedChange):
+                    columns.append(value)
+                else:
+                    friendly[attr] = value
+        columns.sort(key=lambda f: f.index)
+        if [f.index for f in columns] != list(range(len(columns))):
+            raise TypeError(f"{cls.__name__}: column indices must run 0..n-1")
+        cls.columns = tuple(columns)
+        cls.width = len(columns)
+        cls.friendly = tuple(friendly)
+        cls._by_key = {f.name: f for f in columns} | friendly
+
+    def __init__(self, tr_id: str, fields: tuple[str, ...] | list[str]) -> None:
+        """Build a record from its field strings (the decoder builds records; tests may too)."""
+        self._tr_id = tr_id
+        self._f = list(fields)
+
+    @property
+    def tr_id(self) -> str:
+        """The TR id of the frame, e.g. ``H0STCNT0`` (``H0STCNI9`` for paper notices)."""
+        return self._tr_id
+
+    @property
+    def tr_key(self) -> str:
+        """The record's key column: the symbol, index code, or HTS ID on notices."""
+        fields = self._f
+        return fields[self._key_index] if self._key_index < len(fields) else ""
+
+    @property
+    def raw(self) -> tuple[str, ...]:
+        """Every field string of this record as received, unknown trailing fields included."""
+        return tuple(self._f)
+
+    @property
+    def extra(self) -> tuple[str, ...]:
+        """The trailing fields this version has no name for (KIS appends fields over time)."""
+        return tuple(self._f[len(self.columns) :])
+
+    def invalid_fields(self) -> dict[str, str]:
+        """Map each column whose value does not convert under its declared type to the raw text."""
+        fields = self._f
+        return {
+            f.name: fields[f.index]
+            for f in self.columns
+            if f.index < len(fields) and not f.is_valid(fields[f.index])
+        }
+
+    def to_dict(self) -> dict[str, FieldValue]:
+        """Every official column and friendly name with its converted value."""
+        return {key: self[key] for key in self}
+
+    # -- Mapping ---------------------------------------------------------------------------------
+    def __getitem__(self, key: str) -> FieldValue:
+        try:
+            field = self._by_key[key]
+        except (KeyError, TypeError):
+            raise KeyError(key) from None
+        value: FieldValue = field.__get__(self, type(self))
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in self._by_key
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_key)
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    # -- value semantics ---------------------------------------------------------------------------
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Record)
+        return self._tr_id == other._tr_id and self._f == other._f
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self._tr_id, tuple(self._f)))
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        if self.friendly:
+            shown = ", ".join(f"{key}={self[key]!r}" for key in self.friendly)
+        else:
+            shown = f"fields={len(self._f)}"
+        return f"<{name} {self._tr_id} tr_key={self.tr_key!r} {shown}>"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FieldSpec:
+    """One official column of a TR."""
+
+    index: int
+    name: str
+    kor: str
+    type: FieldType
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TRSpec:
+    """What kis_proto knows about one real-time TR."""
+
+    tr_id: str
+    #: Every TR id that uses this layout (the paper-trading notice ids share the real ones').
+    tr_ids: tuple[str, ...]
+    market: Market
+    kind: TRKind
+    #: True when data frames come AES-encrypted (execution notices).
+    encrypted: bool
+    record_class: type[Record]
+    note: str = ""
+
+    @property
+    def fields(self) -> tuple[FieldSpec, ...]:
+        """The official columns in wire order."""
+        return tuple(
+            FieldSpec(index=f.index, name=f.name, kor=f.kor, type=f.type) for f in self.record_class.columns
+        )
+
+    @property
+    def width(self) -> int:
+        """The number of fields per record this version knows."""
+        return len(self.record_class.columns)
