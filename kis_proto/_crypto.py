@@ -51,9 +51,14 @@ def decrypt_payload(payload: str, key: str, iv: str) -> str:
     except ValueError:
         raise DecryptError("bad padding after decryption (wrong key or IV?)") from None
     try:
-        return plain.decode("utf-8")
+        text = plain.decode("utf-8")
     except UnicodeDecodeError:
         raise DecryptError("the decrypted bytes are not UTF-8 (wrong key or IV?)") from None
+    # Record text is printable; control characters mean garbage that happened to unpad and decode.
+    # (CBC has no MAC: a wrong IV with the right key garbles only the first block, undetectably.)
+    if not text.isprintable():
+        raise DecryptError("the decrypted text has control characters (wrong key or IV?)")
+    return text
 
 
 def encrypt_payload(text: str, key: str, iv: str) -> str:
