@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 from Crypto.Cipher import AES
 from Crypto.Util.Padding import pad, unpad
 
 __all__ = ["DecryptError", "decrypt_payload", "encrypt_payload"]
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class DecryptError(ValueError):
@@ -54,9 +57,9 @@ def decrypt_payload(payload: str, key: str, iv: str) -> str:
         text = plain.decode("utf-8")
     except UnicodeDecodeError:
         raise DecryptError("the decrypted bytes are not UTF-8 (wrong key or IV?)") from None
-    # Record text is printable; control characters mean garbage that happened to unpad and decode.
+    # Record text has no control characters; some mean garbage that happened to unpad and decode.
     # (CBC has no MAC: a wrong IV with the right key garbles only the first block, undetectably.)
-    if not text.isprintable():
+    if _CONTROL.search(text):
         raise DecryptError("the decrypted text has control characters (wrong key or IV?)")
     return text
 

@@ -8,12 +8,15 @@ of the protocol rather than against itself.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from Crypto.Cipher import AES
 from Crypto.Util.Padding import pad
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 DATA = Path(__file__).resolve().parent / "data"
 FRAMES_TXT = DATA / "frames.txt"
@@ -58,7 +61,9 @@ def fields_of(frame: str) -> list[str]:
     return frame.split("|", 3)[3].split("^")
 
 
-def encode_frame(tr_id: str, records: Sequence[Sequence[str]], *, key: str | None = None, iv: str = "") -> str:
+def encode_frame(
+    tr_id: str, records: Sequence[Sequence[str]], *, key: str | None = None, iv: str = ""
+) -> str:
     """Build a data frame ``E|TR_ID|NNN|payload`` the way KIS does; encrypted when `key` is given."""
     payload = "^".join("^".join(record) for record in records)
     if key is None:

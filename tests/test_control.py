@@ -11,8 +11,8 @@ from kis_proto import (
     MsgCode,
     PingPong,
     ServerError,
-    SubscribeFailed,
     Subscribed,
+    SubscribeFailed,
     UndecodableMessage,
     Unsubscribed,
     decode_message,
@@ -22,8 +22,17 @@ from kis_proto._codes import SESSION_CODES
 APPROVAL_KEY = "3daa450a-0685-4c31-b015-99c5e5f4b11d"
 
 
-def reply(code: str, msg: str, *, rt_cd: str = "1", tr_id: str = "H0STCNT0", tr_key: str = "005930",
-          encrypt: str = "N", output: dict[str, str] | None = None, header: bool = True) -> str:
+def reply(
+    code: str,
+    msg: str,
+    *,
+    rt_cd: str = "1",
+    tr_id: str = "H0STCNT0",
+    tr_key: str = "005930",
+    encrypt: str = "N",
+    output: dict[str, str] | None = None,
+    header: bool = True,
+) -> str:
     """A control reply shaped like the captured ones (PROTOCOL.md §4)."""
     body: dict[str, object] = {"rt_cd": rt_cd, "msg_cd": code, "msg1": msg}
     if output is not None:
@@ -58,6 +67,7 @@ def test_each_code_becomes_its_event(code: MsgCode) -> None:
     rt_cd = "0" if code in (MsgCode.SUBSCRIBE_SUCCESS, MsgCode.UNSUBSCRIBE_SUCCESS) else "1"
     [event] = decode_message(reply(code.value, code.text, rt_cd=rt_cd))
     assert type(event) is EXPECTED_CLASS[code]
+    assert isinstance(event, Subscribed | Unsubscribed | SubscribeFailed | ServerError)
     assert event.msg_cd == code.value
     if isinstance(event, SubscribeFailed | ServerError):
         assert event.code is code
@@ -67,12 +77,24 @@ def test_each_code_becomes_its_event(code: MsgCode) -> None:
 
 
 def test_subscribe_success_of_a_notice_tr() -> None:
-    text = reply("OPSP0000", "SUBSCRIBE SUCCESS", rt_cd="0", tr_id="H0STCNI0", tr_key="myhtsid", encrypt="Y",
-                 output={"iv": "d59d91fcf9fd0044", "key": "iuheqrmvfxoceaxeyqgjwesozgizmmgx"})
+    text = reply(
+        "OPSP0000",
+        "SUBSCRIBE SUCCESS",
+        rt_cd="0",
+        tr_id="H0STCNI0",
+        tr_key="myhtsid",
+        encrypt="Y",
+        output={"iv": "d59d91fcf9fd0044", "key": "iuheqrmvfxoceaxeyqgjwesozgizmmgx"},
+    )
     [event] = decode_message(text)
-    assert event == Subscribed(tr_id="H0STCNI0", tr_key="myhtsid", encrypted=True,
-                               key="iuheqrmvfxoceaxeyqgjwesozgizmmgx", iv="d59d91fcf9fd0044",
-                               message="SUBSCRIBE SUCCESS")
+    assert event == Subscribed(
+        tr_id="H0STCNI0",
+        tr_key="myhtsid",
+        encrypted=True,
+        key="iuheqrmvfxoceaxeyqgjwesozgizmmgx",
+        iv="d59d91fcf9fd0044",
+        message="SUBSCRIBE SUCCESS",
+    )
     # The AES key and IV are secrets of the session: not in the repr.
     assert "iuheq" not in repr(event)
     assert "d59d9" not in repr(event)
@@ -94,7 +116,9 @@ def test_unknown_code_is_kept_and_reported() -> None:
 
 
 def test_unknown_success_code_decided_by_message_text() -> None:
-    [sub] = decode_message(reply("OPSP0100", "SUBSCRIBE OK", rt_cd="0", output={"iv": "a" * 16, "key": "b" * 32}))
+    [sub] = decode_message(
+        reply("OPSP0100", "SUBSCRIBE OK", rt_cd="0", output={"iv": "a" * 16, "key": "b" * 32})
+    )
     assert isinstance(sub, Subscribed)
     assert sub.key == "b" * 32
     [unsub] = decode_message(reply("OPSP0101", "UNSUBSCRIBE OK", rt_cd="0"))
@@ -102,15 +126,21 @@ def test_unknown_success_code_decided_by_message_text() -> None:
 
 
 def test_body_only_reply_is_a_session_event() -> None:
-    [event] = decode_message('{"body":{"rt_cd":"1","msg_cd":"OPSP0003","msg1":"UNSUBSCRIBE ERROR(not found!)"}}')
+    [event] = decode_message(
+        '{"body":{"rt_cd":"1","msg_cd":"OPSP0003","msg1":"UNSUBSCRIBE ERROR(not found!)"}}'
+    )
     assert isinstance(event, ServerError)
     assert event.code is MsgCode.UNSUBSCRIBE_NOT_FOUND
 
 
 @pytest.mark.parametrize(
     "msg1",
-    [f"invalid approval : {APPROVAL_KEY}", f"invalid approval:{APPROVAL_KEY} (expired)",
-     f"INVALID APPROVAL : {APPROVAL_KEY}", f"key {APPROVAL_KEY} is unknown"],
+    [
+        f"invalid approval : {APPROVAL_KEY}",
+        f"invalid approval:{APPROVAL_KEY} (expired)",
+        f"INVALID APPROVAL : {APPROVAL_KEY}",
+        f"key {APPROVAL_KEY} is unknown",
+    ],
 )
 def test_echoed_approval_key_is_redacted(msg1: str) -> None:
     [event] = decode_message(reply("OPSP0011", msg1, tr_id="(null)", tr_key=""))
@@ -129,9 +159,11 @@ def test_session_error_with_a_tr_keeps_it() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ['{"header":{"tr_id":"PINGPONG","datetime":"20230502221924"}}',
-     '{"header": {"datetime": "20260101000000", "tr_id": "PINGPONG"}}',
-     '  {"header":{"tr_id":"PINGPONG"}}'],
+    [
+        '{"header":{"tr_id":"PINGPONG","datetime":"20230502221924"}}',
+        '{"header": {"datetime": "20260101000000", "tr_id": "PINGPONG"}}',
+        '  {"header":{"tr_id":"PINGPONG"}}',
+    ],
 )
 def test_pingpong_variants_keep_their_exact_text(text: str) -> None:
     assert decode_message(text) == [PingPong(text=text)]
@@ -151,8 +183,18 @@ def test_pingpong_variants_keep_their_exact_text(text: str) -> None:
         ('{"a": ' * 100_000 + "1" + "}" * 100_000, DecodeFailure.UNKNOWN_MESSAGE),
         ('{"body": {"msg_cd": ' + "9" * 5000 + "}}", DecodeFailure.UNKNOWN_MESSAGE),
     ],
-    ids=["truncated", "python-repr", "array", "header-int", "body-list", "no-body", "empty-body", "empty",
-         "deep", "huge-int"],
+    ids=[
+        "truncated",
+        "python-repr",
+        "array",
+        "header-int",
+        "body-list",
+        "no-body",
+        "empty-body",
+        "empty",
+        "deep",
+        "huge-int",
+    ],
 )
 def test_malformed_json_is_reported_not_raised(text: str, failure: DecodeFailure) -> None:
     [event] = decode_message(text)
@@ -162,6 +204,7 @@ def test_malformed_json_is_reported_not_raised(text: str, failure: DecodeFailure
 
 
 def test_non_string_scalars_are_tolerated() -> None:
-    [event] = decode_message('{"header":{"tr_id":"H0STCNT0","tr_key":5930},"body":{"rt_cd":1,"msg_cd":"OPSP0008",'
-                             '"msg1":null}}')
+    [event] = decode_message(
+        '{"header":{"tr_id":"H0STCNT0","tr_key":5930},"body":{"rt_cd":1,"msg_cd":"OPSP0008","msg1":null}}'
+    )
     assert event == SubscribeFailed(tr_id="H0STCNT0", tr_key="5930", msg_cd="OPSP0008", message="", rt_cd="1")

@@ -76,7 +76,9 @@ def test_base64_decoding_the_key_and_iv_is_the_seed_design_bug() -> None:
         decrypt_payload(PAYLOAD, VECTOR_KEY, base64.b64decode(VECTOR_IV).decode("latin-1"))
 
 
-@pytest.mark.parametrize("payload", ["", "!!!!", "qVd9", "qVd9Pjr+XQDck7bNb88eQiOVxKSQj60", base64.b64encode(b"x" * 16).decode()])
+@pytest.mark.parametrize(
+    "payload", ["", "!!!!", "qVd9", "qVd9Pjr+XQDck7bNb88eQiOVxKSQj60", base64.b64encode(b"x" * 16).decode()]
+)
 def test_corrupt_payloads(payload: str) -> None:
     with pytest.raises(DecryptError):
         decrypt_payload(payload, VECTOR_KEY, VECTOR_IV)
@@ -93,8 +95,10 @@ def test_multi_record_encrypted_frame() -> None:
 
 
 def test_decoder_learns_the_key_from_the_ack() -> None:
-    ack = ('{"header":{"tr_id":"H0STCNI0","tr_key":"myhtsid","encrypt":"Y"},"body":{"rt_cd":"0",'
-           f'"msg_cd":"OPSP0000","msg1":"SUBSCRIBE SUCCESS","output":{{"iv":"{VECTOR_IV}","key":"{VECTOR_KEY}"}}}}}}')
+    ack = (
+        '{"header":{"tr_id":"H0STCNI0","tr_key":"myhtsid","encrypt":"Y"},"body":{"rt_cd":"0",'
+        f'"msg_cd":"OPSP0000","msg1":"SUBSCRIBE SUCCESS","output":{{"iv":"{VECTOR_IV}","key":"{VECTOR_KEY}"}}}}}}'
+    )
     decoder = MessageDecoder()
     [undecodable] = decoder.decode(VECTOR_FRAME)
     assert isinstance(undecodable, UndecodableMessage)

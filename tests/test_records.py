@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import time
 from decimal import Decimal
+from typing import TypeVar
 
 import pytest
 
@@ -34,15 +35,23 @@ def trade(symbol: str, price: int, volume: int) -> list[str]:
     return fields
 
 
-def only_records(events: list[object]) -> list[Record]:
-    return [e for e in events if isinstance(e, Record)]
+R = TypeVar("R", bound=Record)
+
+
+def only(events: Sequence[object], cls: type[R]) -> list[R]:
+    """The records of `cls` among `events`."""
+    return [e for e in events if isinstance(e, cls)]
+
+
+def only_records(events: Sequence[object]) -> list[Record]:
+    return only(events, Record)
 
 
 @pytest.mark.parametrize("count", [1, 2, 4, 19, 999])
 def test_every_record_of_a_multi_record_frame_is_delivered_in_order(count: int) -> None:
     rows = [trade(f"{i:06d}", 1000 + i, i + 1) for i in range(count)]
     events = decode_message(encode_frame("H0STCNT0", rows))
-    recs = only_records(events)
+    recs = only(events, records.H0STCNT0)
     assert len(events) == len(recs) == count
     assert [r.tr_key for r in recs] == [f"{i:06d}" for i in range(count)]
     assert [r.price for r in recs] == [1000 + i for i in range(count)]
@@ -53,7 +62,7 @@ def test_every_record_of_a_multi_record_frame_is_delivered_in_order(count: int) 
 def test_overseas_two_record_frame() -> None:
     second = list(OVERSEAS)
     second[11] = "170.0000"
-    recs = only_records(decode_message(encode_frame("HDFSCNT0", [OVERSEAS, second])))
+    recs = only(decode_message(encode_frame("HDFSCNT0", [OVERSEAS, second])), records.HDFSCNT0)
     assert [r.price for r in recs] == [Decimal("169.8000"), Decimal("170.0000")]
 
 
@@ -87,7 +96,7 @@ def test_older_shorter_notice_layout_reads_missing_fields_as_none() -> None:
     old = NOTICE[:23]
     events = decode_message(encode_frame("H0STCNI0", [old, old]))
     assert events[0] == LayoutDrift(tr_id="H0STCNI0", expected=26, received=23)
-    recs = only_records(events)
+    recs = only(events, records.H0STCNI0)
     assert len(recs) == 2
     assert recs[1].symbol == "005930"
     assert recs[1].volume == 10
@@ -123,8 +132,17 @@ def test_fields_that_do_not_split_into_the_count_are_reported_not_guessed(total:
 
 @pytest.mark.parametrize(
     "text",
-    ["0|H0STCNT0|000|1^2", "0|H0STCNT0|abc|1", "0|H0STCNT0|1000|1", "0|H0STCNT0|-01|1", "0|H0STCNT0|001",
-     "01|H0STCNT0|001|1", "0|h0st cnt0|001|1", "0||001|1", "0|H0STCNT0|٠٠١|1"],
+    [
+        "0|H0STCNT0|000|1^2",
+        "0|H0STCNT0|abc|1",
+        "0|H0STCNT0|1000|1",
+        "0|H0STCNT0|-01|1",
+        "0|H0STCNT0|001",
+        "01|H0STCNT0|001|1",
+        "0|h0st cnt0|001|1",
+        "0||001|1",
+        "0|H0STCNT0|٠٠١|1",
+    ],
 )
 def test_malformed_frame_headers(text: str) -> None:
     [event] = decode_message(text)
@@ -155,8 +173,15 @@ def test_paper_notice_id_uses_the_real_layout() -> None:
 
 @pytest.mark.parametrize(
     ("sign", "diff", "expected"),
-    [("2", "0.2100", Decimal("0.21")), ("5", "0.2100", Decimal("-0.21")), ("4", "1.5", Decimal("-1.5")),
-     ("1", "3", Decimal(3)), ("3", "0.0000", Decimal(0)), ("5", "-0.21", Decimal("-0.21")), ("", "0.5", Decimal("0.5"))],
+    [
+        ("2", "0.2100", Decimal("0.21")),
+        ("5", "0.2100", Decimal("-0.21")),
+        ("4", "1.5", Decimal("-1.5")),
+        ("1", "3", Decimal(3)),
+        ("3", "0.0000", Decimal(0)),
+        ("5", "-0.21", Decimal("-0.21")),
+        ("", "0.5", Decimal("0.5")),
+    ],
 )
 def test_overseas_change_takes_its_sign_from_the_sign_column(sign: str, diff: str, expected: Decimal) -> None:
     fields = list(OVERSEAS)
@@ -169,7 +194,13 @@ def test_overseas_change_takes_its_sign_from_the_sign_column(sign: str, diff: st
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("+0.11", Decimal("0.11")), ("-0.11", Decimal("-0.11")), ("0", Decimal(0)), ("", None), ("12", Decimal(12))],
+    [
+        ("+0.11", Decimal("0.11")),
+        ("-0.11", Decimal("-0.11")),
+        ("0", Decimal(0)),
+        ("", None),
+        ("12", Decimal(12)),
+    ],
 )
 def test_decimal_reads(text: str, expected: Decimal | None) -> None:
     fields = list(TRADE)
@@ -200,8 +231,15 @@ def test_absent_date_reads_as_none() -> None:
 
 @pytest.mark.parametrize(
     ("index", "name", "bad"),
-    [(2, "STCK_PRPR", "62,700"), (5, "PRDY_CTRT", "NaN"), (5, "PRDY_CTRT", "1.2.3"), (1, "STCK_CNTG_HOUR", "256161"),
-     (33, "BSOP_DATE", "20231345"), (1, "STCK_CNTG_HOUR", "11:26"), (33, "BSOP_DATE", "2023-03-24")],
+    [
+        (2, "STCK_PRPR", "62,700"),
+        (5, "PRDY_CTRT", "NaN"),
+        (5, "PRDY_CTRT", "1.2.3"),
+        (1, "STCK_CNTG_HOUR", "256161"),
+        (33, "BSOP_DATE", "20231345"),
+        (1, "STCK_CNTG_HOUR", "11:26"),
+        (33, "BSOP_DATE", "2023-03-24"),
+    ],
 )
 def test_invalid_value_reads_as_none_is_listed_and_logged_once(
     index: int, name: str, bad: str, caplog: pytest.LogCaptureFixture
@@ -209,6 +247,7 @@ def test_invalid_value_reads_as_none_is_listed_and_logged_once(
     fields = list(TRADE)
     fields[index] = bad
     [rec] = decode_message(encode_frame("H0STCNT0", [fields]))
+    assert isinstance(rec, records.H0STCNT0)
     descriptor = type(rec)._by_key[name]
     descriptor._warned = False  # a fresh field, as in a fresh process
     with caplog.at_level(logging.WARNING, logger="kis_proto.records"):
@@ -229,7 +268,7 @@ def test_mapping_interface() -> None:
     assert len(rec) == 46 + 5
     assert "STCK_PRPR" in rec
     assert "stck_prpr" not in rec  # keys are the official names; attributes are lower case
-    assert 3 not in rec
+    assert not rec.__contains__(3)
     assert rec.get("NOPE") is None
     assert rec.get("PRDY_VRSS") == 400
     with pytest.raises(KeyError):
@@ -249,12 +288,13 @@ def test_records_are_immutable_and_compare_by_value() -> None:
     assert hash(a) == hash(b)
     assert a != c
     assert len({a, b, c}) == 2
+    assert isinstance(a, records.H0STCNT0)
     with pytest.raises(AttributeError):
-        a.price = 1  # type: ignore[misc]
+        a.price = 1
     with pytest.raises(AttributeError):
         a.tr_id = "X"  # type: ignore[misc]
     with pytest.raises(AttributeError):
-        a.anything = 1  # type: ignore[attr-defined]
+        a.anything = 1  # type: ignore[attr-defined]  # no __dict__: slots only
     with pytest.raises(TypeError):
         a["price"] = 1  # type: ignore[index]
 

@@ -22,8 +22,10 @@ def test_subscribe_shape() -> None:
 def test_unsubscribe_is_tr_type_2_with_the_key_too() -> None:
     # PROTOCOL.md §3: "2" releases (the official docstrings' "0" is wrong), and the key goes in
     # every message, not in a login frame (§11a).
-    for text in (subscribe_message(KEY, "HDFSCNT0", "DNASAAPL", subscribe=False),
-                 unsubscribe_message(KEY, "HDFSCNT0", "DNASAAPL")):
+    for text in (
+        subscribe_message(KEY, "HDFSCNT0", "DNASAAPL", subscribe=False),
+        unsubscribe_message(KEY, "HDFSCNT0", "DNASAAPL"),
+    ):
         message = json.loads(text)
         assert message["header"]["tr_type"] == "2"
         assert message["header"]["approval_key"] == KEY

@@ -1,0 +1,70 @@
+"""The ``kis-ws decode`` command that the README's first command runs."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+from kis_anyio.__main__ import main
+
+from .helpers import FRAMES_TXT, VECTOR_IV, VECTOR_KEY, sample
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def run(*args: str) -> list[str]:
+    out = io.StringIO()
+    assert main(["decode", *args], out=out) == 0
+    return out.getvalue().splitlines()
+
+
+def test_decode_prints_one_line_per_event() -> None:
+    lines = run(str(FRAMES_TXT), "--key", f"H0STCNI0={VECTOR_KEY}:{VECTOR_IV}")
+    assert lines[0].split() == [
+        "H0STCNT0",
+        "005930",
+        "time=11:26:16",
+        "price=62700",
+        "change=400",
+        "volume=125",
+    ]
+    assert "change=-19500" in lines[1]
+    assert any(line.startswith("PINGPONG") for line in lines)
+    assert any("OPSP8996" in line for line in lines)
+    assert lines[-1].split()[:2] == ["H0STCNI0", "myhtsid"]
+    assert not any(VECTOR_KEY in line for line in lines)
+    assert not any("062f61cb" in line for line in lines)  # the approval key echoed by KIS
+
+
+def test_decode_without_the_key_says_so() -> None:
+    lines = run(str(FRAMES_TXT))
+    assert lines[-1].startswith("undecodable NO_KEY")
+
+
+def test_jsonl_has_every_column_typed(tmp_path: Path) -> None:
+    frames = tmp_path / "frames.txt"
+    frames.write_text(sample("0|H0STCNT0") + "\n", encoding="utf-8")
+    [line] = run(str(frames), "--jsonl")
+    obj = json.loads(line)
+    assert obj["event"] == "record"
+    assert obj["STCK_PRPR"] == 62700
+    assert obj["PRDY_CTRT"] == "0.64"
+    assert obj["STCK_CNTG_HOUR"] == "11:26:16"
+    assert obj["MRKT_TRTM_CLS_CODE"] is None
+    assert obj["price"] == 62700
+
+
+def test_entry_point_runs_as_a_module() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kis_anyio", "decode", "-"],
+        input="0|H0STCNT0|001|005930^093015^71500^2^500^0.70" + "^" * 40 + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    assert "price=71500" in result.stdout
