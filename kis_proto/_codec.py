@@ -42,6 +42,11 @@ __all__ = ["MessageDecoder", "decode_message", "subscribe_message", "unsubscribe
 #: KIS allows up to 999 records in one frame (a three-digit count); 19 have been seen.
 MAX_RECORDS_PER_FRAME = 999
 
+# Every spelling of a valid record count ("001", "01", "1" … "999"): one lookup on the hot path
+# instead of isdigit/isascii/int, and it refuses "000", "-01", "+1", " 1" and non-ASCII digits.
+_COUNTS: dict[str, int] = {
+    text: n for n in range(1, MAX_RECORDS_PER_FRAME + 1) for text in (str(n), f"{n:02d}", f"{n:03d}")
+}
 _TR_ID = re.compile(r"[A-Z0-9]{1,16}\Z")
 # Real TR ids are eight upper-case letters and digits (H0STCNT0, HDFSCNT0, H0STCNI9).
 _SEND_TR_ID = re.compile(r"[A-Z][A-Z0-9]{7}\Z")
@@ -68,21 +73,26 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _decode_data(text: str, keys: Keys | None, drift_seen: set[tuple[str, int]] | None) -> list[Event]:
-    parts = text.split("|", 3)
+def _decode(text: str, keys: Keys | None, drift_seen: set[tuple[str, int]] | None) -> list[Event]:
+    """Decode one message: data frames here (the hot path, kept flat), anything else elsewhere."""
+    try:
+        parts = text.split("|", 3)
+    except (AttributeError, TypeError):  # the type says str; "never raises" covers callers who err
+        return [_undecodable(DecodeFailure.UNKNOWN_MESSAGE, "not text", repr(text)[:200])]
+    flag = parts[0]
+    if flag != "0" and flag != "1":
+        return [_decode_other(text)]
     if len(parts) != 4:
         return [_undecodable(DecodeFailure.BAD_FRAME, "expected E|TR_ID|COUNT|payload", text)]
-    flag, tr_id, count_text, payload = parts
+    _, tr_id, count_text, payload = parts
     cls = RECORD_CLASSES.get(tr_id)
     if cls is None:
         if not _TR_ID.match(tr_id):
             return [_undecodable(DecodeFailure.BAD_FRAME, "the TR id is malformed", text)]
         cls = Record
-    if not (count_text.isdigit() and count_text.isascii() and 0 < len(count_text) <= 3):
-        return [_undecodable(DecodeFailure.BAD_FRAME, "the record count is not 1 to 3 digits", text, tr_id)]
-    count = int(count_text)
-    if count == 0:
-        return [_undecodable(DecodeFailure.BAD_FRAME, "the record count is zero", text, tr_id)]
+    count = _COUNTS.get(count_text)
+    if count is None:
+        return [_undecodable(DecodeFailure.BAD_FRAME, "the record count is not 1 to 999", text, tr_id)]
     if flag == "1":
         pair = keys.get(tr_id) if keys is not None else None
         if pair is None:
@@ -92,8 +102,6 @@ def _decode_data(text: str, keys: Keys | None, drift_seen: set[tuple[str, int]] 
             payload = decrypt_payload(payload, pair[0], pair[1])
         except DecryptError as exc:
             return [_undecodable(DecodeFailure.DECRYPT_FAILED, f"{tr_id}: {exc}", text, tr_id)]
-    elif flag != "0":
-        return [_undecodable(DecodeFailure.BAD_FRAME, "the encryption flag is neither 0 nor 1", text, tr_id)]
 
     fields = payload.split("^")
     total = len(fields)
@@ -202,15 +210,13 @@ def _subscribed(
     )
 
 
-def _decode(text: str, keys: Keys | None, drift_seen: set[tuple[str, int]] | None) -> list[Event]:
-    if not isinstance(text, str):  # the type says str, but "never raises" covers callers who err
-        return [_undecodable(DecodeFailure.UNKNOWN_MESSAGE, "not text", repr(text)[:200])]  # type: ignore[unreachable]
-    first = text[:1]
-    if first == "0" or first == "1":
-        return _decode_data(text, keys, drift_seen)
+def _decode_other(text: str) -> Event:
+    """Anything that is not a well-flagged data frame: control JSON, or an undecodable message."""
+    if text[:1] in ("0", "1"):
+        return _undecodable(DecodeFailure.BAD_FRAME, "the encryption flag is neither 0 nor 1", text)
     if text.lstrip()[:1] == "{":
-        return [_decode_control(text)]
-    return [_undecodable(DecodeFailure.UNKNOWN_MESSAGE, "neither a data frame nor JSON", text)]
+        return _decode_control(text)
+    return _undecodable(DecodeFailure.UNKNOWN_MESSAGE, "neither a data frame nor JSON", text)
 
 
 def decode_message(text: str, *, keys: Keys | None = None) -> list[Event]:

@@ -186,6 +186,25 @@ class IntField(Field[int]):
     def convert(self, text: str) -> int:
         return int(text)
 
+    # The hot read (price, volume): the generic path inlined, without the convert() call.
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
+    @overload
+    def __get__(self, obj: Record, owner: type[Any] | None = None) -> int | None: ...
+    def __get__(self, obj: Record | None, owner: type[Any] | None = None) -> Self | int | None:
+        if obj is None:
+            return self
+        try:
+            text = obj._f[self.index]
+        except IndexError:
+            return None
+        if not text:
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            return self._invalid(obj, text)
+
 
 class DecimalField(Field[Decimal]):
     """A decimal field (rates, index values, foreign prices); `+0.12` reads as Decimal("0.12")."""
