@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 import timeit
-from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from kis_proto import Record, decode_message, records
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 FRAME = Path(__file__).resolve().parent.parent / "tests" / "data" / "frames.txt"
 NAMES = [f.name for f in records.H0STCNT0.columns]
@@ -66,7 +68,7 @@ def decode_read(text: str) -> int:
 def decode_read_mapping(text: str) -> int:
     total = 0
     for rec in cast("list[records.H0STCNT0]", decode_message(text)):
-        total += rec["price"] + rec["volume"]  # type: ignore[operator]
+        total += rec["price"] + rec["volume"]  # type: ignore[operator, assignment]
     return total
 
 
