@@ -30,8 +30,20 @@ __all__ = [
 ]
 
 
+class _Coded:
+    """Gives a reply event the typed form of its `msg_cd`."""
+
+    __slots__ = ()
+    msg_cd: str
+
+    @property
+    def code(self) -> MsgCode | None:
+        """The typed code, or None for a code this version does not know."""
+        return MsgCode.lookup(self.msg_cd)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Subscribed:
+class Subscribed(_Coded):
     """KIS accepted a registration (``OPSP0000``), or says it already had it (``OPSP0002``).
 
     `key` and `iv` are the AES-256 key and IV strings exactly as the ack carried them; KIS sends
@@ -50,7 +62,7 @@ class Subscribed:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Unsubscribed:
+class Unsubscribed(_Coded):
     """KIS released a registration (``OPSP0001 UNSUBSCRIBE SUCCESS``)."""
 
     tr_id: str
@@ -60,7 +72,7 @@ class Unsubscribed:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SubscribeFailed:
+class SubscribeFailed(_Coded):
     """KIS refused one subscribe or unsubscribe request; the session goes on.
 
     `msg_cd` is the code as sent, known or not; `code` is the typed `MsgCode` (None when this
@@ -73,14 +85,9 @@ class SubscribeFailed:
     message: str
     rt_cd: str = ""
 
-    @property
-    def code(self) -> MsgCode | None:
-        """The typed code, or None for a code this version does not know."""
-        return MsgCode.lookup(self.msg_cd)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ServerError:
+class ServerError(_Coded):
     """A session-level refusal: ``ALREADY IN USE appkey``, ``invalid approval``, a JSON parse error.
 
     KIS sends these with header tr_id ``(null)``, or with no header at all; after ``OPSP8996`` it
@@ -92,11 +99,6 @@ class ServerError:
     rt_cd: str = ""
     tr_id: str = ""
     tr_key: str = ""
-
-    @property
-    def code(self) -> MsgCode | None:
-        """The typed code, or None for a code this version does not know."""
-        return MsgCode.lookup(self.msg_cd)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
