@@ -16,9 +16,12 @@ from __future__ import annotations
 from . import records
 from ._codec import MessageDecoder, decode_message, subscribe_message, unsubscribe_message
 from ._codes import MsgCode
+from ._connection import ConnState, KISConfig, KISConnection
 from ._crypto import DecryptError, decrypt_payload, encrypt_payload
 from ._errors import KISError, LocalProtocolError, RemoteProtocolError
 from ._events import (
+    Connected,
+    ConnectionClosed,
     DecodeFailure,
     Event,
     LayoutDrift,
@@ -35,12 +38,17 @@ from .records import TRS
 
 __all__ = [
     "TRS",
+    "ConnState",
+    "Connected",
+    "ConnectionClosed",
     "DecodeFailure",
     "DecryptError",
     "Event",
     "FieldSpec",
     "FieldType",
     "FieldValue",
+    "KISConfig",
+    "KISConnection",
     "KISError",
     "LayoutDrift",
     "LocalProtocolError",

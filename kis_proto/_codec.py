@@ -147,8 +147,7 @@ def _decode_control(text: str) -> Event:
         message = json.loads(text)
     except (ValueError, RecursionError):
         return _undecodable(DecodeFailure.UNKNOWN_MESSAGE, "starts like JSON but does not parse", text)
-    if not isinstance(message, dict):
-        return _undecodable(DecodeFailure.BAD_CONTROL, "JSON but not an object", text)
+    # Text that starts with "{" and parses is a JSON object: no other type can follow.
     header = message.get("header")
     body = message.get("body")
     if header is not None and not isinstance(header, dict):
@@ -270,6 +269,14 @@ class MessageDecoder:
         return events
 
 
+def check_approval_key(approval_key: str) -> None:
+    """Raise `LocalProtocolError` unless `approval_key` looks usable; the error never repeats it."""
+    if not isinstance(approval_key, str) or not approval_key or not approval_key.isprintable():
+        raise LocalProtocolError(
+            "approval_key must be the non-empty key from POST /oauth2/Approval (printable text)"
+        )
+
+
 def subscribe_message(
     approval_key: str,
     tr_id: str,
@@ -284,10 +291,7 @@ def subscribe_message(
     (PROTOCOL.md §3, §11a). Raises `LocalProtocolError` for a malformed argument; the error never
     repeats the approval key.
     """
-    if not isinstance(approval_key, str) or not approval_key or not approval_key.isprintable():
-        raise LocalProtocolError(
-            "approval_key must be the non-empty key from POST /oauth2/Approval (printable text)"
-        )
+    check_approval_key(approval_key)
     if not isinstance(tr_id, str) or not _SEND_TR_ID.match(tr_id):
         raise LocalProtocolError(
             f"tr_id {tr_id!r} is malformed: real-time TR ids are 8 upper-case letters and digits, "

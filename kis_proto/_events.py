@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from ._codes import MsgCode
 from ._fields import Record
 
+if TYPE_CHECKING:
+    from ._errors import RemoteProtocolError
+
 __all__ = [
+    "Connected",
+    "ConnectionClosed",
     "DecodeFailure",
     "Event",
     "LayoutDrift",
@@ -84,6 +89,8 @@ class SubscribeFailed(_Coded):
     msg_cd: str
     message: str
     rt_cd: str = ""
+    #: True when no reply came in time (the connection's ``subscribe_timeout``); msg_cd is then "".
+    timed_out: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,6 +160,29 @@ class LayoutDrift:
     received: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Connected:
+    """The WebSocket opening handshake succeeded; requests can flow."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionClosed:
+    """The connection is over; always the last event. The transport closes the socket.
+
+    `code` is the WebSocket close code (1006 when the socket ended without a close frame), `clean`
+    is True when both sides exchanged close frames, `error` carries what went wrong when the
+    peer broke the protocol or went silent, and `by_peer` says who started the close.
+    """
+
+    code: int
+    reason: str = ""
+    clean: bool = False
+    by_peer: bool = False
+    error: RemoteProtocolError | None = None
+
+
 Event: TypeAlias = (
     Record
     | Subscribed
@@ -162,4 +192,6 @@ Event: TypeAlias = (
     | PingPong
     | UndecodableMessage
     | LayoutDrift
+    | Connected
+    | ConnectionClosed
 )

@@ -107,3 +107,10 @@ def test_decoder_learns_the_key_from_the_ack() -> None:
     [rec] = decoder.decode(VECTOR_FRAME)
     assert isinstance(rec, records.H0STCNI0)
     assert VECTOR_KEY not in repr(decoder)
+
+
+def test_decoder_key_set_by_hand() -> None:
+    decoder = MessageDecoder()
+    decoder.set_key("H0STCNI0", VECTOR_KEY, VECTOR_IV)
+    [rec] = decoder.decode(VECTOR_FRAME)
+    assert isinstance(rec, records.H0STCNI0)

@@ -10,6 +10,8 @@ import pytest
 
 import kis_proto
 from kis_proto import (
+    Connected,
+    ConnectionClosed,
     DecodeFailure,
     Event,
     LayoutDrift,
@@ -31,6 +33,8 @@ DATACLASS_EVENTS = [
     PingPong,
     UndecodableMessage,
     LayoutDrift,
+    Connected,
+    ConnectionClosed,
 ]
 
 

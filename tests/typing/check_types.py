@@ -7,6 +7,8 @@ from decimal import Decimal
 from typing import assert_never, assert_type
 
 from kis_proto import (
+    Connected,
+    ConnectionClosed,
     Event,
     FieldValue,
     LayoutDrift,
@@ -44,6 +46,8 @@ def exhaustive(text: str) -> None:
             case Subscribed() | Unsubscribed() | SubscribeFailed() | ServerError():
                 pass
             case PingPong() | UndecodableMessage() | LayoutDrift():
+                pass
+            case Connected() | ConnectionClosed():
                 pass
             case _:
                 assert_never(event)

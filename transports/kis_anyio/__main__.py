@@ -14,8 +14,9 @@ from datetime import date, time
 from decimal import Decimal
 from typing import TYPE_CHECKING, TextIO
 
-from kis_proto import Event as KISEvent
 from kis_proto import (
+    Connected,
+    ConnectionClosed,
     LayoutDrift,
     MessageDecoder,
     PingPong,
@@ -26,6 +27,7 @@ from kis_proto import (
     UndecodableMessage,
     Unsubscribed,
 )
+from kis_proto import Event as KISEvent
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -96,6 +98,10 @@ def describe(event: KISEvent) -> str:
         return "PINGPONG    (a client echoes this text back)"
     if isinstance(event, LayoutDrift):
         return f"layout      {event.tr_id} records have {event.received} fields, {event.expected} known"
+    if isinstance(event, Connected):
+        return f"connected   {event.path}"
+    if isinstance(event, ConnectionClosed):
+        return f"closed      {event.code} {event.reason}".rstrip()
     return f"undecodable {event.failure.name}: {event.reason}"
 
 
