@@ -33,10 +33,23 @@ from ._events import (
     Unsubscribed,
 )
 from ._fields import FieldSpec, FieldType, FieldValue, Market, Record, TRKind, TRSpec
+from ._reconnect import ReconnectDecision, ReconnectPolicy
+from ._server import (
+    KeepAliveAnswered,
+    KISServerConfig,
+    KISServerConnection,
+    RequestRefused,
+    ServerEvent,
+    SessionOpened,
+    SubscriptionAdded,
+    SubscriptionRemoved,
+)
+from ._subscriptions import KIS_MAX_SUBSCRIPTIONS, SubscriptionRegistry, SubState
 from ._version import __version__
 from .records import TRS
 
 __all__ = [
+    "KIS_MAX_SUBSCRIPTIONS",
     "TRS",
     "ConnState",
     "Connected",
@@ -50,17 +63,29 @@ __all__ = [
     "KISConfig",
     "KISConnection",
     "KISError",
+    "KISServerConfig",
+    "KISServerConnection",
+    "KeepAliveAnswered",
     "LayoutDrift",
     "LocalProtocolError",
     "Market",
     "MessageDecoder",
     "MsgCode",
     "PingPong",
+    "ReconnectDecision",
+    "ReconnectPolicy",
     "Record",
     "RemoteProtocolError",
+    "RequestRefused",
     "ServerError",
+    "ServerEvent",
+    "SessionOpened",
+    "SubState",
     "SubscribeFailed",
     "Subscribed",
+    "SubscriptionAdded",
+    "SubscriptionRegistry",
+    "SubscriptionRemoved",
     "TRKind",
     "TRSpec",
     "UndecodableMessage",

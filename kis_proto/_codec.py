@@ -277,6 +277,20 @@ def check_approval_key(approval_key: str) -> None:
         )
 
 
+def check_subscription(tr_id: str, tr_key: str) -> None:
+    """Raise `LocalProtocolError` unless (tr_id, tr_key) could be sent in a request."""
+    if not isinstance(tr_id, str) or not _SEND_TR_ID.match(tr_id):
+        raise LocalProtocolError(
+            f"tr_id {tr_id!r} is malformed: real-time TR ids are 8 upper-case letters and digits, "
+            "e.g. 'H0STCNT0'"
+        )
+    if not isinstance(tr_key, str) or not _TR_KEY.match(tr_key):
+        raise LocalProtocolError(
+            f"tr_key {tr_key!r} is malformed: give a symbol ('005930', 'DNASAAPL') or, for execution "
+            "notices, your HTS ID (1-32 letters, digits, '.', '_' or '-')"
+        )
+
+
 def subscribe_message(
     approval_key: str,
     tr_id: str,
@@ -292,16 +306,7 @@ def subscribe_message(
     repeats the approval key.
     """
     check_approval_key(approval_key)
-    if not isinstance(tr_id, str) or not _SEND_TR_ID.match(tr_id):
-        raise LocalProtocolError(
-            f"tr_id {tr_id!r} is malformed: real-time TR ids are 8 upper-case letters and digits, "
-            "e.g. 'H0STCNT0'"
-        )
-    if not isinstance(tr_key, str) or not _TR_KEY.match(tr_key):
-        raise LocalProtocolError(
-            f"tr_key {tr_key!r} is malformed: give a symbol ('005930', 'DNASAAPL') or, for execution "
-            "notices, your HTS ID (1-32 letters, digits, '.', '_' or '-')"
-        )
+    check_subscription(tr_id, tr_key)
     if custtype not in ("P", "B"):
         raise LocalProtocolError(f"custtype must be 'P' (individual) or 'B' (corporate), not {custtype!r}")
     message = {
