@@ -25,3 +25,15 @@ class RemoteProtocolError(KISError):
     def __init__(self, message: str, *, close_code: int = 1002) -> None:
         super().__init__(message)
         self.close_code = close_code
+
+    # Carried in frozen events, which compare by value: so does the error.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RemoteProtocolError):
+            return NotImplemented
+        return self.args == other.args and self.close_code == other.close_code
+
+    def __hash__(self) -> int:
+        return hash((self.args, self.close_code))
+
+    def __repr__(self) -> str:
+        return f"RemoteProtocolError({str(self)!r}, close_code={self.close_code})"
