@@ -56,6 +56,7 @@ from ._events import (
     DecodeFailure,
     Event,
     PingPong,
+    ServerError,
     Subscribed,
     SubscribeFailed,
     UndecodableMessage,
@@ -611,6 +612,11 @@ class KISConnection:
                 self._send_text(text)  # echo the keep-alive verbatim, as a TEXT frame
             elif isinstance(single, Subscribed | Unsubscribed | SubscribeFailed):
                 self._on_ack(single)
+            elif isinstance(single, ServerError) and (single.tr_id, single.tr_key) in self._subs:
+                # A session-level refusal that names a request (e.g. invalid approval): that request
+                # is over; the ServerError itself is the answer the application sees.
+                self._subs.pop((single.tr_id, single.tr_key))
+                self._ack_deadlines.pop((single.tr_id, single.tr_key), None)
         self._events.extend(decoded)
 
     def _on_ack(self, ack: Subscribed | Unsubscribed | SubscribeFailed) -> None:

@@ -210,6 +210,8 @@ def test_invalid_approval_key_is_refused() -> None:
     assert isinstance(error, ServerError)
     assert error.code is MsgCode.INVALID_APPROVAL
     assert "wrong-key" not in error.message  # echoed by the server, redacted by the client
+    assert client.subscriptions == {}  # the refused request is over: no ack timeout follows
+    assert client.timer() == 150.0
 
 
 def test_close_handshakes_both_ways() -> None:
