@@ -468,3 +468,16 @@ def test_secrets_stay_out_of_reprs() -> None:
 def test_config_is_validated(kwargs: dict[str, object]) -> None:
     with pytest.raises(LocalProtocolError):
         KISConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_binary_message_over_the_limit() -> None:
+    client, server = connected_pair(config=KISConfig(max_message_size=100))
+    data = server.binary(b"x" * 60)  # 60 bytes, fine
+    assert len(pump(client, server, data, now=1.0)) == 1
+    from wsproto.events import Message
+
+    data = server.ws.send(Message(data=b"x" * 60, message_finished=False)) + server.ws.send(
+        Message(data=b"y" * 60)
+    )
+    closed = only_closed(pump(client, server, data, now=1.0))
+    assert closed.code == 1009

@@ -114,3 +114,17 @@ def test_decoder_key_set_by_hand() -> None:
     decoder.set_key("H0STCNI0", VECTOR_KEY, VECTOR_IV)
     [rec] = decoder.decode(VECTOR_FRAME)
     assert isinstance(rec, records.H0STCNI0)
+
+
+def test_a_key_that_is_not_utf8_text() -> None:
+    with pytest.raises(DecryptError, match="UTF-8"):
+        decrypt_payload(PAYLOAD, "\ud800" * 32, VECTOR_IV)
+
+
+def test_plaintext_that_is_not_utf8_or_has_control_characters() -> None:
+    cipher = AES.new(VECTOR_KEY.encode(), AES.MODE_CBC, VECTOR_IV.encode())
+    blob = base64.b64encode(cipher.encrypt(b"\xff\xfe" + bytes([14] * 14))).decode()
+    with pytest.raises(DecryptError, match="not UTF-8"):
+        decrypt_payload(blob, VECTOR_KEY, VECTOR_IV)
+    with pytest.raises(DecryptError, match="control characters"):
+        decrypt_payload(encrypt_payload("a^\x01^b", VECTOR_KEY, VECTOR_IV), VECTOR_KEY, VECTOR_IV)

@@ -327,3 +327,21 @@ def test_text_that_is_neither_frame_nor_json(text: str) -> None:
     assert isinstance(event, UndecodableMessage)
     assert event.failure is DecodeFailure.UNKNOWN_MESSAGE
     assert event.raw == text
+
+
+def test_descriptors_on_the_class() -> None:
+    field = records.H0STCNT0.stck_prpr
+    assert field.name == "STCK_PRPR"
+    assert field.index == 2
+    assert repr(field) == "<IntField [2] STCK_PRPR>"
+    assert records.H0STCNT0.symbol is records.H0STCNT0.mksc_shrn_iscd
+    assert records.H0STCNT0.__dict__["change"].is_valid("-5")
+    assert not records.H0STCNT0.__dict__["change"].is_valid("five")
+    assert records.H0STCNT0.__dict__["change"].convert("+5") == 5
+
+
+def test_a_record_class_with_a_gap_in_its_columns_is_refused() -> None:
+    from kis_proto._fields import StrField
+
+    with pytest.raises(TypeError, match=r"0\.\.n-1"):
+        type("Broken", (Record,), {"__slots__": (), "a": StrField(0, "A"), "c": StrField(2, "C")})

@@ -13,7 +13,7 @@ from Crypto.Util.Padding import unpad
 from hypothesis import given
 from hypothesis import strategies as st
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, CloseConnection, Message, Request, TextMessage
+from wsproto.events import AcceptConnection, CloseConnection, Message, Ping, Pong, Request, TextMessage
 
 from kis_proto import (
     ConnectionClosed,
@@ -82,6 +82,7 @@ class RawClient:
         self.server = server
         self.texts: list[str] = []
         self.closed: CloseConnection | None = None
+        self.pongs: list[bytes] = []
         self.deliver(self.ws.send(Request(host="sim", target=path)))
 
     def deliver(self, data: bytes, now: float = 0.0) -> None:
@@ -95,6 +96,8 @@ class RawClient:
                 self.texts.append(event.data)
             elif isinstance(event, CloseConnection):
                 self.closed = event
+            elif isinstance(event, Pong):
+                self.pongs.append(bytes(event.payload))
             else:
                 assert isinstance(event, AcceptConnection)
 
@@ -360,3 +363,38 @@ def test_server_never_raises_on_client_bytes(chunks: list[bytes]) -> None:
     events = server.events()
     assert isinstance(events[-1], ConnectionClosed)
     assert sum(isinstance(e, ConnectionClosed) for e in events) == 1
+
+
+def test_server_refuses_a_client_frame_with_bad_utf8_and_answers_pings() -> None:
+    server = make_server()
+    raw = RawClient(server)
+    raw.deliver(raw.ws.send(Ping(payload=b"p")))
+    assert raw.pongs == [b"p"]
+    assert "<KISServerConnection open" in repr(server)
+    masked = raw.ws.send(Message(data="x"))  # a valid masked frame; corrupt its payload into bad UTF-8
+    bad = masked[:-1] + bytes([masked[-1] ^ ord("x") ^ 0xFF])
+    raw.deliver(bad)
+    closed = server.events()[-1]
+    assert isinstance(closed, ConnectionClosed)
+    assert closed.code == 1007
+
+
+def test_server_limits() -> None:
+    server = make_server(max_message_size=100)
+    raw = RawClient(server)
+    raw.deliver(raw.ws.send(Message(data="x" * 101)))
+    assert isinstance(server.events()[-1], ConnectionClosed)
+    with pytest.raises(LocalProtocolError, match="closed"):
+        server.send_records("H0STCNT0", [["1"]])
+
+
+def test_server_frame_size_and_binary_requests() -> None:
+    server = make_server()
+    raw = RawClient(server)
+    with pytest.raises(LocalProtocolError, match="999"):
+        server.send_records("H0STCNT0", [["1"]] * 1000)
+    raw.deliver(raw.ws.send(Message(data=b"\x00")))
+    assert json.loads(raw.texts[-1])["body"]["msg_cd"] == "OPSP9999"
+    server.send_text("hello")
+    raw.take()
+    assert raw.texts[-1] == "hello"
