@@ -14,6 +14,15 @@ The codec::
 from __future__ import annotations
 
 from . import records
+from ._approval import (
+    ENDPOINTS,
+    ApprovalError,
+    ApprovalExchange,
+    ApprovalFailure,
+    ApprovalKey,
+    Credentials,
+    Endpoint,
+)
 from ._codec import MessageDecoder, decode_message, subscribe_message, unsubscribe_message
 from ._codes import MsgCode
 from ._connection import ConnState, KISConfig, KISConnection
@@ -49,13 +58,20 @@ from ._version import __version__
 from .records import TRS
 
 __all__ = [
+    "ENDPOINTS",
     "KIS_MAX_SUBSCRIPTIONS",
     "TRS",
+    "ApprovalError",
+    "ApprovalExchange",
+    "ApprovalFailure",
+    "ApprovalKey",
     "ConnState",
     "Connected",
     "ConnectionClosed",
+    "Credentials",
     "DecodeFailure",
     "DecryptError",
+    "Endpoint",
     "Event",
     "FieldSpec",
     "FieldType",
