@@ -481,3 +481,16 @@ def test_binary_message_over_the_limit() -> None:
     )
     closed = only_closed(pump(client, server, data, now=1.0))
     assert closed.code == 1009
+
+
+def test_an_endless_upgrade_response_is_bounded() -> None:
+    client = KISConnection(approval_key=APPROVAL, host=HOST, port=PORT, now=0.0)
+    client.data_to_send()
+    client.receive_data(b"HTTP/1.1 101 Switching Protocols\r\n", now=0.0)
+    for _ in range(40):  # 40 KiB of header lines; h11 refuses an incomplete head past 16 KiB
+        if client.closed:
+            break
+        client.receive_data(b"X-Filler: " + b"a" * 1012 + b"\r\n", now=0.0)
+    closed = only_closed(client.events())
+    assert closed.error is not None
+    assert len(client._handshake_bytes) < 64 * 1024
