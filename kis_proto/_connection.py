@@ -154,6 +154,9 @@ class _Sub(enum.Enum):
     RELEASING = "releasing"  # unsubscribe sent, no ack yet (still counts toward the cap)
 
 
+_CONTROL_EVENTS: Final = frozenset({PingPong, Subscribed, Unsubscribed, SubscribeFailed, ServerError})
+
+
 def _frame_header(buf: bytes, pos: int) -> tuple[int, int] | None:
     """(header length, payload length) of the frame starting at `pos`, or None if incomplete."""
     if len(buf) - pos < 2:
@@ -382,32 +385,37 @@ class KISConnection:
         limit = self.config.max_message_size
         size = len(data)
         pos = run = 0  # data[run:pos] is owed to wsproto
+        view = memoryview(data)
         while pos < size:
             if self._skip:
                 step = min(self._skip, size - pos)
                 self._skip -= step
                 pos += step
                 continue
-            if fast and not self._header and data[pos] == 0x81:
-                parsed = _frame_header(data, pos)
-                if parsed is not None and not data[pos + 1] & 0x80:
-                    head, length = parsed
-                    end = pos + head + length
-                    if length <= limit and end <= size:
-                        if run < pos:
-                            self._to_wsproto(data[run:pos], now)
-                            if self._state is ConnState.CLOSED:
-                                return
-                        run = pos
-                        if not self._in_message:
-                            try:
-                                text = str(memoryview(data)[pos + head : end], "utf-8")
-                            except UnicodeDecodeError:
-                                pass  # wsproto refuses it below, with 1007
-                            else:
-                                self._on_message(text)
-                                pos = run = end
-                                continue
+            if fast and not self._header and data[pos] == 0x81 and pos + 1 < size and data[pos + 1] < 0x80:
+                # Unmasked FIN+TEXT: the usual KIS message. Short and 16-bit lengths inline.
+                length = data[pos + 1]
+                head = 2
+                if length == 126:
+                    head, length = 4, int.from_bytes(data[pos + 2 : pos + 4], "big")
+                elif length == 127:
+                    head, length = 10, int.from_bytes(data[pos + 2 : pos + 10], "big")
+                end = pos + head + length  # past `size` when the frame (or its header) is incomplete
+                if end <= size and length <= limit:
+                    if run < pos:
+                        self._to_wsproto(data[run:pos], now)
+                        if self._state is ConnState.CLOSED:
+                            return
+                    run = pos
+                    if not self._in_message:
+                        try:
+                            text = str(view[pos + head : end], "utf-8")
+                        except UnicodeDecodeError:
+                            pass  # wsproto refuses it below, with 1007
+                        else:
+                            self._on_message(text)
+                            pos = run = end
+                            continue
             # Any other frame: its bytes go to wsproto; track its header to find where it ends.
             header = self._header + data[pos : pos + 14 - len(self._header)]
             parsed = _frame_header(header, 0)
@@ -606,7 +614,8 @@ class KISConnection:
     def _on_message(self, text: str) -> None:
         """One complete text message: decode it, answer PINGPONG, track acks."""
         decoded = self._decoder.decode(text)
-        if len(decoded) == 1:  # control messages give exactly one event; frames give records
+        # Control messages give exactly one event; one exact-type lookup skips records.
+        if len(decoded) == 1 and type(decoded[0]) in _CONTROL_EVENTS:
             single = decoded[0]
             if isinstance(single, PingPong):
                 self._send_text(text)  # echo the keep-alive verbatim, as a TEXT frame
