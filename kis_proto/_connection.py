@@ -6,7 +6,7 @@ end of the stream (`receive_eof`) and the time (`now=`, any monotonic clock, and
 hands `events()` to the application. The object never does I/O and never reads a clock.
 
 Underneath, wsproto does the HTTP upgrade and the framing; this class adds what wsproto leaves
-to its user (STYLE.md §5.8): automatic replies (Pong, the close reply, the PINGPONG echo), a
+to its user: automatic replies (Pong, the close reply, the PINGPONG echo), a
 message-size cap checked on each frame header before any payload is buffered, reassembly of
 fragmented messages, timeouts, and KIS itself: requests, acks, records.
 
