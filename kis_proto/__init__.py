@@ -23,6 +23,7 @@ from ._approval import (
     Credentials,
     Endpoint,
 )
+from ._buffer import EventBuffer, EventsDropped, FeedEvent, Reconnecting
 from ._codec import MessageDecoder, decode_message, subscribe_message, unsubscribe_message
 from ._codes import MsgCode
 from ._connection import ConnState, KISConfig, KISConnection
@@ -73,6 +74,9 @@ __all__ = [
     "DecryptError",
     "Endpoint",
     "Event",
+    "EventBuffer",
+    "EventsDropped",
+    "FeedEvent",
     "FieldSpec",
     "FieldType",
     "FieldValue",
@@ -90,6 +94,7 @@ __all__ = [
     "PingPong",
     "ReconnectDecision",
     "ReconnectPolicy",
+    "Reconnecting",
     "Record",
     "RemoteProtocolError",
     "RequestRefused",

@@ -1,8 +1,22 @@
-"""kis_anyio: the anyio transport for kis_proto (runs on trio and asyncio) and the ``kis-ws`` CLI.
+"""kis_anyio: the anyio transport for kis_proto (runs on trio and asyncio), and the ``kis-ws`` CLI.
 
-The network client arrives with the transports issue; today the package holds the CLI's
-``decode`` command (``kis-ws decode FILE``), which turns recorded KIS text messages into readable
-records with the sans-IO codec.
+``async with kis_anyio.connect(credentials=creds) as feed:`` subscribes and iterates a live feed
+that reconnects by itself; `WSClient` is the original design's callback face on the same loop;
+`serve` runs a loopback KIS server for tests and the simulator.
 """
 
 from __future__ import annotations
+
+from ._client import Callback, Feed, WSClient, connect, fetch_approval_key
+from ._serve import KISServer, ServerSession, serve
+
+__all__ = [
+    "Callback",
+    "Feed",
+    "KISServer",
+    "ServerSession",
+    "WSClient",
+    "connect",
+    "fetch_approval_key",
+    "serve",
+]

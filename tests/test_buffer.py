@@ -1,0 +1,80 @@
+"""The bounded event buffer: oldest market data dropped and reported; notices and control kept."""
+
+from __future__ import annotations
+
+import pytest
+
+from kis_proto import (
+    EventBuffer,
+    EventsDropped,
+    FeedEvent,
+    LocalProtocolError,
+    PingPong,
+    Reconnecting,
+    Record,
+    records,
+)
+
+from .helpers import VECTOR_PLAINTEXT, fields_of, sample
+
+TRADE = fields_of(sample("0|H0STCNT0"))
+
+
+def trade(n: int) -> Record:
+    row = list(TRADE)
+    row[2] = str(n)
+    return records.H0STCNT0("H0STCNT0", row)
+
+
+NOTICE = records.H0STCNI0("H0STCNI0", VECTOR_PLAINTEXT.split("^"))
+
+
+def drain(buffer: EventBuffer) -> list[object]:
+    out: list[object] = []
+    while (event := buffer.get()) is not None:
+        out.append(event)
+    return out
+
+
+def test_fifo_under_the_limit() -> None:
+    buffer = EventBuffer(3)
+    events: list[FeedEvent] = [trade(1), PingPong(text="p"), trade(2)]
+    for event in events:
+        buffer.put(event)
+    assert len(buffer) == 3
+    assert drain(buffer) == events
+    assert buffer.get() is None
+
+
+def test_oldest_market_data_is_dropped_and_reported_in_place() -> None:
+    buffer = EventBuffer(2)
+    ping = PingPong(text="p")
+    for event in (trade(1), ping, trade(2), trade(3), trade(4)):
+        buffer.put(event)
+    assert drain(buffer) == [ping, EventsDropped(count=2), trade(3), trade(4)]
+
+
+def test_notices_and_control_events_are_never_dropped() -> None:
+    buffer = EventBuffer(1)
+    reconnecting = Reconnecting(attempt=1, delay=0.5, reason="x")
+    for event in (NOTICE, trade(1), NOTICE, reconnecting, trade(2), NOTICE):
+        buffer.put(event)
+    assert drain(buffer) == [NOTICE, NOTICE, reconnecting, EventsDropped(count=1), trade(2), NOTICE]
+
+
+def test_loss_reported_even_when_no_market_data_follows() -> None:
+    buffer = EventBuffer(1)
+    buffer.put(trade(1))
+    buffer.put(trade(2))
+    assert buffer.get() == EventsDropped(count=1)
+    assert buffer.get() == trade(2)
+    buffer.put(trade(3))
+    buffer.put(trade(4))
+    buffer.get()  # the report
+    buffer.get()  # trade 4
+    assert buffer.get() is None
+
+
+def test_size_must_be_positive() -> None:
+    with pytest.raises(LocalProtocolError):
+        EventBuffer(0)

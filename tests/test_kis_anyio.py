@@ -1,0 +1,214 @@
+"""kis_anyio over real loopback sockets, on asyncio and on trio, against our server role."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import anyio
+import kis_anyio
+import pytest
+
+from kis_proto import (
+    Connected,
+    ConnectionClosed,
+    KISServerConfig,
+    LocalProtocolError,
+    Reconnecting,
+    ReconnectPolicy,
+    Record,
+    Subscribed,
+    SubscriptionAdded,
+    records,
+)
+
+from .helpers import VECTOR_PLAINTEXT, fields_of, sample
+
+pytestmark = pytest.mark.anyio
+
+TRADE = fields_of(sample("0|H0STCNT0"))
+KEY = "approval-key"
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    backend: str = request.param
+    return backend
+
+
+def quick_policy(**kwargs: Any) -> ReconnectPolicy:
+    options: dict[str, Any] = {
+        "rand": random.Random(3).random,
+        "retry_delay": 0.05,
+        "max_delay": 0.2,
+        "in_use_floor": 0.3,
+    }
+    return ReconnectPolicy(**(options | kwargs))
+
+
+async def next_of(feed: kis_anyio.Feed, kind: type, timeout: float = 5.0) -> Any:
+    """The next event of `kind`, skipping others."""
+    with anyio.fail_after(timeout):
+        async for event in feed:
+            if isinstance(event, kind):
+                return event
+    raise AssertionError(f"the feed ended before a {kind.__name__}")
+
+
+def trade(price: int) -> list[str]:
+    row = list(TRADE)
+    row[2] = str(price)
+    return row
+
+
+async def test_subscribe_receive_unsubscribe() -> None:
+    async with kis_anyio.serve(approval_ok=lambda k: k == KEY) as server:
+        async with kis_anyio.connect(server.url, approval_key=KEY, policy=quick_policy()) as feed:
+            await feed.subscribe("H0STCNT0", ["005930"])
+            assert isinstance(await next_of(feed, Subscribed), Subscribed)
+            await server.broadcast("H0STCNT0", [trade(70000), trade(70100)])
+            first = await next_of(feed, records.H0STCNT0)
+            second = await next_of(feed, records.H0STCNT0)
+            assert (first.price, second.price) == (70000, 70100)
+            assert first["price"] == 70000
+            await feed.unsubscribe("H0STCNT0", "005930")
+            await server.wait_for(lambda: not server.subscribed("H0STCNT0", "005930"))
+        await server.wait_for(lambda: not server.sessions)  # the client closed cleanly
+
+
+async def test_pingpong_is_answered_while_the_application_sleeps() -> None:
+    config = KISServerConfig(pingpong_interval=0.1, strict_pingpong=True)
+    async with kis_anyio.serve(config=config) as server:
+        async with kis_anyio.connect(server.url, approval_key=KEY, policy=quick_policy()) as feed:
+            await next_of(feed, Connected)
+            await anyio.sleep(1.0)  # the application does not read; the reader still echoes
+            assert server.accepted == 1
+            assert len(server.sessions) == 1  # strict mode would have dropped a silent client
+
+
+async def test_every_subscription_is_restored_after_each_drop() -> None:
+    async with kis_anyio.serve() as server:
+        async with kis_anyio.connect(
+            server.url, approval_key=KEY, policy=quick_policy(max_retries=10)
+        ) as feed:
+            await feed.subscribe("H0STCNT0", ["005930", "000660"])
+            await feed.subscribe("H0STASP0", "005930")
+            wanted = [("H0STCNT0", "005930"), ("H0STCNT0", "000660"), ("H0STASP0", "005930")]
+            for round_ in range(3):
+                await server.wait_for(
+                    lambda: len(server.sessions) == 1 and len(server.sessions[0].conn.subscriptions) == 3
+                )
+                assert server.sessions[0].conn.subscriptions == wanted
+                await server.sessions[0].drop()
+                reconnecting = await next_of(feed, Reconnecting)
+                # Connections shorter than healthy_after (30 s) keep the count: the backoff grows.
+                assert reconnecting.attempt == round_ + 1
+                assert 0 <= reconnecting.delay <= min(0.2, 0.05 * 2**round_)
+                assert server.accepted == round_ + 1
+            await server.wait_for(lambda: server.accepted == 4 and len(server.sessions) == 1)
+            await server.wait_for(lambda: len(server.sessions[0].conn.subscriptions) == 3)
+            await server.broadcast("H0STCNT0", [trade(1)])
+            assert (await next_of(feed, records.H0STCNT0)).price == 1
+
+
+async def test_in_use_refusal_backs_off_long() -> None:
+    async with kis_anyio.serve() as server:
+        async with kis_anyio.connect(server.url, approval_key=KEY, policy=quick_policy()) as feed:
+            await feed.subscribe("H0STCNT0", "005930")
+            await server.wait_for(lambda: bool(server.sessions))
+            await server.sessions[0].refuse_in_use()
+            reconnecting = await next_of(feed, Reconnecting)
+            assert reconnecting.delay >= 0.3
+            assert "OPSP8996" in reconnecting.reason
+
+
+async def test_gives_up_after_max_retries() -> None:
+    async with kis_anyio.serve() as server:
+        port = server.port
+
+    async def consume() -> None:
+        policy = quick_policy(max_retries=2)
+        async with kis_anyio.connect(f"ws://127.0.0.1:{port}", approval_key=KEY, policy=policy) as feed:
+            with anyio.fail_after(10):
+                async for _ in feed:
+                    pass
+
+    # Nothing listens there any more: every attempt fails.
+    with pytest.raises(ConnectionError, match="gave up after 2"):
+        await consume()
+
+
+async def test_encrypted_notice_end_to_end() -> None:
+    async with kis_anyio.serve() as server:
+        async with kis_anyio.connect(server.url, approval_key=KEY, policy=quick_policy()) as feed:
+            await feed.subscribe("H0STCNI9", "myhtsid")
+            subscribed = await next_of(feed, Subscribed)
+            assert subscribed.encrypted
+            [session] = server.sessions
+            await session.send_records("H0STCNI9", [VECTOR_PLAINTEXT.split("^")])
+            notice = await next_of(feed, records.H0STCNI0)
+            assert notice.acnt_name == "홍길동"
+            assert notice.tr_id == "H0STCNI9"
+
+
+async def test_wsclient_as_in_the_original_design() -> None:
+    received: list[tuple[str, int]] = []
+    async with kis_anyio.serve() as server:
+        ws = kis_anyio.WSClient(None, url=server.url, approval_key=KEY, policy=quick_policy())
+
+        async def on_price(data: Record) -> None:
+            price = data["price"]  # the original design's dict access
+            assert isinstance(price, int)
+            received.append((str(data["symbol"]), price))
+            if len(received) == 2:
+                await ws.close()
+
+        def broken(data: Record) -> None:
+            raise RuntimeError("a callback bug must not stop the feed")
+
+        await ws.subscribe("H0STCNT0", ["005930", "000660"], on_price)
+        await ws.subscribe("H0STCNT0", ["005930"], broken)
+
+        async def market() -> None:
+            await server.wait_for(
+                lambda: bool(server.sessions) and len(server.sessions[0].conn.subscriptions) == 2
+            )
+            await server.broadcast("H0STCNT0", [trade(70000)])
+            row = trade(120000)
+            row[0] = "000660"
+            await server.broadcast("H0STCNT0", [row])
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(market)
+            with anyio.fail_after(10):
+                await ws.run()
+    assert received == [("005930", 70000), ("000660", 120000)]
+
+
+async def test_close_ends_iteration_and_leaves_nothing_running() -> None:
+    async with kis_anyio.serve() as server:
+        async with kis_anyio.connect(server.url, approval_key=KEY, policy=quick_policy()) as feed:
+            await next_of(feed, Connected)
+            await feed.aclose()
+            events = [event async for event in feed]
+            assert isinstance(events[-1], ConnectionClosed)
+            assert events[-1].clean
+        await server.wait_for(lambda: not server.sessions)
+
+
+async def test_connect_needs_a_way_to_the_server() -> None:
+    with pytest.raises(LocalProtocolError, match="url"):
+        async with kis_anyio.connect():
+            pass
+    with pytest.raises(LocalProtocolError, match="approval"):
+        async with kis_anyio.connect("ws://127.0.0.1:1"):
+            pass
+
+
+async def test_server_sees_the_subscription_events() -> None:
+    async with kis_anyio.serve() as server:
+        async with kis_anyio.connect(server.url, approval_key=KEY, policy=quick_policy()) as feed:
+            await feed.subscribe("H0STCNT0", "005930")
+            await next_of(feed, Subscribed)
+            [session] = server.sessions
+            assert any(isinstance(e, SubscriptionAdded) for e in session.events)

@@ -1,0 +1,472 @@
+"""The anyio client: a `Feed` to iterate, and the original design's callback `WSClient` on top.
+
+The loop is the one every sans-IO transport runs: flush, hand out events, wait for bytes or the
+core's deadline, feed, repeat. A reader task owns the socket and never waits for the
+application: events go through a bounded `EventBuffer`, so PINGPONG is echoed even while a
+callback is slow. Reconnects follow `ReconnectPolicy`; the `SubscriptionRegistry` says what to
+restore. No protocol decisions are made here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import math
+import random
+import ssl
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.abc
+
+from kis_proto import (
+    ApprovalError,
+    ApprovalExchange,
+    ApprovalFailure,
+    Connected,
+    ConnectionClosed,
+    Credentials,
+    EventBuffer,
+    FeedEvent,
+    KISConfig,
+    KISConnection,
+    LocalProtocolError,
+    Reconnecting,
+    ReconnectPolicy,
+    Record,
+    ServerError,
+    Subscribed,
+    SubscribeFailed,
+    SubscriptionRegistry,
+    Unsubscribed,
+)
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["Callback", "Feed", "WSClient", "connect"]
+
+logger = logging.getLogger("kis_anyio")
+
+Callback = Callable[[Record], Awaitable[None]] | Callable[[Record], None]
+
+
+def _split_url(url: str) -> tuple[str, int, str]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "") or not parts.hostname:
+        raise LocalProtocolError(f"the KIS real-time URL is plain ws://host:port, not {url!r}")
+    return parts.hostname, parts.port or 80, parts.path or "/tryitout"
+
+
+async def fetch_approval_key(
+    credentials: Credentials,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    tls: bool = True,
+) -> str:
+    """Fetch an approval key over HTTPS (certificate verification on); raises `ApprovalError`."""
+    exchange = ApprovalExchange(credentials, host=host, port=port)
+    endpoint = credentials.endpoint
+    host, port = host or endpoint.rest_host, port or endpoint.rest_port
+    try:
+        with anyio.fail_after(30):
+            stream: anyio.abc.ByteStream
+            if tls:
+                stream = await anyio.connect_tcp(
+                    host,
+                    port,
+                    tls=True,
+                    ssl_context=ssl_context or ssl.create_default_context(),
+                    tls_hostname=host,
+                )
+            else:
+                stream = await anyio.connect_tcp(host, port)
+            async with stream:
+                await stream.send(exchange.data_to_send())
+                while not exchange.done:
+                    try:
+                        exchange.receive_data(await stream.receive())
+                    except (anyio.EndOfStream, anyio.BrokenResourceError):
+                        exchange.receive_eof()
+    except (OSError, TimeoutError, anyio.BrokenResourceError) as exc:
+        failure = ApprovalFailure(
+            status=None, code="", message=f"{type(exc).__name__}: {exc}", retryable=True
+        )
+        raise ApprovalError(failure) from None
+    result = exchange.result
+    if isinstance(result, ApprovalFailure):
+        raise ApprovalError(result)
+    assert result is not None
+    return result.value
+
+
+class Feed:
+    """A live KIS feed: `subscribe`, then `async for event in feed`. Made by `connect`.
+
+    Reconnects by itself and restores every subscription; yields records, acks, errors,
+    `ConnectionClosed` + `Reconnecting` between connections, and `EventsDropped` when the
+    application fell more than `buffer_size` market records behind (notices are never dropped).
+    Iteration ends after `aclose`; it raises `ConnectionError` when the policy gives up.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        approval_key: str | None,
+        credentials: Credentials | None,
+        config: KISConfig,
+        policy: ReconnectPolicy,
+        buffer_size: int,
+        approval: Callable[[], Awaitable[str]] | None,
+    ) -> None:
+        self._host, self._port, path = _split_url(url)
+        self._config = config if config.path == path else _with_path(config, path)
+        self._key = approval_key
+        self._credentials = credentials
+        self._approval = approval
+        self._policy = policy
+        self._registry = SubscriptionRegistry(self._config.max_subscriptions)
+        self._buffer = EventBuffer(buffer_size)
+        self._ready = anyio.Event()
+        self._conn: KISConnection | None = None
+        self._stream: anyio.abc.ByteStream | None = None
+        self._send_lock = anyio.Lock()
+        self._closing = False
+        self._finished = anyio.Event()
+        self._error: BaseException | None = None
+        self._last_code: str | None = None
+
+    def __repr__(self) -> str:
+        state = self._conn.state.value if self._conn is not None else "between connections"
+        return f"<kis_anyio.Feed {self._host}:{self._port} {state} {self._registry!r}>"
+
+    # -- the application's side ------------------------------------------------------------------
+    async def subscribe(self, tr_id: str, keys: str | Iterable[str]) -> None:
+        """Subscribe `tr_id` for each key (a symbol, or your HTS ID for notices); kept across reconnects."""
+        for key in [keys] if isinstance(keys, str) else list(keys):
+            if self._registry.add(tr_id, key) and self._usable():
+                assert self._conn is not None
+                self._conn.subscribe(tr_id, key, now=anyio.current_time())
+                self._registry.mark_sent(tr_id, key)
+        await self._flush()
+
+    async def unsubscribe(self, tr_id: str, keys: str | Iterable[str]) -> None:
+        """Stop receiving `tr_id` for each key."""
+        for key in [keys] if isinstance(keys, str) else list(keys):
+            if self._registry.remove(tr_id, key) and self._usable():
+                assert self._conn is not None
+                # LocalProtocolError: this connection never registered it; nothing to release.
+                with contextlib.suppress(LocalProtocolError):
+                    self._conn.unsubscribe(tr_id, key, now=anyio.current_time())
+        await self._flush()
+
+    @property
+    def closing(self) -> bool:
+        """True once `aclose` was called."""
+        return self._closing
+
+    def __aiter__(self) -> Feed:
+        return self
+
+    async def __anext__(self) -> FeedEvent:
+        while True:
+            self._ready = anyio.Event()
+            event = self._buffer.get()
+            if event is not None:
+                return event
+            if self._finished.is_set():
+                if self._error is not None:
+                    raise self._error
+                raise StopAsyncIteration
+            await self._ready.wait()
+
+    async def aclose(self) -> None:
+        """Close the connection cleanly and stop reconnecting; iteration then ends."""
+        self._closing = True
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            conn.close(now=anyio.current_time())
+            await self._flush()
+        self._wake()
+
+    # -- the reader ------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        try:
+            while not self._closing:
+                self._last_code = None
+                try:
+                    key = await self._approval_key()
+                    await self._session(key)
+                except ApprovalError as exc:
+                    if not exc.failure.retryable:
+                        raise ConnectionError(str(exc)) from None
+                    logger.warning("%s", exc)
+                except OSError as exc:
+                    logger.info("cannot connect to %s:%d: %s", self._host, self._port, exc)
+                if self.closing:  # (a property: mypy must not narrow it across the awaits above)
+                    break
+                self._registry.connection_lost()
+                decision = self._policy.disconnected(anyio.current_time(), msg_cd=self._last_code)
+                if decision.delay is None:
+                    raise ConnectionError(decision.reason)
+                if decision.refresh_approval_key and self._credentials is not None:
+                    self._key = None
+                logger.info("reconnecting: %s", decision.reason)
+                self._put(
+                    Reconnecting(attempt=decision.attempt, delay=decision.delay, reason=decision.reason)
+                )
+                await anyio.sleep(decision.delay)
+        except ConnectionError as exc:
+            self._error = exc
+        finally:
+            self._finished.set()
+            self._wake()
+
+    async def _approval_key(self) -> str:
+        if self._key is None:
+            if self._approval is None:
+                raise ConnectionError("no approval key and no credentials to fetch one")
+            self._key = await self._approval()
+        return self._key
+
+    async def _session(self, key: str) -> None:
+        stream = await anyio.connect_tcp(self._host, self._port)
+        conn = KISConnection(
+            approval_key=key, host=self._host, port=self._port, now=anyio.current_time(), config=self._config
+        )
+        self._conn, self._stream = conn, stream
+        try:
+            for tr_id, tr_key in self._registry.to_restore():
+                conn.subscribe(tr_id, tr_key, now=anyio.current_time())
+                self._registry.mark_sent(tr_id, tr_key)
+            await self._flush()
+            while not conn.closed:
+                deadline = conn.timer()
+                data = b""
+                with anyio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
+                    try:
+                        data = await stream.receive()
+                    except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                        data = b""
+                now = anyio.current_time()
+                if scope.cancelled_caught:
+                    conn.handle_timer(now)
+                elif data:
+                    conn.receive_data(data, now=now)
+                else:
+                    conn.receive_eof(now=now)
+                await self._flush()
+                self._dispatch(conn.events(), now)
+        finally:
+            self._conn = self._stream = None
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+
+    def _dispatch(self, events: list[Any], now: float) -> None:
+        registry = self._registry
+        for event in events:
+            if isinstance(event, Record):
+                pass
+            elif isinstance(event, Connected):
+                self._policy.connected(now)
+            elif isinstance(event, Subscribed):
+                registry.on_subscribed(event.tr_id, event.tr_key)
+            elif isinstance(event, SubscribeFailed) and not event.timed_out:
+                registry.on_failed(event.tr_id, event.tr_key, event.msg_cd)
+            elif isinstance(event, Unsubscribed):
+                registry.on_unsubscribed(event.tr_id, event.tr_key)
+            elif isinstance(event, ServerError):
+                self._last_code = event.msg_cd
+            elif isinstance(event, ConnectionClosed):
+                logger.info("connection closed: %d %s", event.code, event.reason)
+            self._put(event)
+
+    def _put(self, event: FeedEvent) -> None:
+        self._buffer.put(event)
+        self._wake()
+
+    def _wake(self) -> None:
+        self._ready.set()
+
+    def _usable(self) -> bool:
+        conn = self._conn
+        return conn is not None and conn.state.value in ("connecting", "open")
+
+    async def _flush(self) -> None:
+        conn, stream = self._conn, self._stream
+        if conn is None or stream is None:
+            return
+        async with self._send_lock:
+            data = conn.data_to_send()
+            if not data:
+                return
+            try:
+                await stream.send(data)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                conn.receive_eof(now=anyio.current_time())
+
+
+def _with_path(config: KISConfig, path: str) -> KISConfig:
+    fields = {name: getattr(config, name) for name in config.__dataclass_fields__}
+    return KISConfig(**(fields | {"path": path}))
+
+
+@asynccontextmanager
+async def connect(
+    url: str | None = None,
+    *,
+    credentials: Credentials | None = None,
+    approval_key: str | None = None,
+    max_retries: int | None = 5,
+    retry_delay: float = 1.0,
+    policy: ReconnectPolicy | None = None,
+    config: KISConfig | None = None,
+    buffer_size: int = 10_000,
+    approval_host: str | None = None,
+    approval_port: int | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> AsyncIterator[Feed]:
+    """Open a KIS feed: ``async with kis_anyio.connect(credentials=creds) as feed: ...``.
+
+    The URL defaults to the credentials' environment (real :21000, paper :31000). Give
+    `approval_key` to skip the REST call (the simulator, or keys you manage yourself); otherwise
+    it is fetched once over HTTPS and again only after ``invalid approval``.
+    """
+    if url is None:
+        if credentials is None:
+            raise LocalProtocolError(
+                "give a url (e.g. the simulator's) or credentials to pick the KIS server"
+            )
+        url = credentials.endpoint.ws_url
+    if approval_key is None and credentials is None:
+        raise LocalProtocolError("give credentials (to fetch an approval key) or an approval_key")
+    approval = None
+    if credentials is not None:
+        creds = credentials
+
+        async def approval() -> str:
+            return await fetch_approval_key(
+                creds, host=approval_host, port=approval_port, ssl_context=ssl_context
+            )
+
+    feed = Feed(
+        url,
+        approval_key=approval_key,
+        credentials=credentials,
+        config=config or KISConfig(custtype=credentials.custtype if credentials else "P"),
+        policy=policy
+        or ReconnectPolicy(rand=random.random, retry_delay=retry_delay, max_retries=max_retries),
+        buffer_size=buffer_size,
+        approval=approval,
+    )
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(feed._run)
+            try:
+                yield feed
+            finally:
+                await feed.aclose()
+                with anyio.move_on_after(feed._config.close_timeout):
+                    await feed._finished.wait()
+                tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The reader never raises; an error here is the application's (or ConnectionError from
+        # iterating): hand it back as it was raised, not wrapped in a group.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+
+
+class WSClient:
+    """The original design's callback client, on the anyio feed.
+
+    ``ws = WSClient(credentials)``; ``await ws.subscribe("H0STCNT0", ["005930"], on_price)``
+    (before or after `run` starts); ``await ws.run()`` until ``await ws.close()``. Callbacks get
+    each record (``data["price"]`` works), may be sync or async, several per (tr_id, key); one
+    that raises is logged and the feed goes on. `run` raises `ConnectionError` after
+    `max_retries` failed reconnects.
+    """
+
+    def __init__(
+        self,
+        kis: Credentials | None,
+        max_retries: int | None = 5,
+        retry_delay: float = 1.0,
+        *,
+        url: str | None = None,
+        approval_key: str | None = None,
+        **options: Any,
+    ) -> None:
+        self.kis = kis
+        self.max_retries = max_retries
+        self.retry_delay = retry_delay
+        self._url = url
+        self._approval_key = approval_key
+        self._options = options
+        self._callbacks: dict[tuple[str, str], list[Callback]] = defaultdict(list)
+        self._feed: Feed | None = None
+        self._closed = False
+
+    async def subscribe(self, tr_id: str, symbols: str | Iterable[str], callback: Callback) -> None:
+        """Call `callback` with every record of `tr_id` for these symbols."""
+        symbols = [symbols] if isinstance(symbols, str) else list(symbols)
+        for symbol in symbols:
+            self._callbacks[(tr_id, symbol)].append(callback)
+        if self._feed is not None:
+            await self._feed.subscribe(tr_id, symbols)
+
+    async def unsubscribe(self, tr_id: str, symbols: str | Iterable[str]) -> None:
+        """Stop the callbacks of these symbols and release them on the server."""
+        symbols = [symbols] if isinstance(symbols, str) else list(symbols)
+        for symbol in symbols:
+            self._callbacks.pop((tr_id, symbol), None)
+        if self._feed is not None:
+            await self._feed.unsubscribe(tr_id, symbols)
+
+    async def run(self) -> None:
+        """Receive until `close`; raises `ConnectionError` when reconnecting gives up."""
+        options = {"max_retries": self.max_retries, "retry_delay": self.retry_delay} | self._options
+        async with connect(
+            self._url, credentials=self.kis, approval_key=self._approval_key, **options
+        ) as feed:
+            self._feed = feed
+            for tr_id, symbol in list(self._callbacks):
+                await feed.subscribe(tr_id, symbol)
+            if self._closed:
+                await feed.aclose()
+            async for event in feed:
+                if isinstance(event, Record):
+                    for callback in list(self._callbacks.get((event.tr_id, event.tr_key), ())):
+                        await _call(callback, event)
+        self._feed = None
+
+    async def close(self) -> None:
+        """Stop `run`: close the connection cleanly."""
+        self._closed = True
+        if self._feed is not None:
+            await self._feed.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+async def _call(callback: Callback, record: Record) -> None:
+    try:
+        result = callback(record)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        logger.exception("a callback for %s %s raised; the feed goes on", record.tr_id, record.tr_key)
