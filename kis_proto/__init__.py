@@ -42,6 +42,7 @@ from ._events import (
     UndecodableMessage,
     Unsubscribed,
 )
+from ._feed import FeedCore
 from ._fields import FieldSpec, FieldType, FieldValue, Market, Record, TRKind, TRSpec
 from ._reconnect import ReconnectDecision, ReconnectPolicy
 from ._server import (
@@ -76,6 +77,7 @@ __all__ = [
     "Event",
     "EventBuffer",
     "EventsDropped",
+    "FeedCore",
     "FeedEvent",
     "FieldSpec",
     "FieldType",

@@ -9,7 +9,6 @@ restore. No protocol decisions are made here.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
 import math
@@ -28,22 +27,13 @@ from kis_proto import (
     ApprovalError,
     ApprovalExchange,
     ApprovalFailure,
-    Connected,
-    ConnectionClosed,
     Credentials,
-    EventBuffer,
+    FeedCore,
     FeedEvent,
     KISConfig,
-    KISConnection,
     LocalProtocolError,
-    Reconnecting,
     ReconnectPolicy,
     Record,
-    ServerError,
-    Subscribed,
-    SubscribeFailed,
-    SubscriptionRegistry,
-    Unsubscribed,
 )
 
 if TYPE_CHECKING:
@@ -116,62 +106,33 @@ class Feed:
     Iteration ends after `aclose`; it raises `ConnectionError` when the policy gives up.
     """
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        approval_key: str | None,
-        credentials: Credentials | None,
-        config: KISConfig,
-        policy: ReconnectPolicy,
-        buffer_size: int,
-        approval: Callable[[], Awaitable[str]] | None,
-    ) -> None:
-        self._host, self._port, path = _split_url(url)
-        self._config = config if config.path == path else _with_path(config, path)
-        self._key = approval_key
-        self._credentials = credentials
+    def __init__(self, core: FeedCore, approval: Callable[[], Awaitable[str]] | None) -> None:
+        self._core = core
         self._approval = approval
-        self._policy = policy
-        self._registry = SubscriptionRegistry(self._config.max_subscriptions)
-        self._buffer = EventBuffer(buffer_size)
         self._ready = anyio.Event()
-        self._conn: KISConnection | None = None
         self._stream: anyio.abc.ByteStream | None = None
         self._send_lock = anyio.Lock()
-        self._closing = False
         self._finished = anyio.Event()
         self._error: BaseException | None = None
-        self._last_code: str | None = None
 
     def __repr__(self) -> str:
-        state = self._conn.state.value if self._conn is not None else "between connections"
-        return f"<kis_anyio.Feed {self._host}:{self._port} {state} {self._registry!r}>"
-
-    # -- the application's side ------------------------------------------------------------------
-    async def subscribe(self, tr_id: str, keys: str | Iterable[str]) -> None:
-        """Subscribe `tr_id` for each key (a symbol, or your HTS ID for notices); kept across reconnects."""
-        for key in [keys] if isinstance(keys, str) else list(keys):
-            if self._registry.add(tr_id, key) and self._usable():
-                assert self._conn is not None
-                self._conn.subscribe(tr_id, key, now=anyio.current_time())
-                self._registry.mark_sent(tr_id, key)
-        await self._flush()
-
-    async def unsubscribe(self, tr_id: str, keys: str | Iterable[str]) -> None:
-        """Stop receiving `tr_id` for each key."""
-        for key in [keys] if isinstance(keys, str) else list(keys):
-            if self._registry.remove(tr_id, key) and self._usable():
-                assert self._conn is not None
-                # LocalProtocolError: this connection never registered it; nothing to release.
-                with contextlib.suppress(LocalProtocolError):
-                    self._conn.unsubscribe(tr_id, key, now=anyio.current_time())
-        await self._flush()
+        return f"<kis_anyio.Feed {self._core!r}>"
 
     @property
     def closing(self) -> bool:
         """True once `aclose` was called."""
-        return self._closing
+        return self._core.closing
+
+    # -- the application's side ------------------------------------------------------------------
+    async def subscribe(self, tr_id: str, keys: str | Iterable[str]) -> None:
+        """Subscribe `tr_id` for each key (a symbol, or your HTS ID for notices); kept across reconnects."""
+        self._core.subscribe(tr_id, keys, anyio.current_time())
+        await self._flush()
+
+    async def unsubscribe(self, tr_id: str, keys: str | Iterable[str]) -> None:
+        """Stop receiving `tr_id` for each key."""
+        self._core.unsubscribe(tr_id, keys, anyio.current_time())
+        await self._flush()
 
     def __aiter__(self) -> Feed:
         return self
@@ -179,7 +140,7 @@ class Feed:
     async def __anext__(self) -> FeedEvent:
         while True:
             self._ready = anyio.Event()
-            event = self._buffer.get()
+            event = self._core.next_event()
             if event is not None:
                 return event
             if self._finished.is_set():
@@ -190,63 +151,47 @@ class Feed:
 
     async def aclose(self) -> None:
         """Close the connection cleanly and stop reconnecting; iteration then ends."""
-        self._closing = True
-        conn = self._conn
-        if conn is not None and not conn.closed:
-            conn.close(now=anyio.current_time())
-            await self._flush()
-        self._wake()
+        self._core.close(anyio.current_time())
+        await self._flush()
+        self._ready.set()
 
     # -- the reader ------------------------------------------------------------------------------
     async def _run(self) -> None:
+        core = self._core
         try:
-            while not self._closing:
-                self._last_code = None
+            while not self.closing:
                 try:
-                    key = await self._approval_key()
-                    await self._session(key)
+                    if core.approval_key is None:
+                        if self._approval is None:
+                            raise ConnectionError("no approval key and no credentials to fetch one")
+                        core.set_approval_key(await self._approval())
+                    await self._session()
                 except ApprovalError as exc:
                     if not exc.failure.retryable:
                         raise ConnectionError(str(exc)) from None
                     logger.warning("%s", exc)
                 except OSError as exc:
-                    logger.info("cannot connect to %s:%d: %s", self._host, self._port, exc)
-                if self.closing:  # (a property: mypy must not narrow it across the awaits above)
+                    logger.info("cannot connect to %s:%d: %s", core.host, core.port, exc)
+                decision = core.lost(anyio.current_time())
+                self._ready.set()
+                if decision is None:
                     break
-                self._registry.connection_lost()
-                decision = self._policy.disconnected(anyio.current_time(), msg_cd=self._last_code)
                 if decision.delay is None:
                     raise ConnectionError(decision.reason)
-                if decision.refresh_approval_key and self._credentials is not None:
-                    self._key = None
                 logger.info("reconnecting: %s", decision.reason)
-                self._put(
-                    Reconnecting(attempt=decision.attempt, delay=decision.delay, reason=decision.reason)
-                )
                 await anyio.sleep(decision.delay)
         except ConnectionError as exc:
             self._error = exc
         finally:
             self._finished.set()
-            self._wake()
+            self._ready.set()
 
-    async def _approval_key(self) -> str:
-        if self._key is None:
-            if self._approval is None:
-                raise ConnectionError("no approval key and no credentials to fetch one")
-            self._key = await self._approval()
-        return self._key
-
-    async def _session(self, key: str) -> None:
-        stream = await anyio.connect_tcp(self._host, self._port)
-        conn = KISConnection(
-            approval_key=key, host=self._host, port=self._port, now=anyio.current_time(), config=self._config
-        )
-        self._conn, self._stream = conn, stream
+    async def _session(self) -> None:
+        core = self._core
+        stream = await anyio.connect_tcp(core.host, core.port)
+        conn = core.open(anyio.current_time())
+        self._stream = stream
         try:
-            for tr_id, tr_key in self._registry.to_restore():
-                conn.subscribe(tr_id, tr_key, now=anyio.current_time())
-                self._registry.mark_sent(tr_id, tr_key)
             await self._flush()
             while not conn.closed:
                 deadline = conn.timer()
@@ -264,44 +209,15 @@ class Feed:
                 else:
                     conn.receive_eof(now=now)
                 await self._flush()
-                self._dispatch(conn.events(), now)
+                if core.collect(now):
+                    self._ready.set()
         finally:
-            self._conn = self._stream = None
+            self._stream = None
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
 
-    def _dispatch(self, events: list[Any], now: float) -> None:
-        registry = self._registry
-        for event in events:
-            if isinstance(event, Record):
-                pass
-            elif isinstance(event, Connected):
-                self._policy.connected(now)
-            elif isinstance(event, Subscribed):
-                registry.on_subscribed(event.tr_id, event.tr_key)
-            elif isinstance(event, SubscribeFailed) and not event.timed_out:
-                registry.on_failed(event.tr_id, event.tr_key, event.msg_cd)
-            elif isinstance(event, Unsubscribed):
-                registry.on_unsubscribed(event.tr_id, event.tr_key)
-            elif isinstance(event, ServerError):
-                self._last_code = event.msg_cd
-            elif isinstance(event, ConnectionClosed):
-                logger.info("connection closed: %d %s", event.code, event.reason)
-            self._put(event)
-
-    def _put(self, event: FeedEvent) -> None:
-        self._buffer.put(event)
-        self._wake()
-
-    def _wake(self) -> None:
-        self._ready.set()
-
-    def _usable(self) -> bool:
-        conn = self._conn
-        return conn is not None and conn.state.value in ("connecting", "open")
-
     async def _flush(self) -> None:
-        conn, stream = self._conn, self._stream
+        conn, stream = self._core.conn, self._stream
         if conn is None or stream is None:
             return
         async with self._send_lock:
@@ -357,16 +273,19 @@ async def connect(
                 creds, host=approval_host, port=approval_port, ssl_context=ssl_context
             )
 
-    feed = Feed(
-        url,
-        approval_key=approval_key,
-        credentials=credentials,
-        config=config or KISConfig(custtype=credentials.custtype if credentials else "P"),
+    host, port, path = _split_url(url)
+    config = config or KISConfig(custtype=credentials.custtype if credentials else "P")
+    core = FeedCore(
+        host=host,
+        port=port,
+        config=config if config.path == path else _with_path(config, path),
         policy=policy
         or ReconnectPolicy(rand=random.random, retry_delay=retry_delay, max_retries=max_retries),
         buffer_size=buffer_size,
-        approval=approval,
+        approval_key=approval_key,
+        can_fetch_key=credentials is not None,
     )
+    feed = Feed(core, approval)
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(feed._run)
@@ -374,7 +293,7 @@ async def connect(
                 yield feed
             finally:
                 await feed.aclose()
-                with anyio.move_on_after(feed._config.close_timeout):
+                with anyio.move_on_after(config.close_timeout):
                     await feed._finished.wait()
                 tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:

@@ -1,0 +1,164 @@
+"""`FeedCore`: everything a transport's feed does that is not I/O, shared by both transports.
+
+A feed outlives its sockets. Across them it keeps the desired subscriptions
+(`SubscriptionRegistry`), the reconnect policy, the approval key, and the bounded buffer of
+events waiting for the application. For each socket it makes a `KISConnection`, restores the
+subscriptions on it, and turns the connection's events into registry updates. The transports
+(`kis_anyio`, `kis_asyncio`) keep only the sockets, the waiting and the sleeping.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._buffer import EventBuffer, FeedEvent, Reconnecting
+from ._connection import ConnState, KISConfig, KISConnection
+from ._errors import LocalProtocolError
+from ._events import Connected, ServerError, Subscribed, SubscribeFailed, Unsubscribed
+from ._subscriptions import SubscriptionRegistry
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ._reconnect import ReconnectDecision, ReconnectPolicy
+
+__all__ = ["FeedCore"]
+
+_BOOKKEEPING = frozenset({Connected, Subscribed, SubscribeFailed, Unsubscribed, ServerError})
+
+
+class FeedCore:
+    """The state of one feed across its connections. Pure; the transport drives it.
+
+    Per connection: `open(now)` gives the `KISConnection` to drive (subscriptions restored on it);
+    after each call into that connection, `collect(now)` moves its events into the buffer; when
+    it is over, `lost(now)` says whether and when to connect again. The application's side is
+    `subscribe`, `unsubscribe`, `close` and `next_event`.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        config: KISConfig,
+        policy: ReconnectPolicy,
+        buffer_size: int = 10_000,
+        approval_key: str | None = None,
+        can_fetch_key: bool = False,
+    ) -> None:
+        if approval_key is None and not can_fetch_key:
+            raise LocalProtocolError("give an approval_key, or credentials to fetch one")
+        self.host, self.port, self.config = host, port, config
+        self.policy = policy
+        self.registry = SubscriptionRegistry(config.max_subscriptions)
+        self.buffer = EventBuffer(buffer_size)
+        self.conn: KISConnection | None = None
+        self.closing = False
+        self._key = approval_key
+        self._can_fetch_key = can_fetch_key
+        self._last_code: str | None = None
+
+    def __repr__(self) -> str:
+        state = self.conn.state.value if self.conn is not None else "between connections"
+        return f"<FeedCore {self.host}:{self.port} {state} {self.registry!r}>"
+
+    # -- the approval key -----------------------------------------------------------------------------
+    @property
+    def approval_key(self) -> str | None:
+        """The key to connect with, or None when the transport must fetch one first."""
+        return self._key
+
+    def set_approval_key(self, key: str) -> None:
+        """The transport fetched a key."""
+        self._key = key
+
+    # -- one connection ----------------------------------------------------------------------------
+    def open(self, now: float) -> KISConnection:
+        """A new connection for a fresh socket, with every wanted subscription queued on it."""
+        if self._key is None:
+            raise LocalProtocolError("no approval key yet: fetch one and call set_approval_key first")
+        conn = KISConnection(
+            approval_key=self._key, host=self.host, port=self.port, now=now, config=self.config
+        )
+        for tr_id, tr_key in self.registry.to_restore():
+            conn.subscribe(tr_id, tr_key, now=now)
+            self.registry.mark_sent(tr_id, tr_key)
+        self.conn = conn
+        self._last_code = None
+        return conn
+
+    def collect(self, now: float) -> bool:
+        """Move the connection's events into the buffer, updating the registry; True if any."""
+        conn = self.conn
+        if conn is None:
+            return False
+        events = conn.events()
+        registry = self.registry
+        for event in events:
+            if type(event) in _BOOKKEEPING:  # one set lookup lets records through untouched
+                if isinstance(event, Connected):
+                    self.policy.connected(now)
+                elif isinstance(event, Subscribed):
+                    registry.on_subscribed(event.tr_id, event.tr_key)
+                elif isinstance(event, SubscribeFailed):
+                    if not event.timed_out:  # a timeout leaves it pending: restored on reconnect
+                        registry.on_failed(event.tr_id, event.tr_key, event.msg_cd)
+                elif isinstance(event, Unsubscribed):
+                    registry.on_unsubscribed(event.tr_id, event.tr_key)
+                elif isinstance(event, ServerError):
+                    self._last_code = event.msg_cd
+            self.buffer.put(event)
+        return bool(events)
+
+    def lost(self, now: float) -> ReconnectDecision | None:
+        """The connection is over (or never came up): the decision, or None when closing.
+
+        A decision with a delay is also announced in the buffer as `Reconnecting`.
+        """
+        self.conn = None
+        if self.closing:
+            return None
+        self.registry.connection_lost()
+        decision = self.policy.disconnected(now, msg_cd=self._last_code)
+        self._last_code = None
+        if decision.delay is not None:
+            if decision.refresh_approval_key and self._can_fetch_key:
+                self._key = None
+            self.buffer.put(
+                Reconnecting(attempt=decision.attempt, delay=decision.delay, reason=decision.reason)
+            )
+        return decision
+
+    # -- the application's side ---------------------------------------------------------------------
+    def subscribe(self, tr_id: str, keys: str | Iterable[str], now: float) -> None:
+        """Want (tr_id, key) for each key; requested now if connected, else on the next connection."""
+        for key in [keys] if isinstance(keys, str) else list(keys):
+            if self.registry.add(tr_id, key) and self._usable():
+                assert self.conn is not None
+                self.conn.subscribe(tr_id, key, now=now)
+                self.registry.mark_sent(tr_id, key)
+
+    def unsubscribe(self, tr_id: str, keys: str | Iterable[str], now: float) -> None:
+        """Stop wanting (tr_id, key) for each key; released on the server if it holds it."""
+        for key in [keys] if isinstance(keys, str) else list(keys):
+            if self.registry.remove(tr_id, key) and self._usable():
+                assert self.conn is not None
+                try:
+                    self.conn.unsubscribe(tr_id, key, now=now)
+                except LocalProtocolError:
+                    continue  # this connection never registered it: nothing to release
+
+    def close(self, now: float) -> None:
+        """Stop reconnecting and close the current connection cleanly."""
+        self.closing = True
+        if self.conn is not None:
+            self.conn.close(now=now)
+
+    def next_event(self) -> FeedEvent | None:
+        """The next event for the application, or None when the buffer is empty."""
+        return self.buffer.get()
+
+    def _usable(self) -> bool:
+        conn = self.conn
+        return conn is not None and conn.state in (ConnState.CONNECTING, ConnState.OPEN)

@@ -1,0 +1,371 @@
+"""The standard-library asyncio client: the same `Feed` and `WSClient` faces as kis_anyio.
+
+Streams (`asyncio.open_connection`), `asyncio.timeout_at` for the core's deadline, one reader
+task per feed. The non-I/O work (subscriptions across reconnects, the reconnect policy, the
+bounded event buffer) is `kis_proto.FeedCore`, shared with kis_anyio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import random
+import ssl
+from collections import defaultdict
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Self, TypeAlias
+from urllib.parse import urlsplit
+
+from kis_proto import (
+    ApprovalError,
+    ApprovalExchange,
+    ApprovalFailure,
+    Credentials,
+    FeedCore,
+    FeedEvent,
+    KISConfig,
+    LocalProtocolError,
+    ReconnectPolicy,
+    Record,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+    from types import TracebackType
+
+__all__ = ["Callback", "Feed", "WSClient", "connect", "fetch_approval_key"]
+
+logger = logging.getLogger("kis_asyncio")
+
+#: A record callback: plain or async.
+Callback: TypeAlias = "Callable[[Record], Awaitable[None]] | Callable[[Record], None]"
+READ_SIZE = 64 * 1024
+
+
+async def fetch_approval_key(
+    credentials: Credentials,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    tls: bool = True,
+) -> str:
+    """Fetch an approval key over HTTPS (certificate verification on); raises `ApprovalError`."""
+    exchange = ApprovalExchange(credentials, host=host, port=port)
+    endpoint = credentials.endpoint
+    host, port = host or endpoint.rest_host, port or endpoint.rest_port
+    context = (ssl_context or ssl.create_default_context()) if tls else None
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(30):
+            reader, writer = await asyncio.open_connection(
+                host, port, ssl=context, server_hostname=host if tls else None
+            )
+            writer.write(exchange.data_to_send())
+            await writer.drain()
+            while not exchange.done:
+                data = await reader.read(READ_SIZE)
+                if data:
+                    exchange.receive_data(data)
+                else:
+                    exchange.receive_eof()
+    except (OSError, TimeoutError) as exc:
+        failure = ApprovalFailure(
+            status=None, code="", message=f"{type(exc).__name__}: {exc}", retryable=True
+        )
+        raise ApprovalError(failure) from None
+    finally:
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+    result = exchange.result
+    if isinstance(result, ApprovalFailure):
+        raise ApprovalError(result)
+    assert result is not None
+    return result.value
+
+
+class Feed:
+    """A live KIS feed: `subscribe`, then `async for event in feed`. Made by `connect`.
+
+    Behaves as `kis_anyio.Feed`: reconnects and restores subscriptions by itself, never lets a
+    slow application stall the socket, ends after `aclose`, raises `ConnectionError` on give-up.
+    """
+
+    def __init__(self, core: FeedCore, approval: Callable[[], Awaitable[str]] | None) -> None:
+        self._core = core
+        self._approval = approval
+        self._ready = asyncio.Event()
+        self._writer: asyncio.StreamWriter | None = None
+        self._send_lock = asyncio.Lock()
+        self._finished = asyncio.Event()
+        self._error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"<kis_asyncio.Feed {self._core!r}>"
+
+    @property
+    def closing(self) -> bool:
+        """True once `aclose` was called."""
+        return self._core.closing
+
+    async def subscribe(self, tr_id: str, keys: str | Iterable[str]) -> None:
+        """Subscribe `tr_id` for each key (a symbol, or your HTS ID for notices); kept across reconnects."""
+        self._core.subscribe(tr_id, keys, asyncio.get_running_loop().time())
+        await self._flush()
+
+    async def unsubscribe(self, tr_id: str, keys: str | Iterable[str]) -> None:
+        """Stop receiving `tr_id` for each key."""
+        self._core.unsubscribe(tr_id, keys, asyncio.get_running_loop().time())
+        await self._flush()
+
+    def __aiter__(self) -> Feed:
+        return self
+
+    async def __anext__(self) -> FeedEvent:
+        while True:
+            event = self._core.next_event()
+            if event is not None:
+                return event
+            if self._finished.is_set():
+                if self._error is not None:
+                    raise self._error
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+
+    async def aclose(self) -> None:
+        """Close the connection cleanly and stop reconnecting; iteration then ends."""
+        self._core.close(asyncio.get_running_loop().time())
+        await self._flush()
+        self._ready.set()
+
+    async def _run(self) -> None:
+        core = self._core
+        loop = asyncio.get_running_loop()
+        try:
+            while not self.closing:
+                try:
+                    if core.approval_key is None:
+                        if self._approval is None:
+                            raise ConnectionError("no approval key and no credentials to fetch one")
+                        core.set_approval_key(await self._approval())
+                    await self._session()
+                except ApprovalError as exc:
+                    if not exc.failure.retryable:
+                        raise ConnectionError(str(exc)) from None
+                    logger.warning("%s", exc)
+                except OSError as exc:
+                    logger.info("cannot connect to %s:%d: %s", core.host, core.port, exc)
+                decision = core.lost(loop.time())
+                self._ready.set()
+                if decision is None:
+                    break
+                if decision.delay is None:
+                    raise ConnectionError(decision.reason)
+                logger.info("reconnecting: %s", decision.reason)
+                await asyncio.sleep(decision.delay)
+        except ConnectionError as exc:
+            self._error = exc
+        finally:
+            self._finished.set()
+            self._ready.set()
+
+    async def _session(self) -> None:
+        core = self._core
+        loop = asyncio.get_running_loop()
+        reader, writer = await asyncio.open_connection(core.host, core.port)
+        conn = core.open(loop.time())
+        self._writer = writer
+        try:
+            await self._flush()
+            while not conn.closed:
+                deadline = conn.timer()
+                timed_out = False
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        data = await reader.read(READ_SIZE)
+                except TimeoutError:
+                    timed_out, data = True, b""
+                except OSError:
+                    data = b""
+                now = loop.time()
+                if timed_out:
+                    conn.handle_timer(now)
+                elif data:
+                    conn.receive_data(data, now=now)
+                else:
+                    conn.receive_eof(now=now)
+                await self._flush()
+                if core.collect(now):
+                    self._ready.set()
+        finally:
+            self._writer = None
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    async def _flush(self) -> None:
+        conn, writer = self._core.conn, self._writer
+        if conn is None or writer is None:
+            return
+        async with self._send_lock:
+            data = conn.data_to_send()
+            if not data:
+                return
+            try:
+                writer.write(data)
+                await writer.drain()
+            except OSError:
+                conn.receive_eof(now=asyncio.get_running_loop().time())
+
+
+def _split_url(url: str) -> tuple[str, int, str]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "") or not parts.hostname:
+        raise LocalProtocolError(f"the KIS real-time URL is plain ws://host:port, not {url!r}")
+    return parts.hostname, parts.port or 80, parts.path or "/tryitout"
+
+
+@asynccontextmanager
+async def connect(
+    url: str | None = None,
+    *,
+    credentials: Credentials | None = None,
+    approval_key: str | None = None,
+    max_retries: int | None = 5,
+    retry_delay: float = 1.0,
+    policy: ReconnectPolicy | None = None,
+    config: KISConfig | None = None,
+    buffer_size: int = 10_000,
+    approval_host: str | None = None,
+    approval_port: int | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> AsyncIterator[Feed]:
+    """Open a KIS feed on the running asyncio loop; see `kis_anyio.connect` for the arguments."""
+    if url is None:
+        if credentials is None:
+            raise LocalProtocolError(
+                "give a url (e.g. the simulator's) or credentials to pick the KIS server"
+            )
+        url = credentials.endpoint.ws_url
+    if approval_key is None and credentials is None:
+        raise LocalProtocolError("give credentials (to fetch an approval key) or an approval_key")
+    approval = None
+    if credentials is not None:
+        creds = credentials
+
+        async def approval() -> str:
+            return await fetch_approval_key(
+                creds, host=approval_host, port=approval_port, ssl_context=ssl_context
+            )
+
+    host, port, path = _split_url(url)
+    base = config or KISConfig(custtype=credentials.custtype if credentials else "P")
+    if base.path != path:
+        base = KISConfig(
+            **({name: getattr(base, name) for name in base.__dataclass_fields__} | {"path": path})
+        )
+    core = FeedCore(
+        host=host,
+        port=port,
+        config=base,
+        policy=policy
+        or ReconnectPolicy(rand=random.random, retry_delay=retry_delay, max_retries=max_retries),
+        buffer_size=buffer_size,
+        approval_key=approval_key,
+        can_fetch_key=credentials is not None,
+    )
+    feed = Feed(core, approval)
+    task = asyncio.create_task(feed._run(), name="kis_asyncio reader")
+    try:
+        yield feed
+    finally:
+        await feed.aclose()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(base.close_timeout):
+                await feed._finished.wait()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class WSClient:
+    """The original design's callback client on asyncio alone; see `kis_anyio.WSClient`."""
+
+    def __init__(
+        self,
+        kis: Credentials | None,
+        max_retries: int | None = 5,
+        retry_delay: float = 1.0,
+        *,
+        url: str | None = None,
+        approval_key: str | None = None,
+        **options: Any,
+    ) -> None:
+        self.kis = kis
+        self.max_retries = max_retries
+        self.retry_delay = retry_delay
+        self._url = url
+        self._approval_key = approval_key
+        self._options = options
+        self._callbacks: dict[tuple[str, str], list[Callback]] = defaultdict(list)
+        self._feed: Feed | None = None
+        self._closed = False
+
+    async def subscribe(self, tr_id: str, symbols: str | Iterable[str], callback: Callback) -> None:
+        """Call `callback` (sync or async) with every record of `tr_id` for these symbols."""
+        symbols = [symbols] if isinstance(symbols, str) else list(symbols)
+        for symbol in symbols:
+            self._callbacks[(tr_id, symbol)].append(callback)
+        if self._feed is not None:
+            await self._feed.subscribe(tr_id, symbols)
+
+    async def unsubscribe(self, tr_id: str, symbols: str | Iterable[str]) -> None:
+        """Stop the callbacks of these symbols and release them on the server."""
+        symbols = [symbols] if isinstance(symbols, str) else list(symbols)
+        for symbol in symbols:
+            self._callbacks.pop((tr_id, symbol), None)
+        if self._feed is not None:
+            await self._feed.unsubscribe(tr_id, symbols)
+
+    async def run(self) -> None:
+        """Receive until `close`; raises `ConnectionError` when reconnecting gives up."""
+        options = {"max_retries": self.max_retries, "retry_delay": self.retry_delay} | self._options
+        async with connect(
+            self._url, credentials=self.kis, approval_key=self._approval_key, **options
+        ) as feed:
+            self._feed = feed
+            for tr_id, symbol in list(self._callbacks):
+                await feed.subscribe(tr_id, symbol)
+            if self._closed:
+                await feed.aclose()
+            async for event in feed:
+                if isinstance(event, Record):
+                    for callback in list(self._callbacks.get((event.tr_id, event.tr_key), ())):
+                        try:
+                            result = callback(event)
+                            if inspect.isawaitable(result):
+                                await result
+                        except Exception:
+                            logger.exception(
+                                "a callback for %s %s raised; the feed goes on", event.tr_id, event.tr_key
+                            )
+        self._feed = None
+
+    async def close(self) -> None:
+        """Stop `run`: close the connection cleanly."""
+        self._closed = True
+        if self._feed is not None:
+            await self._feed.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
