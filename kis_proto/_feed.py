@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._buffer import EventBuffer, FeedEvent, Reconnecting
+from ._codes import MsgCode
 from ._connection import ConnState, KISConfig, KISConnection
 from ._errors import LocalProtocolError
 from ._events import Connected, ServerError, Subscribed, SubscribeFailed, Unsubscribed
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FeedCore"]
 
+_SESSION_ENDERS = frozenset({MsgCode.INVALID_APPROVAL, MsgCode.ALREADY_IN_USE_APPKEY})
 _BOOKKEEPING = frozenset({Connected, Subscribed, SubscribeFailed, Unsubscribed, ServerError})
 
 
@@ -89,7 +91,11 @@ class FeedCore:
         return conn
 
     def collect(self, now: float) -> bool:
-        """Move the connection's events into the buffer, updating the registry; True if any."""
+        """Move the connection's events into the buffer, updating the registry; True if any.
+
+        It may queue bytes (a close after ``invalid approval`` or ``ALREADY IN USE appkey``):
+        flush the connection after calling it.
+        """
         conn = self.conn
         if conn is None:
             return False
@@ -108,6 +114,10 @@ class FeedCore:
                     registry.on_unsubscribed(event.tr_id, event.tr_key)
                 elif isinstance(event, ServerError):
                     self._last_code = event.msg_cd
+                    if event.code in _SESSION_ENDERS and self.conn is not None:
+                        # The session is useless now (a stale key, or another client holds the
+                        # appkey): close it so the policy decides what comes next.
+                        self.conn.close(now=now)
             self.buffer.put(event)
         return bool(events)
 

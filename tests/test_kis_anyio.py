@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import random
+import ssl
 from typing import Any
 
 import anyio
 import kis_anyio
 import pytest
+import trustme
 
 from kis_proto import (
+    ApprovalError,
     Connected,
     ConnectionClosed,
+    Credentials,
     KISServerConfig,
     LocalProtocolError,
     Reconnecting,
@@ -212,3 +216,62 @@ async def test_server_sees_the_subscription_events() -> None:
             await next_of(feed, Subscribed)
             [session] = server.sessions
             assert any(isinstance(e, SubscriptionAdded) for e in session.events)
+
+
+@pytest.fixture
+def tls_pair() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server, client) TLS contexts from a throwaway CA: the approval key travels over real TLS."""
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return server, client
+
+
+async def test_approval_key_over_tls_and_one_refresh_after_invalid_approval(
+    tls_pair: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    server_tls, client_tls = tls_pair
+    creds = Credentials(app_key="PSapp", app_secret="secret-value", env="real")
+    async with kis_anyio.serve(app_keys={"PSapp": "secret-value"}, approval_tls=server_tls) as server:
+        assert server.approval_port is not None
+        key = await kis_anyio.fetch_approval_key(
+            creds, host="127.0.0.1", port=server.approval_port, ssl_context=client_tls
+        )
+        assert key in server.issued
+        server.revoke_keys()  # count only the feed's own fetches from here on
+        async with kis_anyio.connect(
+            server.url,
+            credentials=creds,
+            approval_host="127.0.0.1",
+            approval_port=server.approval_port,
+            ssl_context=client_tls,
+            policy=quick_policy(),
+        ) as feed:
+            await feed.subscribe("H0STCNT0", "005930")
+            await next_of(feed, Subscribed)
+            assert len(server.issued) == 1  # fetched once, not per message
+            server.revoke_keys()
+            await server.sessions[0].drop()
+            # The old key is refused (OPSP0011): the feed closes, fetches a new key once, reconnects.
+            reconnecting = await next_of(feed, Reconnecting)
+            assert "connection ended" in reconnecting.reason
+            refused = await next_of(feed, Reconnecting)
+            assert "OPSP0011" in refused.reason
+            await next_of(feed, Subscribed)
+            assert len(server.issued) == 1  # the fresh key
+
+
+async def test_wrong_credentials_fail_fast(tls_pair: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
+    server_tls, client_tls = tls_pair
+    creds = Credentials(app_key="PSapp", app_secret="wrong", env="real")
+    async with kis_anyio.serve(app_keys={"PSapp": "secret-value"}, approval_tls=server_tls) as server:
+        with pytest.raises(ApprovalError, match="EGW00103") as info:
+            await kis_anyio.fetch_approval_key(
+                creds, host="127.0.0.1", port=server.approval_port, ssl_context=client_tls
+            )
+        assert "wrong" not in str(info.value)
+        # An untrusted certificate is refused: verification is on by default.
+        with pytest.raises(ApprovalError, match=r"SSL|certificate"):
+            await kis_anyio.fetch_approval_key(creds, host="127.0.0.1", port=server.approval_port)

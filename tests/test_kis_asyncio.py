@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 from typing import Any
 
 import kis_anyio
 import kis_asyncio
 import pytest
+import trustme
 
 from kis_proto import (
+    ApprovalError,
     Connected,
     ConnectionClosed,
+    Credentials,
     KISServerConfig,
     Reconnecting,
     ReconnectPolicy,
@@ -139,3 +143,19 @@ async def test_wsclient_as_in_the_original_design() -> None:
         async with asyncio.timeout(10):
             await asyncio.gather(ws.run(), market())
     assert prices == [1, 2, 3]
+
+
+async def test_approval_key_over_tls() -> None:
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+    client_tls = ssl.create_default_context()
+    ca.configure_trust(client_tls)
+    creds = Credentials(app_key="PSapp", app_secret="secret-value", env="paper")
+    async with kis_anyio.serve(app_keys={"PSapp": "secret-value"}, approval_tls=server_tls) as server:
+        port = server.approval_port
+        key = await kis_asyncio.fetch_approval_key(creds, host="127.0.0.1", port=port, ssl_context=client_tls)
+        assert key in server.issued
+        wrong = Credentials(app_key="PSapp", app_secret="nope")
+        with pytest.raises(ApprovalError, match="EGW00103"):
+            await kis_asyncio.fetch_approval_key(wrong, host="127.0.0.1", port=port, ssl_context=client_tls)

@@ -69,12 +69,15 @@ async def fetch_approval_key(
         with anyio.fail_after(30):
             stream: anyio.abc.ByteStream
             if tls:
+                # h11 frames the response (Content-Length or chunks), so a missing TLS close_notify
+                # cannot truncate it unnoticed; many servers omit it, hence not "standard compatible".
                 stream = await anyio.connect_tcp(
                     host,
                     port,
                     tls=True,
                     ssl_context=ssl_context or ssl.create_default_context(),
                     tls_hostname=host,
+                    tls_standard_compatible=False,
                 )
             else:
                 stream = await anyio.connect_tcp(host, port)
@@ -208,9 +211,9 @@ class Feed:
                     conn.receive_data(data, now=now)
                 else:
                     conn.receive_eof(now=now)
-                await self._flush()
                 if core.collect(now):
                     self._ready.set()
+                await self._flush()
         finally:
             self._stream = None
             with anyio.CancelScope(shield=True):

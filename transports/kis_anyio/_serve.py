@@ -7,20 +7,26 @@ their commands (`send_records`, `refuse_in_use`, `drop`).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import math
 import os
+import ssl
+import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
+import h11
+from anyio.streams.tls import TLSListener
 
 from kis_proto import KISServerConfig, KISServerConnection, LocalProtocolError, ServerEvent
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Callable, Mapping
 
 __all__ = ["KISServer", "ServerSession", "serve"]
 
@@ -68,13 +74,21 @@ class ServerSession:
 
 @dataclass(eq=False)
 class KISServer:
-    """The running server: its port and its live sessions."""
+    """The running server: its port and its live sessions (and the approval endpoint's port)."""
 
     host: str
     port: int
     sessions: list[ServerSession] = field(default_factory=list)
     accepted: int = 0
+    #: The approval endpoint's port, when `serve` was given app keys.
+    approval_port: int | None = None
+    #: Approval keys issued by the endpoint and still valid.
+    issued: list[str] = field(default_factory=list)
     _changed: anyio.Event = field(default_factory=anyio.Event)
+
+    def revoke_keys(self) -> None:
+        """Invalidate every issued approval key (the next requests get OPSP0011)."""
+        self.issued.clear()
 
     @property
     def url(self) -> str:
@@ -105,19 +119,81 @@ class KISServer:
         self._changed.set()
 
 
+def _json_response(status: int, body: dict[str, str]) -> tuple[h11.Response, bytes]:
+    data = json.dumps(body, ensure_ascii=False).encode()
+    headers = [("Content-Type", "application/json; charset=UTF-8"), ("Content-Length", str(len(data)))]
+    return h11.Response(status_code=status, headers=headers), data
+
+
+def _approve(
+    request_body: bytes, app_keys: Mapping[str, str], server: KISServer
+) -> tuple[int, dict[str, str]]:
+    """KIS's answer to ``POST /oauth2/Approval``: a fresh key for known credentials."""
+    try:
+        fields = json.loads(request_body)
+    except (ValueError, RecursionError):
+        fields = None
+    if not isinstance(fields, dict) or fields.get("grant_type") != "client_credentials":
+        return 400, {"error_description": "grant_type must be client_credentials", "error_code": "EGW00002"}
+    appkey, secret = fields.get("appkey"), fields.get("secretkey")
+    if not isinstance(appkey, str) or app_keys.get(appkey) != secret:
+        return 403, {"error_description": "유효하지 않은 AppKey입니다.", "error_code": "EGW00103"}
+    key = str(uuid.uuid4())
+    server.issued.append(key)
+    return 200, {"approval_key": key}
+
+
+async def _serve_approval(
+    stream: anyio.abc.ByteStream, app_keys: Mapping[str, str], server: KISServer
+) -> None:
+    """One HTTP/1.1 exchange on the approval endpoint (h11, as the client side uses)."""
+    conn = h11.Connection(h11.SERVER)
+    body = b""
+    async with stream:
+        with anyio.move_on_after(10):
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    try:
+                        conn.receive_data(await stream.receive())
+                    except (anyio.EndOfStream, anyio.BrokenResourceError):
+                        return
+                    continue
+                if isinstance(event, h11.Data):
+                    body += event.data
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                elif not isinstance(event, h11.Request):
+                    return
+            status, answer = _approve(body, app_keys, server) if len(body) < 65536 else (413, {})
+            response, data = _json_response(status, answer)
+            await stream.send(
+                conn.send(response) + conn.send(h11.Data(data=data)) + conn.send(h11.EndOfMessage())
+            )
+
+
 @asynccontextmanager
 async def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
-    approval_ok: Callable[[str], bool] = lambda key: bool(key),
+    approval_ok: Callable[[str], bool] | None = None,
     config: KISServerConfig | None = None,
     random_bytes: Callable[[int], bytes] = os.urandom,
+    app_keys: Mapping[str, str] | None = None,
+    approval_tls: ssl.SSLContext | None = None,
 ) -> AsyncIterator[KISServer]:
-    """Serve the KIS real-time protocol on `host:port` (0: any free port) until the block exits."""
+    """Serve the KIS real-time protocol on `host:port` (0: any free port) until the block exits.
+
+    With `app_keys` (app key → app secret) it also serves ``POST /oauth2/Approval`` on another
+    port (`KISServer.approval_port`; TLS when `approval_tls` is given), and only keys it issued
+    are accepted; otherwise `approval_ok` decides (default: any non-empty key).
+    """
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
     bound = listener.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610 - anyio, not Django
     server = KISServer(host=host, port=bound)
+    if approval_ok is None:
+        approval_ok = (lambda key: key in server.issued) if app_keys is not None else (lambda key: bool(key))
 
     async def handle(stream: anyio.abc.SocketStream) -> None:
         now = anyio.current_time()
@@ -152,6 +228,22 @@ async def serve(
 
     async with listener, anyio.create_task_group() as tg:
         tg.start_soon(listener.serve, handle)
+        if app_keys is not None:
+            keys = app_keys
+            http: anyio.abc.Listener[Any] = await anyio.create_tcp_listener(local_host=host, local_port=0)
+            server.approval_port = http.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610 - anyio
+            if approval_tls is not None:
+                http = TLSListener(http, approval_tls, standard_compatible=False)
+
+            async def approval(stream: anyio.abc.ByteStream) -> None:
+                with contextlib.suppress(anyio.BrokenResourceError, ssl.SSLError, OSError):
+                    await _serve_approval(stream, keys, server)
+
+            async def run_http(listener: anyio.abc.Listener[Any]) -> None:
+                async with listener:
+                    await listener.serve(approval)
+
+            tg.start_soon(run_http, http)
         try:
             yield server
         finally:

@@ -199,9 +199,9 @@ class Feed:
                     conn.receive_data(data, now=now)
                 else:
                     conn.receive_eof(now=now)
-                await self._flush()
                 if core.collect(now):
                     self._ready.set()
+                await self._flush()
         finally:
             self._writer = None
             writer.close()
