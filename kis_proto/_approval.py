@@ -105,6 +105,22 @@ class Credentials:
         """The hosts of this environment."""
         return ENDPOINTS[self.env]
 
+    def notice_subscription(self, market: Literal["domestic", "overseas"] = "domestic") -> tuple[str, str]:
+        """(tr_id, tr_key) of your own execution notices: the paper or real TR id, your HTS ID.
+
+        Domestic stock notices are H0STCNI0 (real) / H0STCNI9 (paper); overseas stock notices
+        H0GSCNI0 / H0GSCNI9 (PROTOCOL.md §3). The key is the HTS ID, not a symbol.
+        """
+        if self.hts_id is None:
+            raise LocalProtocolError(
+                "execution notices are keyed by your HTS ID: give Credentials(..., hts_id=...)"
+            )
+        ids = {"domestic": ("H0STCNI0", "H0STCNI9"), "overseas": ("H0GSCNI0", "H0GSCNI9")}
+        if market not in ids:
+            raise LocalProtocolError(f"market must be 'domestic' or 'overseas', not {market!r}")
+        real, paper = ids[market]
+        return (paper if self.env == "paper" else real), self.hts_id
+
 
 @dataclass(frozen=True, slots=True)
 class ApprovalKey:

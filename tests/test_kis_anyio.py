@@ -275,3 +275,36 @@ async def test_wrong_credentials_fail_fast(tls_pair: tuple[ssl.SSLContext, ssl.S
         # An untrusted certificate is refused: verification is on by default.
         with pytest.raises(ApprovalError, match=r"SSL|certificate"):
             await kis_anyio.fetch_approval_key(creds, host="127.0.0.1", port=server.approval_port)
+
+
+async def test_own_execution_notices_by_environment() -> None:
+    creds = Credentials(app_key="PSapp", app_secret="s", env="paper", hts_id="myhtsid")
+    assert creds.notice_subscription() == ("H0STCNI9", "myhtsid")
+    assert creds.notice_subscription("overseas") == ("H0GSCNI9", "myhtsid")
+    real = Credentials(app_key="PSapp", app_secret="s", hts_id="me")
+    assert real.notice_subscription("overseas") == ("H0GSCNI0", "me")
+    with pytest.raises(LocalProtocolError, match="hts_id"):
+        Credentials(app_key="PSapp", app_secret="s").notice_subscription()
+    notices: list[records.H0STCNI0] = []
+    async with kis_anyio.serve() as server:
+        # Credentials and an approval key: no REST call, notices by the credentials' env.
+        ws = kis_anyio.WSClient(creds, url=server.url, approval_key=KEY, policy=quick_policy())
+
+        def on_fill(notice: Record) -> None:
+            assert isinstance(notice, records.H0STCNI0)
+            notices.append(notice)
+
+        assert await ws.subscribe_notices(on_fill) == "H0STCNI9"
+
+        async def fill() -> None:
+            await server.wait_for(lambda: bool(server.subscribed("H0STCNI9", "myhtsid")))
+            await server.sessions[0].send_records("H0STCNI9", [VECTOR_PLAINTEXT.split("^")])
+            while not notices:
+                await anyio.sleep(0.01)
+            await ws.close()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(fill)
+            with anyio.fail_after(10):
+                await ws.run()
+    assert [n.cntg_qty for n in notices] == [10]

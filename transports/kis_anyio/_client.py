@@ -17,7 +17,7 @@ import ssl
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 from urllib.parse import urlsplit
 
 import anyio
@@ -109,9 +109,15 @@ class Feed:
     Iteration ends after `aclose`; it raises `ConnectionError` when the policy gives up.
     """
 
-    def __init__(self, core: FeedCore, approval: Callable[[], Awaitable[str]] | None) -> None:
+    def __init__(
+        self,
+        core: FeedCore,
+        approval: Callable[[], Awaitable[str]] | None,
+        credentials: Credentials | None = None,
+    ) -> None:
         self._core = core
         self._approval = approval
+        self._credentials = credentials
         self._ready = anyio.Event()
         self._stream: anyio.abc.ByteStream | None = None
         self._send_lock = anyio.Lock()
@@ -136,6 +142,14 @@ class Feed:
         """Stop receiving `tr_id` for each key."""
         self._core.unsubscribe(tr_id, keys, anyio.current_time())
         await self._flush()
+
+    async def subscribe_notices(self, market: Literal["domestic", "overseas"] = "domestic") -> str:
+        """Subscribe your own execution notices (real or paper TR by the credentials); returns the TR id."""
+        if self._credentials is None:
+            raise LocalProtocolError("execution notices need Credentials with your hts_id")
+        tr_id, key = self._credentials.notice_subscription(market)
+        await self.subscribe(tr_id, key)
+        return tr_id
 
     def __aiter__(self) -> Feed:
         return self
@@ -288,7 +302,7 @@ async def connect(
         approval_key=approval_key,
         can_fetch_key=credentials is not None,
     )
-    feed = Feed(core, approval)
+    feed = Feed(core, approval, credentials)
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(feed._run)
@@ -344,6 +358,16 @@ class WSClient:
             self._callbacks[(tr_id, symbol)].append(callback)
         if self._feed is not None:
             await self._feed.subscribe(tr_id, symbols)
+
+    async def subscribe_notices(
+        self, callback: Callback, market: Literal["domestic", "overseas"] = "domestic"
+    ) -> str:
+        """Call `callback` with your own execution notices (the TR follows `kis.env`); returns the TR id."""
+        if self.kis is None:
+            raise LocalProtocolError("execution notices need Credentials with your hts_id")
+        tr_id, key = self.kis.notice_subscription(market)
+        await self.subscribe(tr_id, [key], callback)
+        return tr_id
 
     async def unsubscribe(self, tr_id: str, symbols: str | Iterable[str]) -> None:
         """Stop the callbacks of these symbols and release them on the server."""
