@@ -95,6 +95,18 @@ class EventBuffer:
             self._droppable -= 1
         return event
 
+    def drain(self) -> list[FeedEvent]:
+        """Every waiting event, in order (with `EventsDropped` where records were lost)."""
+        if not self._dropped:
+            events = [event for event, _ in self._items]
+            self._items.clear()
+            self._droppable = 0
+            return events
+        out: list[FeedEvent] = []
+        while (event := self.get()) is not None:
+            out.append(event)
+        return out
+
     def _drop_oldest(self) -> None:
         # The oldest market record is near the front: only undroppable events can precede it.
         for index, (_, droppable) in enumerate(self._items):

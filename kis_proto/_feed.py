@@ -169,6 +169,10 @@ class FeedCore:
         """The next event for the application, or None when the buffer is empty."""
         return self.buffer.get()
 
+    def drain(self) -> list[FeedEvent]:
+        """Every event waiting for the application, in order."""
+        return self.buffer.drain()
+
     def _usable(self) -> bool:
         conn = self.conn
         return conn is not None and conn.state in (ConnState.CONNECTING, ConnState.OPEN)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass
 from datetime import date, time
 from decimal import Decimal
@@ -282,7 +282,16 @@ class SignedChange(Field[N]):
         return value
 
 
-class Record(Mapping[str, FieldValue]):
+if TYPE_CHECKING:
+    _RecordBase = Mapping[str, FieldValue]
+else:
+    # Not an ABC subclass at run time: isinstance() against ABCMeta classes costs a Python-level
+    # __instancecheck__ per call, and every consumer asks "is this a record?" of every event.
+    # Record is registered as a virtual Mapping below and implements the mixin methods itself.
+    _RecordBase = object
+
+
+class Record(_RecordBase):
     """One data record of a real-time TR: one event per record, however many a frame carries.
 
     `tr_id` and `tr_key` say where it came from (`tr_key` is the record's key column: the symbol,
@@ -376,6 +385,23 @@ class Record(Mapping[str, FieldValue]):
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and key in self._by_key
 
+    def get(self, key: str, default: FieldValue = None) -> FieldValue:  # type: ignore[override]
+        """The converted value of `key`, or `default` when the record has no such column."""
+        field = self._by_key.get(key) if isinstance(key, str) else None
+        return default if field is None else field.__get__(self, type(self))
+
+    def keys(self) -> KeysView[str]:
+        """The official column names, then the friendly names."""
+        return KeysView(self)
+
+    def items(self) -> ItemsView[str, FieldValue]:
+        """(name, converted value) pairs."""
+        return ItemsView(self)
+
+    def values(self) -> ValuesView[FieldValue]:
+        """The converted values."""
+        return ValuesView(self)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._by_key)
 
@@ -399,6 +425,9 @@ class Record(Mapping[str, FieldValue]):
         else:
             shown = f"fields={len(self._f)}"
         return f"<{name} {self._tr_id} tr_key={self.tr_key!r} {shown}>"
+
+
+Mapping.register(Record)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -166,6 +166,20 @@ class Feed:
                 raise StopAsyncIteration
             await self._ready.wait()
 
+    async def batches(self) -> AsyncIterator[list[FeedEvent]]:
+        """Iterate events a batch at a time: everything waiting, in order (cheaper per event)."""
+        while True:
+            self._ready = anyio.Event()
+            batch = self._core.drain()
+            if batch:
+                yield batch
+                continue
+            if self._finished.is_set():
+                if self._error is not None:
+                    raise self._error
+                return
+            await self._ready.wait()
+
     async def aclose(self) -> None:
         """Close the connection cleanly and stop reconnecting; iteration then ends."""
         self._core.close(anyio.current_time())
@@ -388,10 +402,20 @@ class WSClient:
                 await feed.subscribe(tr_id, symbol)
             if self._closed:
                 await feed.aclose()
-            async for event in feed:
-                if isinstance(event, Record):
-                    for callback in list(self._callbacks.get((event.tr_id, event.tr_key), ())):
-                        await _call(callback, event)
+            async for batch in feed.batches():
+                for event in batch:
+                    if not isinstance(event, Record):
+                        continue
+                    for callback in self._callbacks.get((event.tr_id, event.tr_key), ()):
+                        try:
+                            result = callback(event)
+                            # Plain callbacks return None: skip the awaitable test for them.
+                            if result is not None and inspect.isawaitable(result):
+                                await result
+                        except Exception:
+                            logger.exception(
+                                "a callback for %s %s raised; the feed goes on", event.tr_id, event.tr_key
+                            )
         self._feed = None
 
     async def close(self) -> None:
@@ -407,12 +431,3 @@ class WSClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
-
-
-async def _call(callback: Callback, record: Record) -> None:
-    try:
-        result = callback(record)
-        if inspect.isawaitable(result):
-            await result
-    except Exception:
-        logger.exception("a callback for %s %s raised; the feed goes on", record.tr_id, record.tr_key)
