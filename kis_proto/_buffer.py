@@ -42,14 +42,15 @@ class Reconnecting:
 #: What a transport's feed yields: the core's events plus the transport's own.
 FeedEvent = Event | EventsDropped | Reconnecting
 
-_NOTICE_CLASSES = frozenset(
-    RECORD_CLASSES[tr_id] for spec in TRS.values() if spec.encrypted for tr_id in spec.tr_ids
+# Market-data record classes (and plain Record, for TRs this version does not know): droppable.
+_DROPPABLE: frozenset[type] = frozenset(
+    {cls for cls in RECORD_CLASSES.values() if not TRS[cls.__name__].encrypted} | {Record}
 )
 
 
 def is_droppable(event: object) -> bool:
     """Market-data records may be dropped under overload; notices and everything else may not."""
-    return isinstance(event, Record) and type(event) not in _NOTICE_CLASSES
+    return type(event) in _DROPPABLE
 
 
 class EventBuffer:
@@ -71,7 +72,7 @@ class EventBuffer:
 
     def put(self, event: FeedEvent) -> None:
         """Add `event`; drop the oldest market data while there is more than `maxsize` of it."""
-        droppable = is_droppable(event)
+        droppable = type(event) in _DROPPABLE  # is_droppable, inlined: once per record
         self._items.append((event, droppable))
         if droppable:
             self._droppable += 1
