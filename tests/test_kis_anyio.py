@@ -308,3 +308,28 @@ async def test_own_execution_notices_by_environment() -> None:
             with anyio.fail_after(10):
                 await ws.run()
     assert [n.cntg_qty for n in notices] == [10]
+
+
+async def test_pingpong_answered_while_a_callback_takes_seconds() -> None:
+    config = KISServerConfig(pingpong_interval=0.2, strict_pingpong=True)
+    async with kis_anyio.serve(config=config) as server:
+        ws = kis_anyio.WSClient(None, url=server.url, approval_key=KEY, policy=quick_policy())
+        calls: list[int] = []
+
+        async def slow(data: Record) -> None:
+            calls.append(1)
+            await anyio.sleep(1.5)  # the application is slow; the reader must not be
+            await ws.close()
+
+        await ws.subscribe("H0STCNT0", "005930", slow)
+
+        async def market() -> None:
+            await server.wait_for(lambda: bool(server.subscribed("H0STCNT0", "005930")))
+            await server.broadcast("H0STCNT0", [trade(1)])
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(market)
+            with anyio.fail_after(10):
+                await ws.run()
+        assert calls == [1]
+        assert server.accepted == 1  # never dropped: 7 PINGPONGs came and were echoed meanwhile
