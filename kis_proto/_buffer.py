@@ -66,6 +66,11 @@ class EventBuffer:
         self._droppable = 0  # droppable events in the buffer
         self._dropped = 0  # dropped since the last EventsDropped was handed out
 
+    @property
+    def dropped(self) -> int:
+        """Records dropped and not yet reported by an `EventsDropped`."""
+        return self._dropped
+
     def __len__(self) -> int:
         """Events waiting, counting a pending `EventsDropped` report as one."""
         return len(self._items) + (1 if self._dropped else 0)

@@ -9,9 +9,10 @@ subscriptions on it, and turns the connection's events into registry updates. Th
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
-from ._buffer import EventBuffer, FeedEvent, Reconnecting
+from ._buffer import EventBuffer, EventsDropped, FeedEvent, Reconnecting
 from ._codes import MsgCode
 from ._connection import ConnState, KISConfig, KISConnection
 from ._errors import LocalProtocolError
@@ -24,6 +25,17 @@ if TYPE_CHECKING:
     from ._reconnect import ReconnectDecision, ReconnectPolicy
 
 __all__ = ["FeedCore"]
+
+logger = logging.getLogger("kis_proto.feed")
+
+
+def _log_drop(event: EventsDropped) -> None:
+    logger.warning(
+        "the application fell behind: %d market-data records dropped, oldest first "
+        "(notices are never dropped; raise buffer_size or consume faster)",
+        event.count,
+    )
+
 
 _SESSION_ENDERS = frozenset({MsgCode.INVALID_APPROVAL, MsgCode.ALREADY_IN_USE_APPKEY})
 _BOOKKEEPING = frozenset({Connected, Subscribed, SubscribeFailed, Unsubscribed, ServerError})
@@ -167,11 +179,20 @@ class FeedCore:
 
     def next_event(self) -> FeedEvent | None:
         """The next event for the application, or None when the buffer is empty."""
-        return self.buffer.get()
+        event = self.buffer.get()
+        if type(event) is EventsDropped:
+            _log_drop(event)
+        return event
 
     def drain(self) -> list[FeedEvent]:
         """Every event waiting for the application, in order."""
-        return self.buffer.drain()
+        dropped = self.buffer.dropped
+        events = self.buffer.drain()
+        if dropped:
+            for event in events:
+                if isinstance(event, EventsDropped):
+                    _log_drop(event)
+        return events
 
     def _usable(self) -> bool:
         conn = self.conn

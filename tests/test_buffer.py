@@ -78,3 +78,24 @@ def test_loss_reported_even_when_no_market_data_follows() -> None:
 def test_size_must_be_positive() -> None:
     with pytest.raises(LocalProtocolError):
         EventBuffer(0)
+
+
+def test_feed_core_logs_the_loss_when_handing_it_out(caplog: pytest.LogCaptureFixture) -> None:
+    import random
+
+    from kis_proto import FeedCore, KISConfig, ReconnectPolicy
+
+    core = FeedCore(
+        host="h",
+        port=1,
+        config=KISConfig(),
+        policy=ReconnectPolicy(rand=random.random),
+        buffer_size=1,
+        approval_key="k",
+    )
+    for n in range(3):
+        core.buffer.put(trade(n))
+    assert core.buffer.dropped == 2
+    with caplog.at_level("WARNING", logger="kis_proto.feed"):
+        assert core.drain() == [EventsDropped(count=2), trade(2)]
+    assert "2 market-data records dropped" in caplog.text
