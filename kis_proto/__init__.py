@@ -44,6 +44,7 @@ from ._events import (
 )
 from ._feed import FeedCore
 from ._fields import FieldSpec, FieldType, FieldValue, Market, Record, TRKind, TRSpec
+from ._market import MarketModel, RandomSource, krx_tick
 from ._reconnect import ReconnectDecision, ReconnectPolicy
 from ._server import (
     KeepAliveAnswered,
@@ -91,9 +92,11 @@ __all__ = [
     "LayoutDrift",
     "LocalProtocolError",
     "Market",
+    "MarketModel",
     "MessageDecoder",
     "MsgCode",
     "PingPong",
+    "RandomSource",
     "ReconnectDecision",
     "ReconnectPolicy",
     "Reconnecting",
@@ -117,6 +120,7 @@ __all__ = [
     "decode_message",
     "decrypt_payload",
     "encrypt_payload",
+    "krx_tick",
     "records",
     "subscribe_message",
     "tr_spec",

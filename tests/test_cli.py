@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -68,3 +69,55 @@ def test_entry_point_runs_as_a_module() -> None:
         timeout=30,
     )
     assert "price=71500" in result.stdout
+
+
+def _env_without_credentials() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIS_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def test_watch_streams_from_the_simulator_without_credentials() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kis_anyio", "watch", "005930", "H0STASP0:000660", "--count", "6", "--jsonl"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=_env_without_credentials(),
+    )
+    assert "built-in simulator" in result.stderr
+    assert "subscribed  H0STCNT0 005930" in result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 6
+    assert {line["tr_id"] for line in lines} <= {"H0STCNT0", "H0STASP0"}
+    trade = next(line for line in lines if line["tr_id"] == "H0STCNT0")
+    assert isinstance(trade["STCK_PRPR"], int)
+    assert trade["price"] == trade["STCK_PRPR"]
+
+
+def test_sim_serves_other_clients() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "kis_anyio", "sim", "--port", "0", "--seed", "1", "--tick", "0.05"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env_without_credentials(),
+    ) as process:
+        try:
+            assert process.stderr is not None
+            banner = process.stderr.readline()
+            url = banner.split(" on ", 1)[1].split(" ", 1)[0]
+            assert url.startswith("ws://127.0.0.1:")
+            watch = subprocess.run(  # noqa: S603
+                [sys.executable, "-m", "kis_anyio", "watch", "DNASAAPL", "--count", "2", "--url", url],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=60,
+                env=_env_without_credentials(),
+            )
+            assert watch.stdout.count("HDFSCNT0  DNASAAPL") == 2
+            assert "built-in simulator" not in watch.stderr
+        finally:
+            process.terminate()
+            process.wait(10)

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from ._client import Callback, Feed, WSClient, connect, fetch_approval_key
 from ._serve import KISServer, ServerSession, serve
+from ._sim import Simulator, simulate
 
 __all__ = [
     "Callback",
     "Feed",
     "KISServer",
     "ServerSession",
+    "Simulator",
     "WSClient",
     "connect",
     "fetch_approval_key",
     "serve",
+    "simulate",
 ]

@@ -8,18 +8,26 @@ prints what the codec makes of each: records with their friendly fields, acks, e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
+import os
 import sys
 from datetime import date, time
 from decimal import Decimal
 from typing import TYPE_CHECKING, TextIO
 
+import anyio
+
 from kis_proto import (
     Connected,
     ConnectionClosed,
+    Credentials,
+    EventsDropped,
     LayoutDrift,
     MessageDecoder,
     PingPong,
+    Reconnecting,
     Record,
     ServerError,
     Subscribed,
@@ -28,6 +36,9 @@ from kis_proto import (
     Unsubscribed,
 )
 from kis_proto import Event as KISEvent
+
+from ._client import connect
+from ._sim import simulate
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -136,6 +147,81 @@ def _decode_command(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def parse_subscription(text: str) -> tuple[str, str]:
+    """``TR:KEY`` or a bare key: 6 digits → H0STCNT0, ``D``/``R`` + exchange + symbol → HDFSCNT0."""
+    tr_id, sep, key = text.partition(":")
+    if sep:
+        return tr_id.upper(), key
+    if len(text) > 4 and text[0] in "DR" and text[1:4].isalpha():
+        return "HDFSCNT0", text
+    return "H0STCNT0", text
+
+
+def _credentials_from_env() -> Credentials | None:
+    app_key, secret = os.environ.get("KIS_APP_KEY"), os.environ.get("KIS_APP_SECRET")
+    if not app_key or not secret:
+        return None
+    hts_id = os.environ.get("KIS_HTS_ID") or None
+    if os.environ.get("KIS_ENV", "real").lower() == "paper":
+        return Credentials(app_key, secret, env="paper", hts_id=hts_id)
+    return Credentials(app_key, secret, env="real", hts_id=hts_id)
+
+
+def _status(event: object) -> str | None:
+    """A line for the state of the connection, or None for data."""
+    if isinstance(event, Connected | ConnectionClosed | Subscribed | SubscribeFailed | ServerError):
+        return describe(event)
+    if isinstance(event, Reconnecting):
+        return f"reconnecting attempt {event.attempt}, next try in {event.delay:.1f} s ({event.reason})"
+    if isinstance(event, EventsDropped):
+        return f"dropped     {event.count} records (the terminal fell behind)"
+    return None
+
+
+async def _watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    subscriptions = [parse_subscription(text) for text in args.keys]
+    credentials = None if args.url else _credentials_from_env()
+    async with contextlib.AsyncExitStack() as stack:
+        url = args.url
+        if url is None and credentials is None:
+            sim = await stack.enter_async_context(simulate(seed=args.seed))
+            url = sim.url
+            err.write(
+                f"No KIS credentials (KIS_APP_KEY, KIS_APP_SECRET) in the environment: "
+                f"streaming from the built-in simulator at {url}\n"
+            )
+        feed = await stack.enter_async_context(
+            connect(url, credentials=credentials, approval_key=None if credentials else "simulator")
+        )
+        for tr_id, key in subscriptions:
+            await feed.subscribe(tr_id, key)
+        seen = 0
+        with anyio.move_on_after(args.duration if args.duration is not None else math.inf):
+            async for event in feed:
+                if isinstance(event, Record):
+                    if args.jsonl:
+                        out.write(
+                            json.dumps(event_to_json(event), ensure_ascii=False, default=_json_default) + "\n"
+                        )
+                    else:
+                        out.write(describe(event) + "\n")
+                    out.flush()
+                    seen += 1
+                    if args.count is not None and seen >= args.count:
+                        break
+                elif (line := _status(event)) is not None:
+                    err.write(line + "\n")
+    return 0
+
+
+async def _sim(args: argparse.Namespace, err: TextIO) -> int:
+    async with simulate(args.host, args.port, seed=args.seed, tick=args.tick) as sim:
+        err.write(f"KIS simulator on {sim.url} (any approval key is accepted); Ctrl-C stops it\n")
+        err.flush()
+        await anyio.sleep_forever()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the CLI; returns the exit status."""
     parser = argparse.ArgumentParser(prog="kis-ws", description="KIS real-time feed tools")
@@ -151,12 +237,31 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         metavar="TR_ID=KEY:IV",
         help="the AES key and IV of a TR's ack, for encrypted frames (repeatable)",
     )
+    watch = commands.add_parser("watch", help="stream live records (from the simulator without credentials)")
+    watch.add_argument("keys", nargs="+", metavar="[TR:]KEY", help="e.g. 005930, H0STASP0:000660, DNASAAPL")
+    watch.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    watch.add_argument("--count", type=int, default=None, help="stop after this many records")
+    watch.add_argument("--jsonl", action="store_true", help="one JSON object per record")
+    watch.add_argument("--url", default=None, help="a KIS-compatible server (skips credentials)")
+    watch.add_argument("--seed", type=int, default=None, help="the simulator's seed")
+    sim = commands.add_parser("sim", help="run the KIS simulator alone")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=21000)
+    sim.add_argument("--seed", type=int, default=None)
+    sim.add_argument("--tick", type=float, default=0.25, help="seconds between market updates")
     args = parser.parse_args(argv)
+    stdout = out or sys.stdout
     try:
-        return _decode_command(args, out or sys.stdout)
-    except BrokenPipeError:  # `kis-ws decode … | head` closed the pipe: not an error
+        if args.command == "decode":
+            return _decode_command(args, stdout)
+        if args.command == "watch":
+            return anyio.run(_watch, args, stdout, sys.stderr)
+        return anyio.run(_sim, args, sys.stderr)
+    except BrokenPipeError:  # `kis-ws … | head` closed the pipe: not an error
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
