@@ -39,6 +39,7 @@ from ._events import (
     ServerError,
     Subscribed,
     SubscribeFailed,
+    TextReceived,
     UndecodableMessage,
     Unsubscribed,
 )
@@ -46,6 +47,7 @@ from ._feed import FeedCore
 from ._fields import FieldSpec, FieldType, FieldValue, Market, Record, TRKind, TRSpec
 from ._market import MarketModel, RandomSource, krx_tick
 from ._reconnect import ReconnectDecision, ReconnectPolicy
+from ._recording import RECORDING_HEADER, parse_recording_line, recording_line, replay_lines
 from ._server import (
     KeepAliveAnswered,
     KISServerConfig,
@@ -63,6 +65,7 @@ from .records import TRS
 __all__ = [
     "ENDPOINTS",
     "KIS_MAX_SUBSCRIPTIONS",
+    "RECORDING_HEADER",
     "TRS",
     "ApprovalError",
     "ApprovalExchange",
@@ -114,6 +117,7 @@ __all__ = [
     "SubscriptionRemoved",
     "TRKind",
     "TRSpec",
+    "TextReceived",
     "UndecodableMessage",
     "Unsubscribed",
     "__version__",
@@ -121,7 +125,10 @@ __all__ = [
     "decrypt_payload",
     "encrypt_payload",
     "krx_tick",
+    "parse_recording_line",
+    "recording_line",
     "records",
+    "replay_lines",
     "subscribe_message",
     "tr_spec",
     "unsubscribe_message",

@@ -59,6 +59,7 @@ from ._events import (
     ServerError,
     Subscribed,
     SubscribeFailed,
+    TextReceived,
     UndecodableMessage,
     Unsubscribed,
 )
@@ -104,6 +105,9 @@ class KISConfig:
     #: bench/bench_connection.py). False sends every byte through wsproto: the reference behaviour
     #: the fast path is tested against.
     fast_path: bool = True
+    #: Also emit each received text message as a `TextReceived` event, before its decoded events
+    #: (for recording a session; `kis-ws record` uses it).
+    emit_text: bool = False
 
     def __post_init__(self) -> None:
         if not self.path.startswith("/"):
@@ -613,6 +617,8 @@ class KISConnection:
 
     def _on_message(self, text: str) -> None:
         """One complete text message: decode it, answer PINGPONG, track acks."""
+        if self.config.emit_text:
+            self._events.append(TextReceived(text=text))
         decoded = self._decoder.decode(text)
         # Control messages give exactly one event; one exact-type lookup skips records.
         if len(decoded) == 1 and type(decoded[0]) in _CONTROL_EVENTS:

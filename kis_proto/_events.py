@@ -30,6 +30,7 @@ __all__ = [
     "ServerError",
     "SubscribeFailed",
     "Subscribed",
+    "TextReceived",
     "UndecodableMessage",
     "Unsubscribed",
 ]
@@ -183,6 +184,13 @@ class ConnectionClosed:
     error: RemoteProtocolError | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TextReceived:
+    """A text message exactly as received, before its decoded events (`KISConfig(emit_text=True)`)."""
+
+    text: str = field(repr=False)
+
+
 Event: TypeAlias = (
     Record
     | Subscribed
@@ -194,4 +202,5 @@ Event: TypeAlias = (
     | LayoutDrift
     | Connected
     | ConnectionClosed
+    | TextReceived
 )

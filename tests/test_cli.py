@@ -1,4 +1,4 @@
-"""The ``kis-ws decode`` command that the README's first command runs."""
+"""The ``kis-ws`` command line: decode, watch, sim, record and replay (as subprocesses where it matters)."""
 
 from __future__ import annotations
 
@@ -121,3 +121,83 @@ def test_sim_serves_other_clients() -> None:
         finally:
             process.terminate()
             process.wait(10)
+
+
+def test_record_then_replay_reproduces_every_record(tmp_path: Path) -> None:
+    recording = tmp_path / "session.kisrec"
+    env = _env_without_credentials()
+    subprocess.run(  # noqa: S603 - our own interpreter and module
+        [
+            sys.executable,
+            "-m",
+            "kis_anyio",
+            "record",
+            str(recording),
+            "005930",
+            "--count",
+            "8",
+            "--seed",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=env,
+    )
+    lines = recording.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("# kis-ws recording v1")
+    # What the file holds, read independently of kis_proto: every H0STCNT0 record's symbol and price.
+    expected = []
+    for line in lines[1:]:
+        message = json.loads(line)["m"]
+        if message.startswith("0|H0STCNT0|"):
+            _, _, count, payload = message.split("|", 3)
+            fields = payload.split("^")
+            width = len(fields) // int(count)
+            expected += [(fields[i], int(fields[i + 2])) for i in range(0, len(fields), width)]
+    assert expected
+    replays = [
+        subprocess.run(  # noqa: S603
+            [sys.executable, "-m", "kis_anyio", "replay", str(recording), "--jsonl", "--fast"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+            env=env,
+        ).stdout
+        for _ in range(2)
+    ]
+    assert replays[0] == replays[1]  # deterministic
+    replayed = [json.loads(line) for line in replays[0].splitlines()]
+    assert [(r["MKSC_SHRN_ISCD"], r["STCK_PRPR"]) for r in replayed] == expected
+
+
+def test_read_recording_api_for_backtests(tmp_path: Path) -> None:
+    from kis_anyio import read_recording
+
+    from kis_proto import RECORDING_HEADER, Subscribed, recording_line, records
+
+    path = tmp_path / "notices.kisrec"
+    ack = (
+        '{"header":{"tr_id":"H0STCNI0","tr_key":"myhtsid","encrypt":"Y"},"body":{"rt_cd":"0","msg_cd":"OPSP0000",'
+        f'"msg1":"SUBSCRIBE SUCCESS","output":{{"iv":"{VECTOR_IV}","key":"{VECTOR_KEY}"}}}}}}'
+    )
+    path.write_text(
+        "\n".join(
+            [
+                RECORDING_HEADER,
+                recording_line(1.5, ack),
+                "not json",
+                recording_line(2.25, sample("1|H0STCNI0")),
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    events = list(read_recording(path))
+    assert [t for t, _ in events] == [1.5, 2.25]
+    assert isinstance(events[0][1], Subscribed)
+    notice = events[1][1]
+    assert isinstance(notice, records.H0STCNI0)
+    assert notice.acnt_name == "홍길동"

@@ -21,6 +21,7 @@ from kis_proto import (
     ServerError,
     Subscribed,
     SubscribeFailed,
+    TextReceived,
     UndecodableMessage,
     Unsubscribed,
 )
@@ -35,6 +36,7 @@ DATACLASS_EVENTS = [
     LayoutDrift,
     Connected,
     ConnectionClosed,
+    TextReceived,
 ]
 
 

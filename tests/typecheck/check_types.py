@@ -17,6 +17,7 @@ from kis_proto import (
     ServerError,
     Subscribed,
     SubscribeFailed,
+    TextReceived,
     UndecodableMessage,
     Unsubscribed,
     decode_message,
@@ -47,7 +48,7 @@ def exhaustive(text: str) -> None:
                 pass
             case PingPong() | UndecodableMessage() | LayoutDrift():
                 pass
-            case Connected() | ConnectionClosed():
+            case Connected() | ConnectionClosed() | TextReceived():
                 pass
             case _:
                 assert_never(event)

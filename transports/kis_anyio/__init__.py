@@ -8,6 +8,7 @@ that reconnects by itself; `WSClient` is the original design's callback face on 
 from __future__ import annotations
 
 from ._client import Callback, Feed, WSClient, connect, fetch_approval_key
+from ._recording import read_recording
 from ._serve import KISServer, ServerSession, serve
 from ._sim import Simulator, simulate
 
@@ -20,6 +21,7 @@ __all__ = [
     "WSClient",
     "connect",
     "fetch_approval_key",
+    "read_recording",
     "serve",
     "simulate",
 ]

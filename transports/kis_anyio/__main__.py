@@ -13,17 +13,22 @@ import json
 import math
 import os
 import sys
-from datetime import date, time
+import time
+from datetime import date
+from datetime import time as day_time
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 import anyio
 
 from kis_proto import (
+    RECORDING_HEADER,
     Connected,
     ConnectionClosed,
     Credentials,
     EventsDropped,
+    KISConfig,
     LayoutDrift,
     MessageDecoder,
     PingPong,
@@ -32,12 +37,15 @@ from kis_proto import (
     ServerError,
     Subscribed,
     SubscribeFailed,
+    TextReceived,
     UndecodableMessage,
     Unsubscribed,
+    recording_line,
 )
 from kis_proto import Event as KISEvent
 
 from ._client import connect
+from ._recording import read_recording
 from ._sim import simulate
 
 if TYPE_CHECKING:
@@ -47,7 +55,7 @@ if TYPE_CHECKING:
 def _json_default(value: object) -> str:
     if isinstance(value, Decimal):
         return str(value)
-    if isinstance(value, date | time):
+    if isinstance(value, date | day_time):
         return value.isoformat()
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
@@ -113,6 +121,8 @@ def describe(event: KISEvent) -> str:
         return f"connected   {event.path}"
     if isinstance(event, ConnectionClosed):
         return f"closed      {event.code} {event.reason}".rstrip()
+    if isinstance(event, TextReceived):
+        return f"text        {len(event.text)} characters"
     return f"undecodable {event.failure.name}: {event.reason}"
 
 
@@ -214,6 +224,58 @@ async def _watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+async def _record(args: argparse.Namespace, err: TextIO) -> int:
+    subscriptions = [parse_subscription(text) for text in args.keys]
+    credentials = None if args.url else _credentials_from_env()
+    path = Path(args.file)
+    new_file = not path.exists() or path.stat().st_size == 0
+    written = 0
+    async with contextlib.AsyncExitStack() as stack:
+        url = args.url
+        if url is None and credentials is None:
+            sim = await stack.enter_async_context(simulate(seed=args.seed))
+            url = sim.url
+            err.write(f"No KIS credentials in the environment: recording the built-in simulator at {url}\n")
+        config = KISConfig(emit_text=True, custtype=credentials.custtype if credentials else "P")
+        feed = await stack.enter_async_context(
+            connect(
+                url, credentials=credentials, approval_key=None if credentials else "simulator", config=config
+            )
+        )
+        # A local file, appended line by line as messages arrive: blocking writes are negligible here.
+        out = stack.enter_context(path.open("a", encoding="utf-8"))  # noqa: ASYNC230
+        if new_file:
+            out.write(RECORDING_HEADER + "\n")
+        for tr_id, key in subscriptions:
+            await feed.subscribe(tr_id, key)
+        with anyio.move_on_after(args.duration if args.duration is not None else math.inf):
+            async for event in feed:
+                if isinstance(event, TextReceived):
+                    out.write(recording_line(time.time(), event.text) + "\n")
+                    written += 1
+                    if args.count is not None and written >= args.count:
+                        break
+                elif (line := _status(event)) is not None:
+                    err.write(line + "\n")
+    err.write(f"recorded {written} messages to {path}\n")
+    return 0
+
+
+async def _replay(args: argparse.Namespace, out: TextIO) -> int:
+    previous: float | None = None
+    for t, event in read_recording(args.file):
+        if not isinstance(event, Record):
+            continue
+        if not args.fast and previous is not None and t > previous:
+            await anyio.sleep((t - previous) / args.speed)
+        previous = t
+        if args.jsonl:
+            out.write(json.dumps(event_to_json(event), ensure_ascii=False, default=_json_default) + "\n")
+        else:
+            out.write(describe(event) + "\n")
+    return 0
+
+
 async def _sim(args: argparse.Namespace, err: TextIO) -> int:
     async with simulate(args.host, args.port, seed=args.seed, tick=args.tick) as sim:
         err.write(f"KIS simulator on {sim.url} (any approval key is accepted); Ctrl-C stops it\n")
@@ -244,6 +306,19 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     watch.add_argument("--jsonl", action="store_true", help="one JSON object per record")
     watch.add_argument("--url", default=None, help="a KIS-compatible server (skips credentials)")
     watch.add_argument("--seed", type=int, default=None, help="the simulator's seed")
+    record = commands.add_parser("record", help="append the raw messages of a live session to FILE")
+    record.add_argument("file")
+    record.add_argument("keys", nargs="+", metavar="[TR:]KEY")
+    record.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    record.add_argument("--count", type=int, default=None, help="stop after this many messages")
+    record.add_argument("--url", default=None, help="a KIS-compatible server (skips credentials)")
+    record.add_argument("--seed", type=int, default=None, help="the simulator's seed")
+    replay = commands.add_parser("replay", help="print the records of a recording, as watch does")
+    replay.add_argument("file")
+    replay.add_argument("--jsonl", action="store_true", help="one JSON object per record")
+    pace = replay.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=float, default=1.0, help="replay speed (2 = twice as fast)")
+    pace.add_argument("--fast", action="store_true", help="no pauses: as fast as possible")
     sim = commands.add_parser("sim", help="run the KIS simulator alone")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=21000)
@@ -256,6 +331,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return _decode_command(args, stdout)
         if args.command == "watch":
             return anyio.run(_watch, args, stdout, sys.stderr)
+        if args.command == "record":
+            return anyio.run(_record, args, sys.stderr)
+        if args.command == "replay":
+            return anyio.run(_replay, args, stdout)
         return anyio.run(_sim, args, sys.stderr)
     except BrokenPipeError:  # `kis-ws … | head` closed the pipe: not an error
         sys.stderr.close()
