@@ -71,6 +71,7 @@ class MarketModel:
         self._day = business_day.strftime("%Y%m%d")
         self._stocks: dict[str, _Stock] = {}
         self._overseas: dict[str, _Stock] = {}
+        self._orders = 0
 
     def _stock(self, symbol: str) -> _Stock:
         stock = self._stocks.get(symbol)
@@ -170,6 +171,51 @@ class MarketModel:
         fields += [str(sum(ask_qty)), str(sum(bid_qty)), "0", "0", "0", "0", "0", "0", "3", "0.00"]
         fields += [str(stock.volume), "0", "0", "0", "0", "0"]
         return fields
+
+    def order_notices(self, hts_id: str, symbol: str, hms: time) -> list[list[str]]:
+        """A simulated order's H0STCNI0 notices (26 fields each): its acceptance, then its fill.
+
+        The acceptance (CNTG_YN "1") carries the order quantity and price; the fill (CNTG_YN "2")
+        the filled quantity at the current price (PROTOCOL.md §8).
+        """
+        rng, stock = self._rng, self._stock(symbol)
+        self._orders += 1
+        order_no = f"{self._orders:010d}"
+        qty = rng.randint(1, 100)
+        side = "02" if rng.random() < 0.5 else "01"  # 02 buy, 01 sell
+        clock = hms.strftime("%H%M%S")
+
+        def notice(filled: bool) -> list[str]:
+            return [
+                hts_id,
+                "5012345601",
+                order_no,
+                "0000000000",
+                side,
+                "0",
+                "00",
+                "0",
+                symbol,
+                str(qty),
+                str(stock.price),
+                clock,
+                "0",
+                "2" if filled else "1",
+                "2",
+                "06010",
+                str(qty),
+                "모의계좌",
+                "",
+                "1",
+                "N",
+                "",
+                "",
+                "",
+                "삼성전자" if symbol == "005930" else symbol,
+                str(stock.price),
+            ]
+
+        return [notice(filled=False), notice(filled=True)]
 
     def overseas_trade(self, key: str, local: time, korea: time) -> list[str]:
         """One HDFSCNT0 record (26 fields) for `key` (e.g. ``DNASAAPL``): 4-decimal prices."""

@@ -30,6 +30,7 @@ from kis_proto import (
     EventsDropped,
     KISConfig,
     LayoutDrift,
+    LocalProtocolError,
     MessageDecoder,
     PingPong,
     Reconnecting,
@@ -46,7 +47,7 @@ from kis_proto import Event as KISEvent
 
 from ._client import connect
 from ._recording import read_recording
-from ._sim import simulate
+from ._sim import Faults, simulate
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -167,6 +168,13 @@ def parse_subscription(text: str) -> tuple[str, str]:
     return "H0STCNT0", text
 
 
+def _faults(text: str) -> Faults:
+    try:
+        return Faults.parse(text)
+    except (LocalProtocolError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _credentials_from_env() -> Credentials | None:
     app_key, secret = os.environ.get("KIS_APP_KEY"), os.environ.get("KIS_APP_SECRET")
     if not app_key or not secret:
@@ -179,7 +187,9 @@ def _credentials_from_env() -> Credentials | None:
 
 def _status(event: object) -> str | None:
     """A line for the state of the connection, or None for data."""
-    if isinstance(event, Connected | ConnectionClosed | Subscribed | SubscribeFailed | ServerError):
+    if isinstance(
+        event, Connected | ConnectionClosed | Subscribed | SubscribeFailed | ServerError | UndecodableMessage
+    ):
         return describe(event)
     if isinstance(event, Reconnecting):
         return f"reconnecting attempt {event.attempt}, next try in {event.delay:.1f} s ({event.reason})"
@@ -194,7 +204,7 @@ async def _watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     async with contextlib.AsyncExitStack() as stack:
         url = args.url
         if url is None and credentials is None:
-            sim = await stack.enter_async_context(simulate(seed=args.seed))
+            sim = await stack.enter_async_context(simulate(seed=args.seed, faults=args.faults))
             url = sim.url
             err.write(
                 f"No KIS credentials (KIS_APP_KEY, KIS_APP_SECRET) in the environment: "
@@ -277,7 +287,7 @@ async def _replay(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def _sim(args: argparse.Namespace, err: TextIO) -> int:
-    async with simulate(args.host, args.port, seed=args.seed, tick=args.tick) as sim:
+    async with simulate(args.host, args.port, seed=args.seed, tick=args.tick, faults=args.faults) as sim:
         err.write(f"KIS simulator on {sim.url} (any approval key is accepted); Ctrl-C stops it\n")
         err.flush()
         await anyio.sleep_forever()
@@ -306,6 +316,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     watch.add_argument("--jsonl", action="store_true", help="one JSON object per record")
     watch.add_argument("--url", default=None, help="a KIS-compatible server (skips credentials)")
     watch.add_argument("--seed", type=int, default=None, help="the simulator's seed")
+    watch.add_argument(
+        "--faults", type=_faults, default=None, help="simulator faults, e.g. drop=5,garbage=20"
+    )
     record = commands.add_parser("record", help="append the raw messages of a live session to FILE")
     record.add_argument("file")
     record.add_argument("keys", nargs="+", metavar="[TR:]KEY")
@@ -324,6 +337,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     sim.add_argument("--port", type=int, default=21000)
     sim.add_argument("--seed", type=int, default=None)
     sim.add_argument("--tick", type=float, default=0.25, help="seconds between market updates")
+    sim.add_argument(
+        "--faults",
+        type=_faults,
+        default=None,
+        help="drop=S,garbage=N,utf8=N,oversize=N,stall=S,in_use,refuse_approval,slow_accept=S",
+    )
     args = parser.parse_args(argv)
     stdout = out or sys.stdout
     try:

@@ -280,6 +280,7 @@ async def connect(
     approval_host: str | None = None,
     approval_port: int | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    approval_tls: bool = True,
 ) -> AsyncIterator[Feed]:
     """Open a KIS feed: ``async with kis_anyio.connect(credentials=creds) as feed: ...``.
 
@@ -301,7 +302,7 @@ async def connect(
 
         async def approval() -> str:
             return await fetch_approval_key(
-                creds, host=approval_host, port=approval_port, ssl_context=ssl_context
+                creds, host=approval_host, port=approval_port, ssl_context=ssl_context, tls=approval_tls
             )
 
     host, port, path = _split_url(url)

@@ -126,7 +126,7 @@ def _json_response(status: int, body: dict[str, str]) -> tuple[h11.Response, byt
 
 
 def _approve(
-    request_body: bytes, app_keys: Mapping[str, str], server: KISServer
+    request_body: bytes, check: Callable[[str, str], bool], server: KISServer
 ) -> tuple[int, dict[str, str]]:
     """KIS's answer to ``POST /oauth2/Approval``: a fresh key for known credentials."""
     try:
@@ -136,7 +136,7 @@ def _approve(
     if not isinstance(fields, dict) or fields.get("grant_type") != "client_credentials":
         return 400, {"error_description": "grant_type must be client_credentials", "error_code": "EGW00002"}
     appkey, secret = fields.get("appkey"), fields.get("secretkey")
-    if not isinstance(appkey, str) or app_keys.get(appkey) != secret:
+    if not isinstance(appkey, str) or not isinstance(secret, str) or not check(appkey, secret):
         return 403, {"error_description": "유효하지 않은 AppKey입니다.", "error_code": "EGW00103"}
     key = str(uuid.uuid4())
     server.issued.append(key)
@@ -144,10 +144,12 @@ def _approve(
 
 
 async def _serve_approval(
-    stream: anyio.abc.ByteStream, app_keys: Mapping[str, str], server: KISServer
+    stream: anyio.abc.ByteStream, check: Callable[[str, str], bool], server: KISServer, initial: bytes = b""
 ) -> None:
     """One HTTP/1.1 exchange on the approval endpoint (h11, as the client side uses)."""
     conn = h11.Connection(h11.SERVER)
+    if initial:  # (h11 reads b"" as the end of the stream)
+        conn.receive_data(initial)
     body = b""
     async with stream:
         with anyio.move_on_after(10):
@@ -165,7 +167,7 @@ async def _serve_approval(
                     break
                 elif not isinstance(event, h11.Request):
                     return
-            status, answer = _approve(body, app_keys, server) if len(body) < 65536 else (413, {})
+            status, answer = _approve(body, check, server) if len(body) < 65536 else (413, {})
             response, data = _json_response(status, answer)
             await stream.send(
                 conn.send(response) + conn.send(h11.Data(data=data)) + conn.send(h11.EndOfMessage())
@@ -181,26 +183,57 @@ async def serve(
     config: KISServerConfig | None = None,
     random_bytes: Callable[[int], bytes] = os.urandom,
     app_keys: Mapping[str, str] | None = None,
+    approve: Callable[[str, str], bool] | None = None,
     approval_tls: ssl.SSLContext | None = None,
+    slow_accept: float = 0.0,
 ) -> AsyncIterator[KISServer]:
     """Serve the KIS real-time protocol on `host:port` (0: any free port) until the block exits.
 
-    With `app_keys` (app key → app secret) it also serves ``POST /oauth2/Approval`` on another
-    port (`KISServer.approval_port`; TLS when `approval_tls` is given), and only keys it issued
-    are accepted; otherwise `approval_ok` decides (default: any non-empty key).
+    ``POST /oauth2/Approval`` is answered on the same port (plain HTTP) when `app_keys` (app key →
+    app secret) or `approve(app_key, secret)` is given, and also on a port of its own
+    (`KISServer.approval_port`; TLS when `approval_tls` is given). With `app_keys` only keys the
+    endpoint issued are accepted on the WebSocket; otherwise `approval_ok` decides (default: any
+    non-empty key). `slow_accept` delays every WebSocket upgrade answer (a fault to test against).
     """
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
     bound = listener.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610 - anyio, not Django
     server = KISServer(host=host, port=bound)
+    if app_keys is not None:
+        keys = dict(app_keys)
+
+        def approve_known(app_key: str, secret: str) -> bool:
+            return keys.get(app_key) == secret
+
+        approve = approve or approve_known
     if approval_ok is None:
         approval_ok = (lambda key: key in server.issued) if app_keys is not None else (lambda key: bool(key))
 
     async def handle(stream: anyio.abc.SocketStream) -> None:
+        try:
+            try:
+                first = await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                return
+            if first.startswith(b"POST ") and approve is not None:  # the approval endpoint, same port
+                with contextlib.suppress(anyio.BrokenResourceError, OSError):
+                    await _serve_approval(stream, approve, server, first)
+                return
+            if slow_accept:
+                await anyio.sleep(slow_accept)
+            await session_loop(stream, first)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+
+    async def session_loop(stream: anyio.abc.SocketStream, first: bytes) -> None:
         now = anyio.current_time()
         conn = KISServerConnection(now=now, approval_ok=approval_ok, random_bytes=random_bytes, config=config)
+        conn.receive_data(first, now=now)
         session = ServerSession(conn=conn, stream=stream)
         server.sessions.append(session)
         server.accepted += 1
+        await session.flush()
+        session.events += conn.events()
         try:
             while not conn.closed:
                 deadline = conn.timer()
@@ -223,13 +256,11 @@ async def serve(
         finally:
             server.sessions.remove(session)
             server._notify()
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()
 
     async with listener, anyio.create_task_group() as tg:
         tg.start_soon(listener.serve, handle)
-        if app_keys is not None:
-            keys = app_keys
+        if approve is not None:
+            check = approve
             http: anyio.abc.Listener[Any] = await anyio.create_tcp_listener(local_host=host, local_port=0)
             server.approval_port = http.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610 - anyio
             if approval_tls is not None:
@@ -237,7 +268,7 @@ async def serve(
 
             async def approval(stream: anyio.abc.ByteStream) -> None:
                 with contextlib.suppress(anyio.BrokenResourceError, ssl.SSLError, OSError):
-                    await _serve_approval(stream, keys, server)
+                    await _serve_approval(stream, check, server)
 
             async def run_http(listener: anyio.abc.Listener[Any]) -> None:
                 async with listener:

@@ -325,6 +325,7 @@ async def connect(
     approval_host: str | None = None,
     approval_port: int | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    approval_tls: bool = True,
 ) -> AsyncIterator[Feed]:
     """Open a KIS feed on the running asyncio loop; see `kis_anyio.connect` for the arguments."""
     if url is None:
@@ -341,7 +342,7 @@ async def connect(
 
         async def approval() -> str:
             return await fetch_approval_key(
-                creds, host=approval_host, port=approval_port, ssl_context=ssl_context
+                creds, host=approval_host, port=approval_port, ssl_context=ssl_context, tls=approval_tls
             )
 
     host, port, path = _split_url(url)

@@ -1,0 +1,184 @@
+"""Each simulator fault against both transports, with the outcome a user should see."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import anyio
+import kis_anyio
+import kis_asyncio
+import pytest
+
+from kis_proto import (
+    ConnectionClosed,
+    Credentials,
+    DecodeFailure,
+    KISConfig,
+    MsgCode,
+    Reconnecting,
+    ReconnectPolicy,
+    ServerError,
+    Subscribed,
+    UndecodableMessage,
+    records,
+)
+
+pytestmark = pytest.mark.anyio
+TRANSPORTS = pytest.mark.parametrize("transport", [kis_anyio, kis_asyncio], ids=["kis_anyio", "kis_asyncio"])
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def policy(**kwargs: Any) -> ReconnectPolicy:
+    options: dict[str, Any] = {
+        "rand": random.Random(7).random,
+        "retry_delay": 0.05,
+        "max_delay": 0.1,
+        "in_use_floor": 0.3,
+    }
+    return ReconnectPolicy(**(options | kwargs))
+
+
+async def collect(feed: Any, until: Any, timeout: float = 10.0) -> list[Any]:
+    """Events until `until(events)` holds."""
+    events: list[Any] = []
+    with anyio.fail_after(timeout):
+        async for event in feed:
+            events.append(event)
+            if until(events):
+                return events
+    return events
+
+
+def count(events: list[Any], kind: type) -> int:
+    return sum(isinstance(e, kind) for e in events)
+
+
+@TRANSPORTS
+async def test_dropped_socket_reconnects_and_restores(transport: Any) -> None:
+    async with kis_anyio.simulate(seed=1, tick=0.05, faults=kis_anyio.Faults(drop=0.4)) as sim:
+        async with transport.connect(sim.url, approval_key="k", policy=policy(max_retries=None)) as feed:
+            await feed.subscribe("H0STCNT0", "005930")
+            events = await collect(
+                feed, lambda ev: count(ev, Subscribed) >= 2 and isinstance(ev[-1], records.H0STCNT0)
+            )
+    closed = [e for e in events if isinstance(e, ConnectionClosed)]
+    assert closed[0].code == 1006
+    assert count(events, Reconnecting) >= 1
+
+
+@TRANSPORTS
+async def test_garbage_is_reported_and_the_feed_goes_on(transport: Any) -> None:
+    async with kis_anyio.simulate(seed=2, tick=0.05, faults=kis_anyio.Faults(garbage=2)) as sim:
+        async with transport.connect(sim.url, approval_key="k", policy=policy()) as feed:
+            await feed.subscribe("H0STCNT0", "005930")
+            events = await collect(
+                feed, lambda ev: count(ev, UndecodableMessage) >= 2 and count(ev, records.H0STCNT0) >= 2
+            )
+    bad = [e for e in events if isinstance(e, UndecodableMessage)]
+    assert bad[0].failure is DecodeFailure.UNKNOWN_MESSAGE
+    assert bad[0].raw == "garbage: not a KIS message"
+    assert count(events, ConnectionClosed) == 0
+
+
+@TRANSPORTS
+@pytest.mark.parametrize(
+    ("faults", "code"),
+    [(kis_anyio.Faults(utf8=3), 1007), (kis_anyio.Faults(oversize=3), 1009)],
+    ids=["utf8", "oversize"],
+)
+async def test_protocol_faults_close_with_their_code_and_reconnect(
+    transport: Any, faults: kis_anyio.Faults, code: int
+) -> None:
+    async with kis_anyio.simulate(seed=3, tick=0.05, faults=faults) as sim:
+        async with transport.connect(sim.url, approval_key="k", policy=policy()) as feed:
+            await feed.subscribe("H0STCNT0", "005930")
+            events = await collect(feed, lambda ev: count(ev, Reconnecting) >= 1)
+    closed = [e for e in events if isinstance(e, ConnectionClosed)]
+    assert closed[0].code == code
+    assert closed[0].error is not None
+
+
+@TRANSPORTS
+async def test_a_stalled_server_is_detected_by_liveness(transport: Any) -> None:
+    config = KISConfig(idle_timeout=0.4)
+    async with kis_anyio.simulate(seed=4, tick=0.05, faults=kis_anyio.Faults(stall=2.0)) as sim:
+        async with transport.connect(sim.url, approval_key="k", policy=policy(), config=config) as feed:
+            await feed.subscribe("H0STCNT0", "005930")
+            events = await collect(feed, lambda ev: count(ev, Reconnecting) >= 1)
+    closed = [e for e in events if isinstance(e, ConnectionClosed)]
+    assert closed[0].code == 1011
+
+
+@TRANSPORTS
+async def test_second_session_gets_in_use_and_backs_off(transport: Any) -> None:
+    async with kis_anyio.simulate(seed=5, tick=0.05, faults=kis_anyio.Faults(in_use=True)) as sim:
+        async with transport.connect(sim.url, approval_key="k", policy=policy()) as first:
+            await first.subscribe("H0STCNT0", "005930")
+            await collect(first, lambda ev: count(ev, records.H0STCNT0) >= 1)
+            async with transport.connect(sim.url, approval_key="k", policy=policy()) as second:
+                await second.subscribe("H0STCNT0", "000660")
+                events = await collect(second, lambda ev: count(ev, Reconnecting) >= 1)
+    errors = [e for e in events if isinstance(e, ServerError)]
+    assert errors[0].code is MsgCode.ALREADY_IN_USE_APPKEY
+    reconnecting = next(e for e in events if isinstance(e, Reconnecting))
+    assert reconnecting.delay >= 0.3
+
+
+@TRANSPORTS
+async def test_refused_approval_is_a_clear_error(transport: Any) -> None:
+    creds = Credentials("PSsimulated-app-key", "secret", env="paper")
+    async with kis_anyio.simulate(seed=6, faults=kis_anyio.Faults(refuse_approval=True)) as sim:
+        port = sim.server.port
+
+        async def run() -> None:
+            async with transport.connect(
+                sim.url,
+                credentials=creds,
+                approval_host="127.0.0.1",
+                approval_port=port,
+                approval_tls=False,
+                policy=policy(),
+            ) as feed:
+                async for _ in feed:
+                    pass
+
+        with pytest.raises(ConnectionError, match="EGW00103"):
+            with anyio.fail_after(10):
+                await run()
+
+
+@TRANSPORTS
+async def test_approval_on_the_simulators_port(transport: Any) -> None:
+    creds = Credentials("PSsimulated-app-key", "secret", env="paper")
+    async with kis_anyio.simulate(seed=7, tick=0.05) as sim:
+        key = await transport.fetch_approval_key(creds, host="127.0.0.1", port=sim.server.port, tls=False)
+        assert len(key) == 36
+
+
+@TRANSPORTS
+async def test_slow_accept_beyond_the_open_timeout_gives_up(transport: Any) -> None:
+    config = KISConfig(open_timeout=0.2)
+    async with kis_anyio.simulate(seed=8, faults=kis_anyio.Faults(slow_accept=1.0)) as sim:
+
+        async def run() -> None:
+            async with transport.connect(
+                sim.url, approval_key="k", policy=policy(max_retries=1), config=config
+            ) as feed:
+                async for _ in feed:
+                    pass
+
+        with pytest.raises(ConnectionError, match="gave up"):
+            with anyio.fail_after(10):
+                await run()
+
+
+def test_faults_parse_like_the_command_line() -> None:
+    faults = kis_anyio.Faults.parse("drop=5,garbage=20,utf8=7,in_use,refuse_approval=no,slow_accept=1.5")
+    assert faults == kis_anyio.Faults(drop=5.0, garbage=20, utf8=7, in_use=True, slow_accept=1.5)
+    with pytest.raises(Exception, match="unknown fault"):
+        kis_anyio.Faults.parse("explode")
