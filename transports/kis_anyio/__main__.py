@@ -175,12 +175,13 @@ def _faults(text: str) -> Faults:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _credentials_from_env() -> Credentials | None:
+def _credentials_from_env(env: str | None = None) -> Credentials | None:
+    """Credentials from KIS_APP_KEY, KIS_APP_SECRET, KIS_HTS_ID and KIS_ENV (or `env`)."""
     app_key, secret = os.environ.get("KIS_APP_KEY"), os.environ.get("KIS_APP_SECRET")
     if not app_key or not secret:
         return None
     hts_id = os.environ.get("KIS_HTS_ID") or None
-    if os.environ.get("KIS_ENV", "real").lower() == "paper":
+    if (env or os.environ.get("KIS_ENV", "real")).lower() == "paper":
         return Credentials(app_key, secret, env="paper", hts_id=hts_id)
     return Credentials(app_key, secret, env="real", hts_id=hts_id)
 
@@ -200,7 +201,7 @@ def _status(event: object) -> str | None:
 
 async def _watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     subscriptions = [parse_subscription(text) for text in args.keys]
-    credentials = None if args.url else _credentials_from_env()
+    credentials = None if args.url else _credentials_from_env(args.env)
     async with contextlib.AsyncExitStack() as stack:
         url = args.url
         if url is None and credentials is None:
@@ -315,6 +316,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     watch.add_argument("--count", type=int, default=None, help="stop after this many records")
     watch.add_argument("--jsonl", action="store_true", help="one JSON object per record")
     watch.add_argument("--url", default=None, help="a KIS-compatible server (skips credentials)")
+    watch.add_argument(
+        "--env", choices=["real", "paper"], default=None, help="with credentials: the KIS server"
+    )
     watch.add_argument("--seed", type=int, default=None, help="the simulator's seed")
     watch.add_argument(
         "--faults", type=_faults, default=None, help="simulator faults, e.g. drop=5,garbage=20"
