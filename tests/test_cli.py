@@ -5,11 +5,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from typing import TYPE_CHECKING
 
 from kis_anyio.__main__ import main
+
+from kis_proto import Record
 
 from .helpers import FRAMES_TXT, VECTOR_IV, VECTOR_KEY, sample
 
@@ -201,3 +204,41 @@ def test_read_recording_api_for_backtests(tmp_path: Path) -> None:
     notice = events[1][1]
     assert isinstance(notice, records.H0STCNI0)
     assert notice.acnt_name == "홍길동"
+
+
+def test_live_board_renders_the_latest_record_per_subscription() -> None:
+    from kis_anyio._table import LiveBoard
+    from rich.console import Console
+
+    from kis_proto import decode_message
+
+    board = LiveBoard("ws://sim")
+    board.status = "connected"
+    for event in decode_message(sample("0|H0STCNT0", 0)) + decode_message(sample("0|H0STCNT0", 1)):
+        assert isinstance(event, Record)
+        board.update(event)
+    board.note("subscribed  H0STCNT0 005930 (plain)")
+    console = Console(width=200, record=True, color_system=None)
+    console.print(board.render())
+    text = console.export_text()
+    assert "connected — 2 records" in text
+    assert "250,500" in text  # the later trade replaced the earlier one
+    assert "62,700" not in text
+    assert "-19,500" in text
+    assert "subscribed" in text
+
+
+def test_ctrl_c_ends_watch_cleanly() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kis_anyio", "watch", "005930"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env_without_credentials(),
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().startswith("H0STCNT0")  # streaming
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode in (0, 130)
+    assert "Traceback" not in err

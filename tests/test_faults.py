@@ -15,6 +15,7 @@ from kis_proto import (
     Credentials,
     DecodeFailure,
     KISConfig,
+    LayoutDrift,
     MsgCode,
     Reconnecting,
     ReconnectPolicy,
@@ -182,3 +183,17 @@ def test_faults_parse_like_the_command_line() -> None:
     assert faults == kis_anyio.Faults(drop=5.0, garbage=20, utf8=7, in_use=True, slow_accept=1.5)
     with pytest.raises(Exception, match="unknown fault"):
         kis_anyio.Faults.parse("explode")
+
+
+@TRANSPORTS
+@pytest.mark.parametrize("layout", [1, -2])
+async def test_newer_and_older_layouts_are_drift_not_loss(transport: Any, layout: int) -> None:
+    async with kis_anyio.simulate(seed=9, tick=0.05, layout=layout) as sim:
+        async with transport.connect(sim.url, approval_key="k", policy=policy()) as feed:
+            await feed.subscribe("H0STCNT0", "005930")
+            events = await collect(feed, lambda ev: count(ev, records.H0STCNT0) >= 3)
+    drift = [e for e in events if isinstance(e, LayoutDrift)]
+    assert drift == [LayoutDrift(tr_id="H0STCNT0", expected=46, received=46 + layout)]  # reported once
+    trades = [e for e in events if isinstance(e, records.H0STCNT0)]
+    assert all(t.price is not None for t in trades)
+    assert all(len(t.raw) == 46 + layout for t in trades)

@@ -45,9 +45,10 @@ from kis_proto import (
 )
 from kis_proto import Event as KISEvent
 
-from ._client import connect
+from ._client import Feed, connect
 from ._recording import read_recording
 from ._sim import Faults, simulate
+from ._table import LiveBoard
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -205,7 +206,9 @@ async def _watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     async with contextlib.AsyncExitStack() as stack:
         url = args.url
         if url is None and credentials is None:
-            sim = await stack.enter_async_context(simulate(seed=args.seed, faults=args.faults))
+            sim = await stack.enter_async_context(
+                simulate(seed=args.seed, faults=args.faults, layout=args.layout)
+            )
             url = sim.url
             err.write(
                 f"No KIS credentials (KIS_APP_KEY, KIS_APP_SECRET) in the environment: "
@@ -216,23 +219,49 @@ async def _watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         )
         for tr_id, key in subscriptions:
             await feed.subscribe(tr_id, key)
-        seen = 0
+        live = out.isatty() and not args.jsonl and not args.plain
         with anyio.move_on_after(args.duration if args.duration is not None else math.inf):
-            async for event in feed:
-                if isinstance(event, Record):
-                    if args.jsonl:
-                        out.write(
-                            json.dumps(event_to_json(event), ensure_ascii=False, default=_json_default) + "\n"
-                        )
-                    else:
-                        out.write(describe(event) + "\n")
-                    out.flush()
-                    seen += 1
-                    if args.count is not None and seen >= args.count:
-                        break
-                elif (line := _status(event)) is not None:
-                    err.write(line + "\n")
+            if live:
+                await _watch_table(feed, url or "", args.count)
+            else:
+                await _watch_lines(feed, args, out, err)
     return 0
+
+
+async def _watch_lines(feed: Feed, args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    seen = 0
+    async for event in feed:
+        if isinstance(event, Record):
+            if args.jsonl:
+                out.write(json.dumps(event_to_json(event), ensure_ascii=False, default=_json_default) + "\n")
+            else:
+                out.write(describe(event) + "\n")
+            out.flush()
+            seen += 1
+            if args.count is not None and seen >= args.count:
+                return
+        elif (line := _status(event)) is not None:
+            err.write(line + "\n")
+
+
+async def _watch_table(feed: Feed, source: str, count: int | None) -> None:
+    from rich.live import Live  # only for a terminal
+
+    board = LiveBoard(source)
+    with Live(board.render(), refresh_per_second=4, transient=False) as live:
+        async for batch in feed.batches():
+            for event in batch:
+                if isinstance(event, Record):
+                    board.update(event)
+                elif isinstance(event, Connected):
+                    board.status = "connected"
+                elif isinstance(event, Reconnecting):
+                    board.status = f"reconnecting (attempt {event.attempt}, next try in {event.delay:.1f} s)"
+                elif (line := _status(event)) is not None:
+                    board.note(line)
+            live.update(board.render())
+            if count is not None and board.records >= count:
+                return
 
 
 async def _record(args: argparse.Namespace, err: TextIO) -> int:
@@ -288,7 +317,9 @@ async def _replay(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def _sim(args: argparse.Namespace, err: TextIO) -> int:
-    async with simulate(args.host, args.port, seed=args.seed, tick=args.tick, faults=args.faults) as sim:
+    async with simulate(
+        args.host, args.port, seed=args.seed, tick=args.tick, faults=args.faults, layout=args.layout
+    ) as sim:
         err.write(f"KIS simulator on {sim.url} (any approval key is accepted); Ctrl-C stops it\n")
         err.flush()
         await anyio.sleep_forever()
@@ -315,6 +346,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     watch.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     watch.add_argument("--count", type=int, default=None, help="stop after this many records")
     watch.add_argument("--jsonl", action="store_true", help="one JSON object per record")
+    watch.add_argument("--plain", action="store_true", help="one line per record even in a terminal")
     watch.add_argument("--url", default=None, help="a KIS-compatible server (skips credentials)")
     watch.add_argument(
         "--env", choices=["real", "paper"], default=None, help="with credentials: the KIS server"
@@ -341,6 +373,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     sim.add_argument("--port", type=int, default=21000)
     sim.add_argument("--seed", type=int, default=None)
     sim.add_argument("--tick", type=float, default=0.25, help="seconds between market updates")
+    sim.add_argument("--layout", type=int, default=0, help="+N fields per record (newer layout), -N (older)")
     sim.add_argument(
         "--faults",
         type=_faults,

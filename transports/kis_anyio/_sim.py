@@ -99,6 +99,7 @@ async def simulate(
     notice_rate: float = 0.2,
     config: KISServerConfig | None = None,
     faults: Faults | None = None,
+    layout: int = 0,
 ) -> AsyncIterator[Simulator]:
     """Run the simulator on `host:port` until the block exits; any approval key is accepted.
 
@@ -106,6 +107,9 @@ async def simulate(
     on about `notice_rate` of the ticks: an acceptance notice, then its fill, AES-encrypted with
     the key of their ack. `faults` makes it misbehave in the ways KIS (or a network) does. It also
     answers ``POST /oauth2/Approval`` on the same port, for any app key and secret.
+
+    `layout` shifts market-data layouts from today's: +N appends N fields to every record (a newer
+    KIS layout), -N drops the last N (an older one), to test how clients take drift.
     """
     faults = faults or Faults()
     rng = random.Random(seed)  # noqa: S311 - a simulated market and its keys: reproducible by design
@@ -179,6 +183,10 @@ async def simulate(
                             continue
                         else:
                             continue
+                        if layout > 0:
+                            rows = [[*row, *["0"] * layout] for row in rows]
+                        elif layout < 0:
+                            rows = [row[:layout] for row in rows]
                         frames += 1
                         try:
                             if not await fault_frame(session):
