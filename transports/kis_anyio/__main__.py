@@ -355,6 +355,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     watch.add_argument(
         "--faults", type=_faults, default=None, help="simulator faults, e.g. drop=5,garbage=20"
     )
+    watch.add_argument(
+        "--layout", type=int, default=0, help="simulator: +N fields per record (newer), -N (older)"
+    )
     record = commands.add_parser("record", help="append the raw messages of a live session to FILE")
     record.add_argument("file")
     record.add_argument("keys", nargs="+", metavar="[TR:]KEY")
