@@ -22,6 +22,7 @@ from kis_proto import (
     ServerError,
     Subscribed,
     UndecodableMessage,
+    krx_tick,
     records,
 )
 
@@ -197,3 +198,18 @@ async def test_newer_and_older_layouts_are_drift_not_loss(transport: Any, layout
     trades = [e for e in events if isinstance(e, records.H0STCNT0)]
     assert all(t.price is not None for t in trades)
     assert all(len(t.raw) == 46 + layout for t in trades)
+
+
+@TRANSPORTS
+async def test_simulated_orders_give_an_acceptance_then_a_fill(transport: Any) -> None:
+    async with kis_anyio.simulate(seed=10, tick=0.05, notice_rate=1.0) as sim:
+        async with transport.connect(sim.url, approval_key="k", policy=policy()) as feed:
+            await feed.subscribe("H0STCNT0", "005930")
+            await feed.subscribe("H0STCNI9", "myhtsid")
+            events = await collect(feed, lambda ev: count(ev, records.H0STCNI0) >= 2)
+    acceptance, fill = [e for e in events if isinstance(e, records.H0STCNI0)][:2]
+    assert (acceptance.tr_id, acceptance.tr_key, acceptance.symbol) == ("H0STCNI9", "myhtsid", "005930")
+    assert (acceptance.cntg_yn, fill.cntg_yn) == ("1", "2")
+    assert acceptance.oder_no == fill.oder_no
+    assert fill.price is not None
+    assert fill.price % krx_tick(fill.price) == 0

@@ -29,6 +29,7 @@ from kis_proto import (
     Credentials,
     EventsDropped,
     KISConfig,
+    KISServerConfig,
     LayoutDrift,
     LocalProtocolError,
     MessageDecoder,
@@ -317,8 +318,15 @@ async def _replay(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def _sim(args: argparse.Namespace, err: TextIO) -> int:
+    config = KISServerConfig(pingpong_interval=args.pingpong, strict_pingpong=args.strict_pingpong)
     async with simulate(
-        args.host, args.port, seed=args.seed, tick=args.tick, faults=args.faults, layout=args.layout
+        args.host,
+        args.port,
+        seed=args.seed,
+        tick=args.tick,
+        faults=args.faults,
+        layout=args.layout,
+        config=config,
     ) as sim:
         err.write(f"KIS simulator on {sim.url} (any approval key is accepted); Ctrl-C stops it\n")
         err.flush()
@@ -376,6 +384,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     sim.add_argument("--port", type=int, default=21000)
     sim.add_argument("--seed", type=int, default=None)
     sim.add_argument("--tick", type=float, default=0.25, help="seconds between market updates")
+    sim.add_argument("--pingpong", type=float, default=100.0, help="seconds between PINGPONGs (KIS: ~100)")
+    sim.add_argument("--strict-pingpong", action="store_true", help="drop clients that never echo PINGPONG")
     sim.add_argument("--layout", type=int, default=0, help="+N fields per record (newer layout), -N (older)")
     sim.add_argument(
         "--faults",
