@@ -210,7 +210,7 @@ class Feed:
         core = self._core
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_connection(lambda: _Protocol(self), core.host, core.port)
-        conn = core.open(loop.time())
+        core.open(loop.time())
         self._transport = transport
         self._session_over = loop.create_future()
         try:
@@ -222,7 +222,6 @@ class Feed:
                 self._timer = None
             self._transport = None
             transport.close()
-        del conn
 
     # Protocol callbacks: synchronous, so the reader never waits for the application.
     def _on_data(self, data: bytes) -> None:
