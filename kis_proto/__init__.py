@@ -24,6 +24,7 @@ from ._approval import (
     Endpoint,
 )
 from ._buffer import EventBuffer, EventsDropped, FeedEvent, Reconnecting
+from ._callbacks import Callback, CallbackTable
 from ._codec import MessageDecoder, decode_message, subscribe_message, unsubscribe_message
 from ._codes import MsgCode
 from ._connection import ConnState, KISConfig, KISConnection
@@ -43,7 +44,7 @@ from ._events import (
     UndecodableMessage,
     Unsubscribed,
 )
-from ._feed import FeedCore
+from ._feed import FeedCore, feed_core, split_ws_url
 from ._fields import FieldSpec, FieldType, FieldValue, Market, Record, TRKind, TRSpec
 from ._market import MarketModel, RandomSource, krx_tick
 from ._reconnect import ReconnectDecision, ReconnectPolicy
@@ -71,6 +72,8 @@ __all__ = [
     "ApprovalExchange",
     "ApprovalFailure",
     "ApprovalKey",
+    "Callback",
+    "CallbackTable",
     "ConnState",
     "Connected",
     "ConnectionClosed",
@@ -124,11 +127,13 @@ __all__ = [
     "decode_message",
     "decrypt_payload",
     "encrypt_payload",
+    "feed_core",
     "krx_tick",
     "parse_recording_line",
     "recording_line",
     "records",
     "replay_lines",
+    "split_ws_url",
     "subscribe_message",
     "tr_spec",
     "unsubscribe_message",

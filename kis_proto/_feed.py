@@ -9,6 +9,7 @@ subscriptions on it, and turns the connection's events into registry updates. Th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
@@ -22,9 +23,10 @@ from ._subscriptions import SubscriptionRegistry
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from ._approval import Credentials
     from ._reconnect import ReconnectDecision, ReconnectPolicy
 
-__all__ = ["FeedCore"]
+__all__ = ["FeedCore", "feed_core", "split_ws_url"]
 
 logger = logging.getLogger("kis_proto.feed")
 
@@ -197,3 +199,57 @@ class FeedCore:
     def _usable(self) -> bool:
         conn = self.conn
         return conn is not None and conn.state in (ConnState.CONNECTING, ConnState.OPEN)
+
+
+def split_ws_url(url: str) -> tuple[str, int, str]:
+    """(host, port, path) of a ``ws://host:port/path`` URL (KIS serves plain ws only)."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme != "ws":
+        raise LocalProtocolError(f"the KIS real-time URL is plain ws://host:port, not {url!r}")
+    authority, slash, path = (rest if sep else url).partition("/")
+    if authority.startswith("["):  # an IPv6 literal: [::1]:21000
+        host, _, port_text = authority[1:].partition("]")
+        port_text = port_text.removeprefix(":")
+    else:
+        host, _, port_text = authority.partition(":")
+    if not host or (port_text and not port_text.isdigit()):
+        raise LocalProtocolError(f"the KIS real-time URL is plain ws://host:port, not {url!r}")
+    return host, int(port_text) if port_text else 80, (slash + path) or "/tryitout"
+
+
+def feed_core(
+    url: str | None,
+    *,
+    credentials: Credentials | None,
+    approval_key: str | None,
+    config: KISConfig | None,
+    policy: ReconnectPolicy,
+    buffer_size: int,
+) -> FeedCore:
+    """The `FeedCore` for a transport's ``connect(...)`` arguments, checked the same way by both.
+
+    The URL defaults to the credentials' environment; the config takes the URL's path and the
+    credentials' custtype. Raises `LocalProtocolError` when there is no way to the server or no
+    way to an approval key.
+    """
+    if url is None:
+        if credentials is None:
+            raise LocalProtocolError(
+                "give a url (e.g. the simulator's) or credentials to pick the KIS server"
+            )
+        url = credentials.endpoint.ws_url
+    if approval_key is None and credentials is None:
+        raise LocalProtocolError("give credentials (to fetch an approval key) or an approval_key")
+    host, port, path = split_ws_url(url)
+    config = config or KISConfig(custtype=credentials.custtype if credentials else "P")
+    if config.path != path:
+        config = dataclasses.replace(config, path=path)
+    return FeedCore(
+        host=host,
+        port=port,
+        config=config,
+        policy=policy,
+        buffer_size=buffer_size,
+        approval_key=approval_key,
+        can_fetch_key=credentials is not None,
+    )

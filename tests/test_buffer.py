@@ -99,3 +99,58 @@ def test_feed_core_logs_the_loss_when_handing_it_out(caplog: pytest.LogCaptureFi
     with caplog.at_level("WARNING", logger="kis_proto.feed"):
         assert core.drain() == [EventsDropped(count=2), trade(2)]
     assert "2 market-data records dropped" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("ws://ops.koreainvestment.com:21000", ("ops.koreainvestment.com", 21000, "/tryitout")),
+        ("ws://127.0.0.1:9/tryitout/H0STCNT0", ("127.0.0.1", 9, "/tryitout/H0STCNT0")),
+        ("ws://[::1]:21000/", ("::1", 21000, "/")),
+        ("ws://kis.example", ("kis.example", 80, "/tryitout")),
+    ],
+)
+def test_split_ws_url(url: str, expected: tuple[str, int, str]) -> None:
+    from kis_proto import split_ws_url
+
+    assert split_ws_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    "url", ["wss://ops.koreainvestment.com:21000", "ws://:21000", "ws://host:port", "http://x"]
+)
+def test_split_ws_url_refuses_what_kis_does_not_serve(url: str) -> None:
+    from kis_proto import split_ws_url
+
+    with pytest.raises(LocalProtocolError, match="ws://host:port"):
+        split_ws_url(url)
+
+
+def test_callback_table_calls_plain_and_collects_async_and_survives_a_raise(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from kis_proto import CallbackTable
+
+    seen: list[str] = []
+    table = CallbackTable()
+
+    def plain(rec: Record) -> None:
+        seen.append("plain")
+
+    def broken(rec: Record) -> None:
+        raise RuntimeError("bug")
+
+    async def later(rec: Record) -> None:
+        seen.append("async")
+
+    assert table.add("H0STCNT0", "005930", plain) == ["005930"]
+    table.add("H0STCNT0", ["005930", "000660"], broken)
+    table.add("H0STCNT0", "005930", later)
+    assert table.subscriptions() == [("H0STCNT0", "005930"), ("H0STCNT0", "000660")]
+    with caplog.at_level("ERROR", logger="kis_proto.callbacks"):
+        [pending] = table.call(trade(1))
+    assert seen == ["plain"]
+    assert "the feed goes on" in caplog.text
+    pending.close()  # type: ignore[attr-defined]  # a coroutine the test does not run
+    table.remove("H0STCNT0", "005930")
+    assert table.call(trade(2)) == []

@@ -9,16 +9,12 @@ restore. No protocol decisions are made here.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import random
 import ssl
-from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, Self
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
@@ -27,6 +23,8 @@ from kis_proto import (
     ApprovalError,
     ApprovalExchange,
     ApprovalFailure,
+    Callback,
+    CallbackTable,
     Credentials,
     FeedCore,
     FeedEvent,
@@ -34,23 +32,16 @@ from kis_proto import (
     LocalProtocolError,
     ReconnectPolicy,
     Record,
+    feed_core,
 )
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
     from types import TracebackType
 
 __all__ = ["Callback", "Feed", "WSClient", "connect"]
 
 logger = logging.getLogger("kis_anyio")
-
-Callback = Callable[[Record], Awaitable[None]] | Callable[[Record], None]
-
-
-def _split_url(url: str) -> tuple[str, int, str]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("ws", "") or not parts.hostname:
-        raise LocalProtocolError(f"the KIS real-time URL is plain ws://host:port, not {url!r}")
-    return parts.hostname, parts.port or 80, parts.path or "/tryitout"
 
 
 async def fetch_approval_key(
@@ -261,11 +252,6 @@ class Feed:
                 conn.receive_eof(now=anyio.current_time())
 
 
-def _with_path(config: KISConfig, path: str) -> KISConfig:
-    fields = {name: getattr(config, name) for name in config.__dataclass_fields__}
-    return KISConfig(**(fields | {"path": path}))
-
-
 @asynccontextmanager
 async def connect(
     url: str | None = None,
@@ -288,14 +274,15 @@ async def connect(
     `approval_key` to skip the REST call (the simulator, or keys you manage yourself); otherwise
     it is fetched once over HTTPS and again only after ``invalid approval``.
     """
-    if url is None:
-        if credentials is None:
-            raise LocalProtocolError(
-                "give a url (e.g. the simulator's) or credentials to pick the KIS server"
-            )
-        url = credentials.endpoint.ws_url
-    if approval_key is None and credentials is None:
-        raise LocalProtocolError("give credentials (to fetch an approval key) or an approval_key")
+    core = feed_core(
+        url,
+        credentials=credentials,
+        approval_key=approval_key,
+        config=config,
+        policy=policy
+        or ReconnectPolicy(rand=random.random, retry_delay=retry_delay, max_retries=max_retries),
+        buffer_size=buffer_size,
+    )
     approval = None
     if credentials is not None:
         creds = credentials
@@ -305,18 +292,6 @@ async def connect(
                 creds, host=approval_host, port=approval_port, ssl_context=ssl_context, tls=approval_tls
             )
 
-    host, port, path = _split_url(url)
-    config = config or KISConfig(custtype=credentials.custtype if credentials else "P")
-    core = FeedCore(
-        host=host,
-        port=port,
-        config=config if config.path == path else _with_path(config, path),
-        policy=policy
-        or ReconnectPolicy(rand=random.random, retry_delay=retry_delay, max_retries=max_retries),
-        buffer_size=buffer_size,
-        approval_key=approval_key,
-        can_fetch_key=credentials is not None,
-    )
     feed = Feed(core, approval, credentials)
     try:
         async with anyio.create_task_group() as tg:
@@ -325,7 +300,7 @@ async def connect(
                 yield feed
             finally:
                 await feed.aclose()
-                with anyio.move_on_after(config.close_timeout):
+                with anyio.move_on_after(core.config.close_timeout):
                     await feed._finished.wait()
                 tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:
@@ -362,15 +337,13 @@ class WSClient:
         self._url = url
         self._approval_key = approval_key
         self._options = options
-        self._callbacks: dict[tuple[str, str], list[Callback]] = defaultdict(list)
+        self._callbacks = CallbackTable()
         self._feed: Feed | None = None
         self._closed = False
 
     async def subscribe(self, tr_id: str, symbols: str | Iterable[str], callback: Callback) -> None:
         """Call `callback` with every record of `tr_id` for these symbols."""
-        symbols = [symbols] if isinstance(symbols, str) else list(symbols)
-        for symbol in symbols:
-            self._callbacks[(tr_id, symbol)].append(callback)
+        symbols = self._callbacks.add(tr_id, symbols, callback)
         if self._feed is not None:
             await self._feed.subscribe(tr_id, symbols)
 
@@ -386,9 +359,7 @@ class WSClient:
 
     async def unsubscribe(self, tr_id: str, symbols: str | Iterable[str]) -> None:
         """Stop the callbacks of these symbols and release them on the server."""
-        symbols = [symbols] if isinstance(symbols, str) else list(symbols)
-        for symbol in symbols:
-            self._callbacks.pop((tr_id, symbol), None)
+        symbols = self._callbacks.remove(tr_id, symbols)
         if self._feed is not None:
             await self._feed.unsubscribe(tr_id, symbols)
 
@@ -399,24 +370,20 @@ class WSClient:
             self._url, credentials=self.kis, approval_key=self._approval_key, **options
         ) as feed:
             self._feed = feed
-            for tr_id, symbol in list(self._callbacks):
+            for tr_id, symbol in self._callbacks.subscriptions():
                 await feed.subscribe(tr_id, symbol)
             if self._closed:
                 await feed.aclose()
             async for batch in feed.batches():
                 for event in batch:
-                    if not isinstance(event, Record):
-                        continue
-                    for callback in self._callbacks.get((event.tr_id, event.tr_key), ()):
-                        try:
-                            result = callback(event)
-                            # Plain callbacks return None: skip the awaitable test for them.
-                            if result is not None and inspect.isawaitable(result):
-                                await result
-                        except Exception:
-                            logger.exception(
-                                "a callback for %s %s raised; the feed goes on", event.tr_id, event.tr_key
-                            )
+                    if isinstance(event, Record):
+                        for pending in self._callbacks.call(event):
+                            try:
+                                await pending
+                            except Exception:
+                                logger.exception(
+                                    "a callback for %s %s raised; the feed goes on", event.tr_id, event.tr_key
+                                )
         self._feed = None
 
     async def close(self) -> None:

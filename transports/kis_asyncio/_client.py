@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import random
 import ssl
-from collections import defaultdict
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal, Self, TypeAlias
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from kis_proto import (
     ApprovalError,
     ApprovalExchange,
     ApprovalFailure,
+    Callback,
+    CallbackTable,
     Credentials,
     FeedCore,
     FeedEvent,
@@ -31,6 +30,7 @@ from kis_proto import (
     LocalProtocolError,
     ReconnectPolicy,
     Record,
+    feed_core,
 )
 
 if TYPE_CHECKING:
@@ -41,8 +41,6 @@ __all__ = ["Callback", "Feed", "WSClient", "connect", "fetch_approval_key"]
 
 logger = logging.getLogger("kis_asyncio")
 
-#: A record callback: plain or async.
-Callback: TypeAlias = "Callable[[Record], Awaitable[None]] | Callable[[Record], None]"
 READ_SIZE = 64 * 1024
 
 
@@ -303,13 +301,6 @@ class _Protocol(asyncio.BufferedProtocol):
         self._feed._on_eof()
 
 
-def _split_url(url: str) -> tuple[str, int, str]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("ws", "") or not parts.hostname:
-        raise LocalProtocolError(f"the KIS real-time URL is plain ws://host:port, not {url!r}")
-    return parts.hostname, parts.port or 80, parts.path or "/tryitout"
-
-
 @asynccontextmanager
 async def connect(
     url: str | None = None,
@@ -327,14 +318,15 @@ async def connect(
     approval_tls: bool = True,
 ) -> AsyncIterator[Feed]:
     """Open a KIS feed on the running asyncio loop; see `kis_anyio.connect` for the arguments."""
-    if url is None:
-        if credentials is None:
-            raise LocalProtocolError(
-                "give a url (e.g. the simulator's) or credentials to pick the KIS server"
-            )
-        url = credentials.endpoint.ws_url
-    if approval_key is None and credentials is None:
-        raise LocalProtocolError("give credentials (to fetch an approval key) or an approval_key")
+    core = feed_core(
+        url,
+        credentials=credentials,
+        approval_key=approval_key,
+        config=config,
+        policy=policy
+        or ReconnectPolicy(rand=random.random, retry_delay=retry_delay, max_retries=max_retries),
+        buffer_size=buffer_size,
+    )
     approval = None
     if credentials is not None:
         creds = credentials
@@ -344,22 +336,6 @@ async def connect(
                 creds, host=approval_host, port=approval_port, ssl_context=ssl_context, tls=approval_tls
             )
 
-    host, port, path = _split_url(url)
-    base = config or KISConfig(custtype=credentials.custtype if credentials else "P")
-    if base.path != path:
-        base = KISConfig(
-            **({name: getattr(base, name) for name in base.__dataclass_fields__} | {"path": path})
-        )
-    core = FeedCore(
-        host=host,
-        port=port,
-        config=base,
-        policy=policy
-        or ReconnectPolicy(rand=random.random, retry_delay=retry_delay, max_retries=max_retries),
-        buffer_size=buffer_size,
-        approval_key=approval_key,
-        can_fetch_key=credentials is not None,
-    )
     feed = Feed(core, approval, credentials)
     task = asyncio.create_task(feed._run(), name="kis_asyncio reader")
     try:
@@ -367,7 +343,7 @@ async def connect(
     finally:
         await feed.aclose()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(base.close_timeout):
+            async with asyncio.timeout(core.config.close_timeout):
                 await feed._finished.wait()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -393,15 +369,13 @@ class WSClient:
         self._url = url
         self._approval_key = approval_key
         self._options = options
-        self._callbacks: dict[tuple[str, str], list[Callback]] = defaultdict(list)
+        self._callbacks = CallbackTable()
         self._feed: Feed | None = None
         self._closed = False
 
     async def subscribe(self, tr_id: str, symbols: str | Iterable[str], callback: Callback) -> None:
         """Call `callback` (sync or async) with every record of `tr_id` for these symbols."""
-        symbols = [symbols] if isinstance(symbols, str) else list(symbols)
-        for symbol in symbols:
-            self._callbacks[(tr_id, symbol)].append(callback)
+        symbols = self._callbacks.add(tr_id, symbols, callback)
         if self._feed is not None:
             await self._feed.subscribe(tr_id, symbols)
 
@@ -417,9 +391,7 @@ class WSClient:
 
     async def unsubscribe(self, tr_id: str, symbols: str | Iterable[str]) -> None:
         """Stop the callbacks of these symbols and release them on the server."""
-        symbols = [symbols] if isinstance(symbols, str) else list(symbols)
-        for symbol in symbols:
-            self._callbacks.pop((tr_id, symbol), None)
+        symbols = self._callbacks.remove(tr_id, symbols)
         if self._feed is not None:
             await self._feed.unsubscribe(tr_id, symbols)
 
@@ -430,24 +402,20 @@ class WSClient:
             self._url, credentials=self.kis, approval_key=self._approval_key, **options
         ) as feed:
             self._feed = feed
-            for tr_id, symbol in list(self._callbacks):
+            for tr_id, symbol in self._callbacks.subscriptions():
                 await feed.subscribe(tr_id, symbol)
             if self._closed:
                 await feed.aclose()
             async for batch in feed.batches():
                 for event in batch:
-                    if not isinstance(event, Record):
-                        continue
-                    for callback in self._callbacks.get((event.tr_id, event.tr_key), ()):
-                        try:
-                            result = callback(event)
-                            # Plain callbacks return None: skip the awaitable test for them.
-                            if result is not None and inspect.isawaitable(result):
-                                await result
-                        except Exception:
-                            logger.exception(
-                                "a callback for %s %s raised; the feed goes on", event.tr_id, event.tr_key
-                            )
+                    if isinstance(event, Record):
+                        for pending in self._callbacks.call(event):
+                            try:
+                                await pending
+                            except Exception:
+                                logger.exception(
+                                    "a callback for %s %s raised; the feed goes on", event.tr_id, event.tr_key
+                                )
         self._feed = None
 
     async def close(self) -> None:
