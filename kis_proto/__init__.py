@@ -45,7 +45,17 @@ from ._events import (
     Unsubscribed,
 )
 from ._feed import FeedCore, feed_core, split_ws_url
-from ._fields import FieldSpec, FieldType, FieldValue, Market, Record, TRKind, TRSpec
+from ._fields import (
+    FieldSpec,
+    FieldType,
+    FieldValue,
+    Layout,
+    Market,
+    MarketSession,
+    Record,
+    TRKind,
+    TRSpec,
+)
 from ._market import MarketModel, RandomSource, krx_tick
 from ._reconnect import ReconnectDecision, ReconnectPolicy
 from ._recording import RECORDING_HEADER, parse_recording_line, recording_line, replay_lines
@@ -61,10 +71,11 @@ from ._server import (
 )
 from ._subscriptions import KIS_MAX_SUBSCRIPTIONS, SubscriptionRegistry, SubState
 from ._version import __version__
-from .records import TRS
+from .records import ERAS, TRS
 
 __all__ = [
     "ENDPOINTS",
+    "ERAS",
     "KIS_MAX_SUBSCRIPTIONS",
     "RECORDING_HEADER",
     "TRS",
@@ -95,10 +106,12 @@ __all__ = [
     "KISServerConfig",
     "KISServerConnection",
     "KeepAliveAnswered",
+    "Layout",
     "LayoutDrift",
     "LocalProtocolError",
     "Market",
     "MarketModel",
+    "MarketSession",
     "MessageDecoder",
     "MsgCode",
     "PingPong",

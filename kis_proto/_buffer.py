@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ._errors import LocalProtocolError
 from ._events import Event
 from ._fields import Record
-from .records import RECORD_CLASSES, TRS
+from .records import TRS
 
 __all__ = ["EventBuffer", "EventsDropped", "FeedEvent", "Reconnecting"]
 
@@ -44,7 +44,7 @@ FeedEvent = Event | EventsDropped | Reconnecting
 
 # Market-data record classes (and plain Record, for TRs this version does not know): droppable.
 _DROPPABLE: frozenset[type] = frozenset(
-    {cls for cls in RECORD_CLASSES.values() if not TRS[cls.__name__].encrypted} | {Record}
+    {layout.record_class for spec in TRS.values() if not spec.encrypted for layout in spec.layouts} | {Record}
 )
 
 

@@ -35,7 +35,7 @@ from ._events import (
     Unsubscribed,
 )
 from ._fields import Record
-from .records import RECORD_CLASSES
+from .records import LAYOUTS_BY_ID
 
 __all__ = ["MessageDecoder", "decode_message", "subscribe_message", "unsubscribe_message"]
 
@@ -53,6 +53,8 @@ _SEND_TR_ID = re.compile(r"[A-Z][A-Z0-9]{7}\Z")
 # Symbols, index codes, ISINs, futures codes, D/R-prefixed overseas keys and HTS ids.
 _TR_KEY = re.compile(r"[0-9A-Za-z._\-]{1,32}\Z")
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+# A TR this version does not know: plain records, no layout to drift from.
+_UNKNOWN_TR: tuple[type[Record], dict[int, type[Record]]] = (Record, {})
 _APPROVAL_ECHO = re.compile(r"(invalid approval\s*:\s*)\S.*", re.IGNORECASE | re.DOTALL)
 
 Keys = Mapping[str, tuple[str, str]]
@@ -85,11 +87,11 @@ def _decode(text: str, keys: Keys | None, drift_seen: set[tuple[str, int]] | Non
     if len(parts) != 4:
         return [_undecodable(DecodeFailure.BAD_FRAME, "expected E|TR_ID|COUNT|payload", text)]
     _, tr_id, count_text, payload = parts
-    cls = RECORD_CLASSES.get(tr_id)
-    if cls is None:
+    known = LAYOUTS_BY_ID.get(tr_id)
+    if known is None:
         if not _TR_ID.match(tr_id):
             return [_undecodable(DecodeFailure.BAD_FRAME, "the TR id is malformed", text)]
-        cls = Record
+        known = _UNKNOWN_TR
     count = _COUNTS.get(count_text)
     if count is None:
         return [_undecodable(DecodeFailure.BAD_FRAME, "the record count is not 1 to 999", text, tr_id)]
@@ -111,15 +113,17 @@ def _decode(text: str, keys: Keys | None, drift_seen: set[tuple[str, int]] | Non
         return [_undecodable(DecodeFailure.BAD_RECORD_COUNT, reason, text, tr_id)]
 
     events: list[Event] = []
-    expected = cls.width
-    if (
-        expected is not None
-        and width != expected
-        and (drift_seen is None or (tr_id, width) not in drift_seen)
-    ):
-        if drift_seen is not None:
-            drift_seen.add((tr_id, width))
-        events.append(LayoutDrift(tr_id=tr_id, expected=expected, received=width))
+    # The layout whose width is the record's (an old recording keeps its old names); a width no
+    # era has is drift: today's layout names the prefix and the rest stays in `raw`.
+    cls = known[1].get(width)
+    if cls is None:
+        cls = known[0]
+        if cls is not Record and (drift_seen is None or (tr_id, width) not in drift_seen):
+            if drift_seen is not None:
+                drift_seen.add((tr_id, width))
+            events.append(
+                LayoutDrift(tr_id=tr_id, expected=cls.width or 0, received=width, known=tuple(known[1]))
+            )
     # The hot path: build records without going through __init__ (it copies the list).
     new = cls.__new__
     if count == 1:

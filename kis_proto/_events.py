@@ -149,16 +149,20 @@ class UndecodableMessage:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LayoutDrift:
-    """Records of a TR carry a different number of fields than this version knows.
+    """Records of a TR carry a number of fields that none of its known layouts has.
 
-    KIS appends fields without changing the TR id (H0STASP0 59→62, H0STCNT0 46→47, H0STCNI0
-    23→26). Records are still delivered: known fields by position, extra ones in `Record.extra`,
-    missing ones read as None. A `MessageDecoder` reports each (TR, width) once.
+    KIS changes layouts without changing the TR id (H0STASP0 59→62→63, H0STCNT0 46→47, H0STCNI0
+    23→26). Every known width decodes with its own era's names and is not drift. For any other
+    width the records are still delivered: today's layout names the fields it can, extra ones stay
+    in `Record.extra`, missing ones read as None. A `MessageDecoder` reports each (TR, width) once.
     """
 
     tr_id: str
+    #: The width of today's layout.
     expected: int
     received: int
+    #: Every width a known layout of the TR has, oldest era first.
+    known: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

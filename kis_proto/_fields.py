@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from typing import Self
 
 __all__ = [
+    "MISSING",
     "DateField",
     "DecimalField",
     "Field",
@@ -33,8 +34,11 @@ __all__ = [
     "FieldType",
     "FieldValue",
     "IntField",
+    "Layout",
     "Market",
+    "MarketSession",
     "Record",
+    "SessionField",
     "SignedChange",
     "StrField",
     "TRKind",
@@ -44,11 +48,52 @@ __all__ = [
 
 logger = logging.getLogger("kis_proto.records")
 
-T = TypeVar("T", int, Decimal, str, date, time)
+
+class MarketSession(enum.Enum):
+    """The trading session of a KRX trade or book (``MARKET_CLS_CODE``, since 2026-09-14).
+
+    KRX runs a pre-market (NXT, 08:00–08:50 KST), the regular session with its closing auction
+    (09:00–15:30) and, since 2026-09-14, an after-market (16:00–20:00). The values are KIS's codes.
+    """
+
+    PRE_MARKET = "1"
+    REGULAR = "2"
+    AFTER_MARKET = "3"
+    CLOSING = "5"
+
+    @property
+    def label(self) -> str:
+        """A short English name: ``pre-market``, ``regular``, ``after-market`` or ``closing``."""
+        return _SESSION_LABELS[self]
+
+    @property
+    def korean(self) -> str:
+        """The Korean name: 장전, 정규장, 장후 or 종가."""
+        return _SESSION_KOREAN[self]
+
+
+_SESSION_LABELS = {
+    MarketSession.PRE_MARKET: "pre-market",
+    MarketSession.REGULAR: "regular",
+    MarketSession.AFTER_MARKET: "after-market",
+    MarketSession.CLOSING: "closing",
+}
+_SESSION_KOREAN = {
+    MarketSession.PRE_MARKET: "장전",
+    MarketSession.REGULAR: "정규장",
+    MarketSession.AFTER_MARKET: "장후",
+    MarketSession.CLOSING: "종가",
+}
+_SESSION_BY_CODE = {session.value: session for session in MarketSession}
+
+T = TypeVar("T", int, Decimal, str, date, time, MarketSession)
 N = TypeVar("N", int, Decimal)
 
 #: What reading a field can give: its declared type, or None when the field is empty or absent.
-FieldValue: TypeAlias = int | Decimal | str | date | time | None
+FieldValue: TypeAlias = int | Decimal | str | date | time | MarketSession | None
+
+#: The index of a column that a layout does not have (an older era of the TR): it reads as None.
+MISSING = 1 << 30
 
 
 class FieldType(enum.Enum):
@@ -59,6 +104,7 @@ class FieldType(enum.Enum):
     DECIMAL = Decimal
     DATE = date
     TIME = time
+    SESSION = MarketSession
 
 
 class Market(enum.Enum):
@@ -245,6 +291,19 @@ class TimeField(Field[time]):
         return time(int(text[:2]), int(text[2:4]), int(text[4:]))
 
 
+class SessionField(Field[MarketSession]):
+    """A ``MARKET_CLS_CODE`` column, read as a `MarketSession`; an unknown code reads as None."""
+
+    __slots__ = ()
+    _TYPE = FieldType.SESSION
+
+    def convert(self, text: str) -> MarketSession:
+        try:
+            return _SESSION_BY_CODE[text]
+        except KeyError:
+            raise ValueError(text) from None
+
+
 class SignedChange(Field[N]):
     """A change from the previous close, signed by its sign column.
 
@@ -301,17 +360,24 @@ class Record(_RecordBase):
     (`rec.stck_prpr`, `rec.price`) are the same reads, typed. Records are immutable and compare by
     TR, key and raw fields.
 
+    A TR has one class per known layout ("era"), chosen by the record's width: the TR's class
+    (`records.H0STCNT0`) is today's layout, and the classes of older layouts
+    (`records.H0STCNT0_2026_08`) subclass it, so ``isinstance(rec, records.H0STCNT0)`` holds for
+    every era. A column an era lacks reads as None through its attribute and is not among its keys.
+
     `Record` itself is used for TRs this version does not know: it has no named columns, and its
     `raw` and `extra` still hold everything.
     """
 
     __slots__ = ("_f", "_tr_id")
 
-    #: The number of fields this version knows for the TR (None for an unknown TR).
+    #: The number of fields of this layout (None for an unknown TR).
     width: ClassVar[int | None] = None
+    #: The era of this layout, e.g. ``"2026-09"`` (None for an unknown TR).
+    era: ClassVar[str | None] = None
     #: Official columns in wire order.
     columns: ClassVar[tuple[Field[Any], ...]] = ()
-    #: Friendly names (symbol, time, price, change, volume) this TR offers.
+    #: Friendly names (symbol, time, price, change, volume, session) this layout offers.
     friendly: ClassVar[tuple[str, ...]] = ()
     _by_key: ClassVar[dict[str, Field[Any]]] = {}
     _key_index: ClassVar[int] = 0
@@ -321,7 +387,7 @@ class Record(_RecordBase):
         columns: list[Field[Any]] = []
         friendly: dict[str, Field[Any]] = {}
         for attr, value in vars(cls).items():
-            if isinstance(value, Field):
+            if isinstance(value, Field) and value.index != MISSING:
                 if attr == value.name.lower() and not isinstance(value, SignedChange):
                     columns.append(value)
                 else:
@@ -419,49 +485,113 @@ class Record(_RecordBase):
         return hash((type(self).__name__, self._tr_id, tuple(self._f)))
 
     def __repr__(self) -> str:
-        name = type(self).__name__
         if self.friendly:
-            shown = ", ".join(f"{key}={self[key]!r}" for key in self.friendly)
+            shown = ", ".join(f"{key}={_short(self[key])}" for key in self.friendly)
         else:
             shown = f"fields={len(self._f)}"
-        return f"<{name} {self._tr_id} tr_key={self.tr_key!r} {shown}>"
+        era = f" {self.era}" if self.era else ""
+        return f"<{self._tr_id}{era} tr_key={self.tr_key!r} {shown}>"
 
 
 Mapping.register(Record)
 
 
+def _short(value: FieldValue) -> str:
+    """A value as a record's repr shows it: sessions by their label, the rest as repr()."""
+    return value.label if isinstance(value, MarketSession) else repr(value)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FieldSpec:
-    """One official column of a TR."""
+    """One official column of a layout."""
 
     index: int
     name: str
     kor: str
     type: FieldType
+    #: The friendly names that read this column (``price`` for ``STCK_PRPR``), if any.
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Layout:
+    """One era of a TR's layout: its columns, the record class that reads them, and its source."""
+
+    tr_id: str
+    #: A label that sorts by time: ``"2026-08"`` (the official sample of August 2026, and the live
+    #: feed before 2026-09-14) or ``"2026-09"`` (since KIS's change of 2026-09-14).
+    era: str
+    record_class: type[Record]
+    #: Where the layout comes from.
+    source: str
+    #: What is inferred rather than seen.
+    note: str = ""
+
+    @property
+    def width(self) -> int:
+        """The number of fields of a record in this layout."""
+        return len(self.record_class.columns)
+
+    @property
+    def fields(self) -> tuple[FieldSpec, ...]:
+        """The official columns in wire order."""
+        cls = self.record_class
+        aliases: dict[str, list[str]] = {}
+        for label in cls.friendly:
+            aliases.setdefault(cls._by_key[label].name, []).append(label)
+        return tuple(
+            FieldSpec(
+                index=f.index, name=f.name, kor=f.kor, type=f.type, aliases=tuple(aliases.get(f.name, ()))
+            )
+            for f in cls.columns
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TRSpec:
-    """What kis_proto knows about one real-time TR."""
+    """What kis_proto knows about one real-time TR: its market, kind and layouts by era."""
 
     tr_id: str
-    #: Every TR id that uses this layout (the paper-trading notice ids share the real ones').
+    #: Every TR id that uses these layouts (the paper-trading notice ids share the real ones').
     tr_ids: tuple[str, ...]
     market: Market
     kind: TRKind
     #: True when data frames come AES-encrypted (execution notices).
     encrypted: bool
-    record_class: type[Record]
+    #: The known layouts, oldest era first; each has a width of its own.
+    layouts: tuple[Layout, ...]
     note: str = ""
 
     @property
+    def record_class(self) -> type[Record]:
+        """The class of today's layout (the TR's class; older eras subclass it)."""
+        return self.layouts[-1].record_class
+
+    @property
     def fields(self) -> tuple[FieldSpec, ...]:
-        """The official columns in wire order."""
-        return tuple(
-            FieldSpec(index=f.index, name=f.name, kor=f.kor, type=f.type) for f in self.record_class.columns
-        )
+        """Today's columns in wire order."""
+        return self.layouts[-1].fields
 
     @property
     def width(self) -> int:
-        """The number of fields per record this version knows."""
-        return len(self.record_class.columns)
+        """The number of fields per record in today's layout."""
+        return self.layouts[-1].width
+
+    @property
+    def eras(self) -> tuple[str, ...]:
+        """The era labels of the known layouts, oldest first."""
+        return tuple(layout.era for layout in self.layouts)
+
+    def layout(self, era: str | None = None) -> Layout:
+        """The layout in force at `era`: the newest whose label sorts at or before it.
+
+        None gives today's. An era before every known layout gives the oldest.
+        """
+        if era is None:
+            return self.layouts[-1]
+        eligible = [layout for layout in self.layouts if layout.era <= era]
+        return eligible[-1] if eligible else self.layouts[0]
+
+    def layout_for_width(self, width: int) -> Layout | None:
+        """The layout whose records are `width` fields wide, or None."""
+        return next((layout for layout in self.layouts if layout.width == width), None)

@@ -187,17 +187,20 @@ def test_faults_parse_like_the_command_line() -> None:
 
 
 @TRANSPORTS
-@pytest.mark.parametrize("layout", [1, -2])
+@pytest.mark.parametrize("layout", [2, -2])
 async def test_newer_and_older_layouts_are_drift_not_loss(transport: Any, layout: int) -> None:
+    # Widths no era of H0STCNT0 has (46 and 47 are known): drift, reported once, nothing lost.
+    sent = 46 + layout
     async with kis_anyio.simulate(seed=9, tick=0.05, layout=layout) as sim:
         async with transport.connect(sim.url, approval_key="k", policy=policy()) as feed:
             await feed.subscribe("H0STCNT0", "005930")
             events = await collect(feed, lambda ev: count(ev, records.H0STCNT0) >= 3)
     drift = [e for e in events if isinstance(e, LayoutDrift)]
-    assert drift == [LayoutDrift(tr_id="H0STCNT0", expected=46, received=46 + layout)]  # reported once
+    assert drift == [LayoutDrift(tr_id="H0STCNT0", expected=47, received=sent, known=(46, 47))]
     trades = [e for e in events if isinstance(e, records.H0STCNT0)]
+    assert all(type(t) is records.H0STCNT0 for t in trades)  # today's layout names the prefix
     assert all(t.price is not None for t in trades)
-    assert all(len(t.raw) == 46 + layout for t in trades)
+    assert all(len(t.raw) == sent for t in trades)
 
 
 @TRANSPORTS

@@ -13,7 +13,9 @@ from kis_proto import (
     TRS,
     Event,
     FieldType,
+    Layout,
     LayoutDrift,
+    MarketSession,
     MessageDecoder,
     Record,
     TRSpec,
@@ -122,17 +124,20 @@ def typed_value(ftype: FieldType) -> st.SearchStrategy[tuple[str, Any]]:
         value = st.dates(min_value=date(1000, 1, 1)).map(lambda d: (d.strftime("%Y%m%d"), d))
     elif ftype is FieldType.TIME:
         value = st.times().map(lambda t: (t.strftime("%H%M%S"), t.replace(microsecond=0)))
+    elif ftype is FieldType.SESSION:
+        value = st.sampled_from(MarketSession).map(lambda s: (s.value, s))
     else:
         value = WIRE_TEXT.map(lambda s: (s, s or None))
     return st.one_of(st.just(("", None)), value)
 
 
 @st.composite
-def random_frame(draw: st.DrawFn) -> tuple[TRSpec, list[list[tuple[str, Any]]]]:
+def random_frame(draw: st.DrawFn) -> tuple[TRSpec, Layout, list[list[tuple[str, Any]]]]:
     spec = draw(st.sampled_from(list(TRS.values())))
+    layout = draw(st.sampled_from(spec.layouts))
     count = draw(st.integers(1, 6))
-    rows = [[draw(typed_value(f.type)) for f in spec.fields] for _ in range(count)]
-    return spec, rows
+    rows = [[draw(typed_value(f.type)) for f in layout.fields] for _ in range(count)]
+    return spec, layout, rows
 
 
 def expected_change(rec: Record, descriptor: SignedChange[Any], row: list[tuple[str, Any]]) -> Any:
@@ -145,9 +150,9 @@ def expected_change(rec: Record, descriptor: SignedChange[Any], row: list[tuple[
 @settings(max_examples=100)
 @given(random_frame(), st.data())
 def test_encoded_records_decode_to_the_same_values(
-    frame: tuple[TRSpec, list[list[tuple[str, Any]]]], data: st.DataObject
+    frame: tuple[TRSpec, Layout, list[list[tuple[str, Any]]]], data: st.DataObject
 ) -> None:
-    spec, rows = frame
+    spec, layout, rows = frame
     wire = [[text for text, _ in row] for row in rows]
     # Records whose first field is empty everywhere are still records, but the width must be >= 1.
     assume(spec.width >= 1)
@@ -164,12 +169,14 @@ def test_encoded_records_decode_to_the_same_values(
     assert not any(isinstance(e, UndecodableMessage | LayoutDrift) for e in events), events
     assert len(events) == len(rows)
     for rec, row, raw in zip(events, rows, wire, strict=True):
+        assert type(rec) is layout.record_class  # the era of the record's width, without drift
         assert isinstance(rec, spec.record_class)
+        assert rec.era == layout.era
         assert rec.tr_id == tr_id
         assert rec.raw == tuple(raw)
         assert rec.tr_key == raw[0]
         assert rec.invalid_fields() == {}
-        for field, (_, expected) in zip(spec.fields, row, strict=True):
+        for field, (_, expected) in zip(layout.fields, row, strict=True):
             assert rec[field.name] == expected, field.name
         change = type(rec).__dict__.get("change")
         if isinstance(change, SignedChange):

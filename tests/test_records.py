@@ -13,6 +13,7 @@ import pytest
 from kis_proto import (
     DecodeFailure,
     LayoutDrift,
+    MarketSession,
     MessageDecoder,
     Record,
     UndecodableMessage,
@@ -67,35 +68,37 @@ def test_overseas_two_record_frame() -> None:
 
 
 @pytest.mark.parametrize(
-    ("tr_id", "base", "width"),
+    ("tr_id", "base", "known"),
     [
-        ("H0STCNT0", TRADE, 47),  # MARKET_CLS_CODE appended (2026-09)
-        ("H0STASP0", BOOK, 62),  # KMID_PRC, KMID_TOTAL_RSQN, KMID_CLS_CODE appended
+        ("H0STCNT0", [*TRADE, "2"], (46, 47)),  # today's 47, and two fields KIS might append next
+        ("H0STASP0", [*BOOK, "358250", "4", "1", "2"], (59, 62, 63)),
     ],
 )
 @pytest.mark.parametrize("count", [1, 3])
 def test_appended_fields_keep_known_ones_and_the_extras(
-    tr_id: str, base: list[str], width: int, count: int
+    tr_id: str, base: list[str], known: tuple[int, ...], count: int
 ) -> None:
-    extra = [str(358250 + i) for i in range(width - len(base))]
+    extra = ["7", "8"]
     rows = [[*base, *extra] for _ in range(count)]
     events = decode_message(encode_frame(tr_id, rows))
-    assert events[0] == LayoutDrift(tr_id=tr_id, expected=len(base), received=width)
-    recs = only_records(events[1:])
+    assert events[0] == LayoutDrift(tr_id=tr_id, expected=len(base), received=len(base) + 2, known=known)
+    recs = only(events[1:], getattr(records, tr_id))
     assert len(recs) == count
     for rec in recs:
+        assert type(rec) is getattr(records, tr_id)  # today's layout names the prefix
         assert rec.extra == tuple(extra)
         assert rec.raw == (*base, *extra)
         assert rec.tr_key == "005930"
         assert rec.invalid_fields() == {}
     assert recs[0]["MKSC_SHRN_ISCD"] == "005930"
+    assert recs[0]["MARKET_CLS_CODE"] is MarketSession.REGULAR
 
 
 def test_older_shorter_notice_layout_reads_missing_fields_as_none() -> None:
-    # python-kis and mojito know a 23-field H0STCNI0; today's has 26.
+    # python-kis and mojito know a 23-field H0STCNI0; today's has 26, and no era has 23.
     old = NOTICE[:23]
     events = decode_message(encode_frame("H0STCNI0", [old, old]))
-    assert events[0] == LayoutDrift(tr_id="H0STCNI0", expected=26, received=23)
+    assert events[0] == LayoutDrift(tr_id="H0STCNI0", expected=26, received=23, known=(26,))
     recs = only(events, records.H0STCNI0)
     assert len(recs) == 2
     assert recs[1].symbol == "005930"
@@ -107,14 +110,16 @@ def test_older_shorter_notice_layout_reads_missing_fields_as_none() -> None:
 
 def test_decoder_reports_drift_once_per_width_but_every_record() -> None:
     decoder = MessageDecoder()
-    frame = encode_frame("H0STCNT0", [[*TRADE, "1"]])
+    frame = encode_frame("H0STCNT0", [[*TRADE, "2", "x"]])
     first = decoder.decode(frame)
     second = decoder.decode(frame)
     assert isinstance(first[0], LayoutDrift)
     assert len(only_records(first)) == len(only_records(second)) == 1
     assert len(second) == 1
     # A different width is new drift.
-    assert isinstance(decoder.decode(encode_frame("H0STCNT0", [[*TRADE, "1", "2"]]))[0], LayoutDrift)
+    assert isinstance(decoder.decode(encode_frame("H0STCNT0", [[*TRADE, "2", "x", "y"]]))[0], LayoutDrift)
+    # A known width is never drift.
+    assert not any(isinstance(e, LayoutDrift) for e in decoder.decode(encode_frame("H0STCNT0", [TRADE])))
     # The stateless function has no memory, so it reports drift on every frame.
     assert isinstance(decode_message(frame)[0], LayoutDrift)
     assert isinstance(decode_message(frame)[0], LayoutDrift)
@@ -300,17 +305,25 @@ def test_records_are_immutable_and_compare_by_value() -> None:
 
 
 def test_records_built_by_hand_equal_decoded_ones() -> None:
-    [decoded] = decode_message(sample("0|H0STCNT0", 0))
-    assert records.H0STCNT0("H0STCNT0", TRADE) == decoded
-    assert records.H0STCNT0("H0STCNT0", TRADE) != records.H0NXCNT0("H0STCNT0", TRADE)
+    [decoded] = decode_message(sample("0|H0STCNT0", 0))  # a 46-field frame of 2023
+    assert records.H0STCNT0_2026_08("H0STCNT0", TRADE) == decoded
+    assert records.H0STCNT0_2026_08("H0STCNT0", TRADE) != records.H0NXCNT0_2026_08("H0STCNT0", TRADE)
+    [today] = decode_message(encode_frame("H0STCNT0", [[*TRADE, "3"]]))
+    assert records.H0STCNT0("H0STCNT0", [*TRADE, "3"]) == today
+    assert today != decoded
 
 
 def test_repr_is_short_and_readable() -> None:
     [rec] = decode_message(sample("0|H0STCNT0", 1))
     text = repr(rec)
-    assert text.startswith("<H0STCNT0 H0STCNT0 tr_key='005930'")
+    assert text.startswith("<H0STCNT0 2026-08 tr_key='005930'")
     assert "price=250500" in text
     assert "change=-19500" in text
+    [rec] = decode_message(encode_frame("H0STCNT0", [[*TRADE, "3"]]))
+    assert repr(rec).startswith("<H0STCNT0 2026-09 tr_key='005930'")
+    assert repr(rec).endswith("session=after-market>")
+    [rec] = decode_message("0|FOOBAR01|001|a^b^c")
+    assert repr(rec) == "<FOOBAR01 tr_key='a' fields=3>"
 
 
 def test_korean_text_survives() -> None:

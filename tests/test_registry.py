@@ -4,57 +4,118 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from datetime import date, time
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from kis_proto import TRS, FieldType, Market, Record, TRKind, records, tr_spec
+from kis_proto import ERAS, TRS, FieldType, Market, MarketSession, Record, TRKind, records, tr_spec
 from kis_proto._fields import SignedChange
 
 from . import gen_records
 from .helpers import DATA
 
-TABLE: dict[str, dict[str, Any]] = json.loads((DATA / "fields.json").read_text(encoding="utf-8"))
+# The team's copy of the official sample's field lists (as of 2026-08): the 2026-08 eras must match it.
+SAMPLE: dict[str, dict[str, Any]] = json.loads((DATA / "fields.json").read_text(encoding="utf-8"))
+# The layouts table, read here without the generator's code.
+TABLE: dict[str, dict[str, Any]] = tomllib.loads(gen_records.LAYOUTS_TOML.read_text(encoding="utf-8"))
+# Where the table departs from the official sample on purpose (docs/layouts.md).
+CORRECTED = {"HDFFF1C0", "HDFFF2C0"}  # the sample omits the leading USER_ID
 
 
-def test_generated_module_is_up_to_date() -> None:
+def resolved(tr_id: str) -> list[tuple[str, list[str], list[str]]]:
+    """(era, names, Korean names) of each layout of `tr_id` in the table, oldest first."""
+    out: list[tuple[str, list[str], list[str]]] = []
+    for item in TABLE[tr_id]["layouts"]:
+        if "fields" in item:
+            pairs = [tuple(pair) for pair in item["fields"]]
+        else:
+            [(_, names, kor)] = [e for e in out if e[0] == item["base"]]
+            keep = item.get("keep", len(names))
+            pairs = [*zip(names[:keep], kor[:keep], strict=True), *map(tuple, item.get("append", []))]
+        out.append((item["era"], [p[0] for p in pairs], [p[1] for p in pairs]))
+    return out
+
+
+def test_generated_module_and_docs_are_up_to_date() -> None:
     assert gen_records.TARGET.read_text(encoding="utf-8") == gen_records.render(), (
         "kis_proto/records.py is stale: run `python tests/gen_records.py`"
     )
+    assert gen_records.DOCS.read_text(encoding="utf-8") == gen_records.render_docs(), (
+        "docs/fields.md is stale: run `python tests/gen_records.py`"
+    )
 
 
-def test_all_sixty_trs_with_their_official_columns() -> None:
+def test_all_sixty_trs_with_every_era_of_the_table() -> None:
     assert len(TRS) == len(TABLE) == 60
     for tr_id, entry in TABLE.items():
         spec = TRS[tr_id]
-        assert [f.name for f in spec.fields] == entry["fields"]
-        assert [f.kor for f in spec.fields] == (entry["kor"] or [""] * spec.width)
-        assert spec.width == entry["count"]
-        assert set(entry["tr_ids"]) <= set(spec.tr_ids)
+        eras = resolved(tr_id)
+        assert spec.eras == tuple(era for era, _, _ in eras)
+        for layout, (era, names, kor) in zip(spec.layouts, eras, strict=True):
+            assert layout.era == layout.record_class.era == era
+            assert [f.name for f in layout.fields] == names
+            assert [f.kor for f in layout.fields] == kor
+            assert layout.width == layout.record_class.width == len(names)
+            assert issubclass(layout.record_class, spec.record_class)
+            assert layout.source
+        assert len({layout.width for layout in spec.layouts}) == len(spec.layouts), tr_id
+        assert tuple(entry["tr_ids"]) == spec.tr_ids
         assert spec.record_class.__name__ == tr_id
+        assert spec.record_class.era == spec.eras[-1]
         for tr in spec.tr_ids:
             assert tr_spec(tr) is spec
 
 
+def test_the_2026_08_eras_are_the_official_sample_lists() -> None:
+    for tr_id, entry in SAMPLE.items():
+        layout = TRS[tr_id].layout("2026-08")
+        names = [f.name for f in layout.fields]
+        if tr_id in CORRECTED:
+            assert names == ["USER_ID", *entry["fields"]]
+        else:
+            assert names == entry["fields"], tr_id
+            assert [f.kor for f in layout.fields] == (entry["kor"] or [""] * len(names))
+
+
 @pytest.mark.parametrize(
-    ("tr_id", "width", "first"),
+    ("tr_id", "widths", "first"),
     [
-        ("HDFSCNT0", 26, "RSYM"),
-        ("HDFSASP0", 17, "RSYM"),
-        ("HDFSASP1", 17, "RSYM"),
-        ("H0STNAV0", 8, "MKSC_SHRN_ISCD"),
-        ("H0STCNT0", 46, "MKSC_SHRN_ISCD"),
-        ("H0STASP0", 59, "MKSC_SHRN_ISCD"),
-        ("H0STCNI0", 26, "CUST_ID"),
-        ("H0GSCNI0", 25, "CUST_ID"),
+        ("HDFSCNT0", (26,), "RSYM"),
+        ("HDFSASP0", (17, 71), "RSYM"),
+        ("HDFSASP1", (17,), "RSYM"),
+        ("H0STNAV0", (8,), "MKSC_SHRN_ISCD"),
+        ("H0STCNT0", (46, 47), "MKSC_SHRN_ISCD"),
+        ("H0NXCNT0", (46, 47), "MKSC_SHRN_ISCD"),
+        ("H0UNCNT0", (46, 47), "MKSC_SHRN_ISCD"),
+        ("H0STASP0", (59, 62, 63), "MKSC_SHRN_ISCD"),
+        ("H0NXASP0", (65, 62), "MKSC_SHRN_ISCD"),
+        ("H0UNASP0", (65, 66), "MKSC_SHRN_ISCD"),
+        ("H0STCNI0", (26,), "CUST_ID"),
+        ("H0GSCNI0", (25,), "CUST_ID"),
+        ("HDFFF1C0", (33,), "USER_ID"),
+        ("HDFFF2C0", (33,), "USER_ID"),
     ],
 )
-def test_corrected_layouts(tr_id: str, width: int, first: str) -> None:
+def test_corrected_and_new_layouts(tr_id: str, widths: tuple[int, ...], first: str) -> None:
     spec = TRS[tr_id]
-    assert spec.width == width
-    assert spec.fields[0].name == first
+    assert tuple(layout.width for layout in spec.layouts) == widths
+    assert spec.width == widths[-1]
+    assert all(layout.fields[0].name == first for layout in spec.layouts)
+
+
+def test_layout_by_era_and_by_width() -> None:
+    spec = TRS["H0STASP0"]
+    assert spec.eras == ("2026-08", "2026-08+mid", "2026-09")
+    assert spec.layout().era == spec.layout("2026-09").era == spec.layout("2027-01").era == "2026-09"
+    assert spec.layout("2026-08").width == 59
+    assert spec.layout("2026-08+mid").width == 62
+    assert spec.layout("2020-01").era == "2026-08"  # before every era: the oldest
+    assert spec.layout_for_width(62) is spec.layouts[1]
+    assert spec.layout_for_width(60) is None
+    assert ERAS == ("2026-08", "2026-08+mid", "2026-09")
 
 
 def test_encrypted_trs_are_the_notices() -> None:
@@ -118,6 +179,12 @@ def test_attributes_do_not_shadow_the_record_interface() -> None:
         ("H0STCNI0", "ODER_NO", FieldType.STR),  # order numbers keep their leading zeros
         ("H0STCNI0", "CNTG_UNPR", FieldType.INT),
         ("H0GSCNI0", "CNTG_UNPR", FieldType.STR),  # implied decimal point per country
+        ("H0STCNT0", "MARKET_CLS_CODE", FieldType.SESSION),
+        ("H0STASP0", "MARKET_CLS_CODE", FieldType.SESSION),
+        ("H0STASP0", "MID_PRC", FieldType.DECIMAL),  # (358500+358000)/2 may end in .5
+        ("H0NXASP0", "NMID_PRC", FieldType.DECIMAL),
+        ("HDFSASP0", "PBID10", FieldType.DECIMAL),
+        ("HDFSASP0", "VASK10", FieldType.INT),
     ],
 )
 def test_declared_types(tr_id: str, column: str, ftype: FieldType) -> None:
@@ -126,14 +193,17 @@ def test_declared_types(tr_id: str, column: str, ftype: FieldType) -> None:
 
 
 def test_friendly_names_on_the_common_trs() -> None:
-    assert records.H0STCNT0.friendly == ("symbol", "time", "price", "change", "volume")
+    assert records.H0STCNT0.friendly == ("symbol", "time", "price", "change", "volume", "session")
+    assert records.H0STCNT0_2026_08.friendly == ("symbol", "time", "price", "change", "volume")
     assert records.HDFSCNT0.friendly == ("symbol", "time", "price", "change", "volume")
     assert records.H0STCNI0.friendly == ("symbol", "time", "price", "volume")
-    assert records.H0STASP0.friendly == ("symbol", "time")
+    assert records.H0STASP0.friendly == ("symbol", "time", "session")
+    assert records.H0STASP0_2026_08.friendly == ("symbol", "time")
+    assert records.H0NXASP0.friendly == ("symbol", "time")  # the NXT book has no session column
     change = records.H0STCNT0.__dict__["change"]
     assert isinstance(change, SignedChange)
     assert (change.index, change.sign_index) == (4, 3)  # PROTOCOL.md §11c: the change is [4]; [3] is its sign
 
 
 def test_field_type_values_are_the_python_types() -> None:
-    assert [t.value for t in FieldType] == [str, int, Decimal, date, time]
+    assert [t.value for t in FieldType] == [str, int, Decimal, date, time, MarketSession]

@@ -52,7 +52,7 @@ async def test_transport_against_a_websockets_server(transport: Any) -> None:
                     seen.append(event)
                     if isinstance(event, PingPong):
                         break
-            assert [type(e) for e in seen[-3:]] == [Subscribed, records.H0STCNT0, PingPong]
+            assert [type(e) for e in seen[-3:]] == [Subscribed, records.H0STCNT0_2026_08, PingPong]
             async with asyncio.timeout(5):
                 while not echoes:
                     await asyncio.sleep(0.01)

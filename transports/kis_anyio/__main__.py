@@ -119,7 +119,8 @@ def describe(event: KISEvent) -> str:
     if isinstance(event, PingPong):
         return "PINGPONG    (a client echoes this text back)"
     if isinstance(event, LayoutDrift):
-        return f"layout      {event.tr_id} records have {event.received} fields, {event.expected} known"
+        known = ", ".join(map(str, event.known or (event.expected,)))
+        return f"layout      {event.tr_id} records have {event.received} fields; known layouts have {known}"
     if isinstance(event, Connected):
         return f"connected   {event.path}"
     if isinstance(event, ConnectionClosed):
