@@ -4,7 +4,9 @@ For the simulator and the tests. It behaves as PROTOCOL.md §12 describes the re
 path is accepted; every request is validated and answered with the OPSP code KIS uses; a
 successful subscribe carries a per-TR AES key and IV (`encrypt` "Y" on notice TRs); duplicates get
 ``ALREADY IN SUBSCRIBE``, the 42nd registration ``MAX SUBSCRIBE OVER``; PINGPONG goes out on a
-timer, and a strict mode drops clients that never echo it. Commands let a test or the simulator
+timer, and a strict mode drops clients that never answer it (any of the answers official and
+community clients give, PROTOCOL.md §5). A request that is not a WebSocket upgrade gets an HTTP
+error with a JSON body rather than a silently dropped socket. Commands let a test or the simulator
 send records (plain, encrypted, multi-record) and fail the session the ways KIS does.
 
 Same shape as `KISConnection`: bytes in, events out, `data_to_send()`, `timer()` /
@@ -18,8 +20,9 @@ import json
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
+import h11
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import (
@@ -28,6 +31,9 @@ from wsproto.events import (
     CloseConnection,
     Message,
     Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
     Request,
     TextMessage,
 )
@@ -56,6 +62,12 @@ __all__ = [
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 _BASE_TIME = datetime(2026, 1, 1)
+
+
+def _http_error(status: int) -> dict[str, str]:
+    """The JSON body of an HTTP error from the WebSocket port (the simulator's own, not a KIS capture)."""
+    reason = {400: "Bad Request", 404: "Not Found", 426: "Upgrade Required"}.get(status, "Error")
+    return {"error_code": str(status), "error_description": reason}
 
 
 def _label_from_monotonic(now: float) -> str:
@@ -115,11 +127,18 @@ class RequestRefused:
     tr_key: str = ""
 
 
+#: How a client answered PINGPONG: the text echoed verbatim, the same JSON re-serialised (python-kis),
+#: a PONG control frame carrying it (the official client since 2023), or a PING frame carrying it
+#: (an older official sample).
+KeepAliveHow: TypeAlias = Literal["text", "json", "pong", "ping"]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeepAliveAnswered:
-    """The client echoed a PINGPONG."""
+    """The client answered the outstanding PINGPONG; `text` is what it sent, `how` the way it did."""
 
     text: str
+    how: KeepAliveHow = "text"
 
 
 ServerEvent: TypeAlias = (
@@ -170,7 +189,8 @@ class KISServerConnection:
         self._message: list[str] = []
         self._message_size = 0
         self._pingpong_due: float | None = None
-        self._unanswered: str | None = None  # the last PINGPONG text, until echoed
+        self._unanswered: str | None = None  # the last PINGPONG text, until answered
+        self._unanswered_value: object = None  # ... and its JSON value, for re-serialised echoes
         self._close_due: float | None = None
         self._eof = False
         del now  # nothing is due before the handshake
@@ -248,6 +268,7 @@ class KISServerConnection:
             {"header": {"tr_id": "PINGPONG", "datetime": self._datetime_text(now)}}, separators=(",", ":")
         )
         self._unanswered = text
+        self._unanswered_value = json.loads(text)
         self._send_text(text)
 
     def refuse_in_use(self) -> None:
@@ -284,8 +305,18 @@ class KISServerConnection:
                 if self.closed:  # a property: mypy must not narrow the state across the call below
                     return
                 self._on_ws_event(event, now)
-        except (WSLocalProtocolError, WSRemoteProtocolError) as exc:
+        except WSRemoteProtocolError as exc:
+            if self._state is _State.CONNECTING:
+                self._refuse_handshake(exc)
+            else:
+                self._fail(1002, f"bad request from the client: {exc}")
+        except WSLocalProtocolError as exc:
             self._fail(1002, f"bad request from the client: {exc}")
+        except UnicodeError as exc:  # wsproto decodes the Host header as IDNA, unguarded
+            if self._state is _State.CONNECTING:
+                self._refuse_handshake(exc)
+            else:
+                self._fail(1007, f"undecodable text from the client: {exc}")
 
     def receive_eof(self, *, now: float) -> None:
         """The client's socket ended. Idempotent."""
@@ -306,7 +337,7 @@ class KISServerConnection:
             return
         if self._pingpong_due is not None and now >= self._pingpong_due:
             if self.config.strict_pingpong and self._unanswered is not None:
-                self.abort("the client did not echo PINGPONG")
+                self.abort("the client did not answer PINGPONG")
                 return
             self.send_pingpong(now)
             assert self.config.pingpong_interval is not None
@@ -332,6 +363,34 @@ class KISServerConnection:
             ConnectionClosed(code=code, reason=reason, error=RemoteProtocolError(reason, close_code=code))
         )
 
+    def _refuse_handshake(self, exc: WSRemoteProtocolError | UnicodeError) -> None:
+        """Answer a request that is no WebSocket upgrade with an HTTP error and a JSON body.
+
+        A GET without ``Upgrade: websocket`` or another method is a REST call to a path the
+        WebSocket port does not serve: 404. A request HTTP cannot parse (or an undecodable Host)
+        gets 400, an upgrade with another WebSocket version what wsproto says (426). The socket
+        closes after the answer.
+        """
+        status = 404
+        extra: list[tuple[bytes, bytes]] = []
+        if isinstance(exc, UnicodeError) or isinstance(exc.__context__, h11.RemoteProtocolError):
+            status = 400
+        elif isinstance(exc.event_hint, RejectConnection) and exc.event_hint.status_code != 400:
+            status, extra = exc.event_hint.status_code, list(exc.event_hint.headers)
+        body = json.dumps(_http_error(status), ensure_ascii=False).encode()
+        headers = [
+            (b"Content-Type", b"application/json; charset=UTF-8"),
+            (b"Content-Length", str(len(body)).encode()),
+            (b"Connection", b"close"),
+            *extra,
+        ]
+        try:
+            self._out += self._ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
+            self._out += self._ws.send(RejectData(data=body, body_finished=True))
+        except (WSLocalProtocolError, h11.LocalProtocolError):
+            pass  # HEAD: the head is out and a body is not allowed; or h11 can answer nothing
+        self._fail(1002, f"not a WebSocket upgrade (HTTP {status}): {exc}")
+
     def _on_ws_event(self, event: object, now: float) -> None:
         if isinstance(event, Request):
             self._out += self._ws.send(AcceptConnection())
@@ -352,6 +411,9 @@ class KISServerConnection:
                 self._on_request(text)
         elif isinstance(event, Ping):
             self._out += self._ws.send(event.response())
+            self._keepalive_frame(bytes(event.payload), "ping")
+        elif isinstance(event, Pong):
+            self._keepalive_frame(bytes(event.payload), "pong")
         elif isinstance(event, CloseConnection):
             if self._ws.state is ConnectionState.OPEN:  # a malformed frame, reported by wsproto
                 self._fail(event.code, f"protocol error: {event.reason or event.code}")
@@ -396,9 +458,11 @@ class KISServerConnection:
             return
         header = request.get("header")
         if isinstance(header, dict) and header.get("tr_id") == "PINGPONG" and "body" not in request:
+            # Never refused (KIS sends no reply to it); it counts only if it answers ours.
             if text == self._unanswered:
-                self._unanswered = None
-            self._events.append(KeepAliveAnswered(text=text))
+                self._answered(text, "text")
+            elif self._unanswered is not None and request == self._unanswered_value:
+                self._answered(text, "json")
             return
         refusal = self._validate(request)
         if refusal is not None:
@@ -413,6 +477,25 @@ class KISServerConnection:
             self._subscribe(tr_id, tr_key)
         else:
             self._unsubscribe(tr_id, tr_key)
+
+    def _keepalive_frame(self, payload: bytes, how: KeepAliveHow) -> None:
+        """A PING or PONG control frame answers PINGPONG when it carries its text (or equal JSON).
+
+        An empty or unrelated payload (a library's own keep-alive, an unsolicited pong) does not.
+        """
+        if self._unanswered is None or not payload:
+            return
+        try:
+            text = payload.decode()
+            matches = text == self._unanswered or json.loads(text) == self._unanswered_value
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return
+        if matches:
+            self._answered(text, how)
+
+    def _answered(self, text: str, how: KeepAliveHow) -> None:
+        self._unanswered = self._unanswered_value = None
+        self._events.append(KeepAliveAnswered(text=text, how=how))
 
     def _validate(self, request: dict[str, Any]) -> tuple[MsgCode, str, str, str | None] | None:
         """The refusal KIS would send for `request` (PROTOCOL.md §12.3), or None if it is valid."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import h11
 import pytest
 from Crypto.Cipher import AES
 from Crypto.Util.Padding import unpad
@@ -36,6 +37,11 @@ from kis_proto import (
 )
 
 from .helpers import VECTOR_PLAINTEXT, fields_of, sample
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from kis_proto._server import KeepAliveHow
 
 APPROVAL = "3daa450a-0685-4c31-b015-99c5e5f4b11d"
 
@@ -398,3 +404,192 @@ def test_server_frame_size_and_binary_requests() -> None:
     server.send_text("hello")
     raw.take()
     assert raw.texts[-1] == "hello"
+
+
+# -- PINGPONG answers (PROTOCOL.md §5): every form official and community clients send ------------------
+
+
+def pingpong_sent(strict: bool = True) -> tuple[KISServerConnection, RawClient, str]:
+    """A session (strict by default, every 10 s) that has just sent its first PINGPONG."""
+    server = make_server(0.0, pingpong_interval=10.0, strict_pingpong=strict)
+    raw = RawClient(server)
+    server.events()
+    server.handle_timer(10.0)
+    raw.take()
+    text = raw.texts[-1]
+    assert json.loads(text)["header"]["tr_id"] == "PINGPONG"
+    return server, raw, text
+
+
+def survives_the_next_interval(server: KISServerConnection, raw: RawClient) -> bool:
+    """Whether a strict server sends its next PINGPONG at 20 s rather than dropping the client."""
+    before = len(raw.texts)
+    server.handle_timer(20.0)
+    raw.take()
+    return not server.closed and len(raw.texts) == before + 1 and "PINGPONG" in raw.texts[-1]
+
+
+def respaced(text: str) -> str:
+    """What python-kis echoes: the PINGPONG parsed and dumped again (``json.dumps`` adds spaces)."""
+    again = json.dumps(json.loads(text))
+    assert again != text
+    return again
+
+
+@pytest.mark.parametrize(
+    ("frame", "how"),
+    [
+        (lambda text: Message(data=text), "text"),  # the verbatim echo (legacy samples, M)
+        (lambda text: Message(data=respaced(text)), "json"),  # python-kis
+        (lambda text: Pong(payload=text.encode()), "pong"),  # the official client since 2023
+        (lambda text: Pong(payload=respaced(text).encode()), "pong"),
+        (lambda text: Ping(payload=text.encode()), "ping"),  # an older official sample
+    ],
+)
+def test_each_form_of_answer_keeps_a_strict_session(frame: Callable[[str], Any], how: KeepAliveHow) -> None:
+    server, raw, text = pingpong_sent()
+    sent = frame(text)
+    raw.deliver(raw.ws.send(sent))
+    payload = sent.data if isinstance(sent, Message) else bytes(sent.payload).decode()
+    assert server.events() == [KeepAliveAnswered(text=payload, how=how)]
+    assert survives_the_next_interval(server, raw)
+
+
+def test_a_ping_answer_is_still_answered_with_a_pong() -> None:
+    _, raw, text = pingpong_sent()
+    raw.deliver(raw.ws.send(Ping(payload=text.encode())))
+    assert raw.pongs == [text.encode()]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        Pong(payload=b""),  # unsolicited pong (RFC 6455 allows it as a heartbeat)
+        Ping(payload=b""),  # a library's own keep-alive ping
+        Pong(payload=b"keepalive"),
+        Pong(payload=b"\xff\xfe"),  # not UTF-8
+        Pong(payload=b'{"header":{"tr_id":"PINGPONG","datetime":"20250101000000"}}'),  # another PINGPONG
+        Message(data='{"header":{"tr_id":"PINGPONG","datetime":"20250101000000"}}'),
+        Message(data='{"header":{"tr_id":"PINGPONG"}}'),
+    ],
+)
+def test_non_answers_do_not_count_and_strict_mode_drops(frame: Any) -> None:
+    server, raw, _ = pingpong_sent()
+    texts = len(raw.texts)
+    raw.deliver(raw.ws.send(frame))
+    assert server.events() == []
+    assert len(raw.texts) == texts  # a PINGPONG-shaped text gets no error reply either
+    server.handle_timer(20.0)
+    assert server.closed
+    closed = server.events()[-1]
+    assert isinstance(closed, ConnectionClosed)
+    assert "did not answer PINGPONG" in closed.reason
+
+
+def test_an_answer_before_any_pingpong_or_a_second_answer_does_not_count() -> None:
+    server = make_server(0.0, pingpong_interval=10.0, strict_pingpong=True)
+    raw = RawClient(server)
+    server.events()
+    early = '{"header":{"tr_id":"PINGPONG","datetime":"20260101000010"}}'
+    raw.deliver(raw.ws.send(Message(data=early)))  # the very text that will be sent at 10 s
+    raw.deliver(raw.ws.send(Pong(payload=early.encode())))
+    assert server.events() == []
+    server.handle_timer(10.0)
+    raw.take()
+    assert raw.texts[-1] == early
+    raw.deliver(raw.ws.send(Message(data=early)))
+    raw.deliver(raw.ws.send(Pong(payload=early.encode())))  # both forms, as some clients do: one answer
+    assert server.events() == [KeepAliveAnswered(text=early, how="text")]
+
+
+def test_lenient_mode_keeps_a_silent_client() -> None:
+    server, raw, _ = pingpong_sent(strict=False)
+    assert survives_the_next_interval(server, raw)
+    assert server.events() == []
+
+
+def test_the_pingpong_label_comes_from_the_injected_clock() -> None:
+    server = KISServerConnection(
+        now=0.0,
+        approval_ok=lambda key: True,
+        random_bytes=random.Random(1).randbytes,
+        config=KISServerConfig(pingpong_interval=5.0),
+        datetime_text=lambda now: f"2025010203{int(now):04d}",
+    )
+    raw = RawClient(server)
+    server.handle_timer(5.0)
+    raw.take()
+    assert json.loads(raw.texts[-1]) == {"header": {"tr_id": "PINGPONG", "datetime": "20250102030005"}}
+
+
+# -- a request that is no WebSocket upgrade gets an HTTP answer, not a dropped socket ---------------------
+
+
+def http_exchange(request: h11.Request) -> tuple[h11.Response, bytes, KISServerConnection]:
+    """Send `request` from an h11 client to a fresh server; the response, its body and the server."""
+    client = h11.Connection(h11.CLIENT)
+    server = make_server()
+    server.receive_data(client.send(request) + client.send(h11.EndOfMessage()), now=0.0)
+    client.receive_data(server.data_to_send())
+    client.receive_data(b"")  # the server then drops the socket
+    response, body = None, b""
+    while (event := client.next_event()) is not h11.PAUSED and not isinstance(event, h11.ConnectionClosed):
+        if isinstance(event, h11.Response):
+            response = event
+        elif isinstance(event, h11.Data):
+            body += event.data
+    assert response is not None
+    return response, body, server
+
+
+@pytest.mark.parametrize("method", [b"GET", b"PUT", b"DELETE", b"POST"])
+def test_a_request_without_upgrade_gets_404_json(method: bytes) -> None:
+    headers = [(b"Host", b"sim"), (b"Content-Length", b"0")]
+    response, body, server = http_exchange(h11.Request(method=method, target=b"/foo?x=1", headers=headers))
+    assert response.status_code == 404
+    assert (b"connection", b"close") in response.headers
+    assert (b"content-type", b"application/json; charset=UTF-8") in response.headers
+    assert json.loads(body) == {"error_code": "404", "error_description": "Not Found"}
+    assert server.closed
+    closed = server.events()[-1]
+    assert isinstance(closed, ConnectionClosed)
+    assert "not a WebSocket upgrade" in closed.reason
+
+
+def test_a_head_request_gets_the_head_only() -> None:
+    response, body, server = http_exchange(
+        h11.Request(method=b"HEAD", target=b"/", headers=[(b"Host", b"x")])
+    )
+    assert response.status_code == 404
+    assert body == b""
+    assert server.closed
+
+
+def test_wrong_websocket_version_and_broken_http() -> None:
+    headers = [
+        (b"Host", b"sim"),
+        (b"Connection", b"Upgrade"),
+        (b"Upgrade", b"websocket"),
+        (b"Sec-WebSocket-Version", b"8"),
+        (b"Sec-WebSocket-Key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+    ]
+    response, _, _ = http_exchange(h11.Request(method=b"GET", target=b"/", headers=headers))
+    assert response.status_code == 426
+    assert (b"sec-websocket-version", b"13") in response.headers
+    server = make_server()
+    server.receive_data(b"NOT HTTP AT ALL\r\n\r\n", now=0.0)
+    assert server.data_to_send().startswith(b"HTTP/1.1 400 ")
+    assert server.closed
+
+
+@pytest.mark.parametrize("host", [b"xn--zz", b"\x80"])
+def test_an_undecodable_host_gets_400_rather_than_an_exception(host: bytes) -> None:
+    # wsproto decodes Host as IDNA and lets UnicodeError out; under serve() it would end every session.
+    server = make_server()
+    server.receive_data(
+        b"GET / HTTP/1.1\r\nHost: " + host + b"\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        now=0.0,
+    )
+    assert server.data_to_send().startswith(b"HTTP/1.1 400 ")
+    assert server.closed

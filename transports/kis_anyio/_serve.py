@@ -1,8 +1,9 @@
 """A loopback KIS server on anyio: `KISServerConnection` for every accepted socket.
 
-For the tests now and the simulator later. Each session runs the same loop as the client
-(flush, read or wait for the deadline, feed); the test or the simulator drives sessions through
-their commands (`send_records`, `refuse_in_use`, `drop`).
+For the tests and the simulator. Each session runs the same loop as the client (flush, read or
+wait for the deadline, feed); the test or the simulator drives sessions through their commands
+(`send_records`, `refuse_in_use`, `drop`). The REST paths a WebSocket client needs (approval key,
+access token) are served over kept-alive HTTP/1.1, as KIS's gateway does.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ import json
 import logging
 import math
 import os
+import secrets
 import ssl
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
@@ -82,9 +87,14 @@ class KISServer:
     accepted: int = 0
     #: The approval endpoint's port, when `serve` was given app keys.
     approval_port: int | None = None
-    #: Approval keys issued by the endpoint and still valid.
-    issued: list[str] = field(default_factory=list)
-    _changed: anyio.Event = field(default_factory=anyio.Event)
+    #: Approval keys issued by the endpoint and still valid (secrets: not in the repr).
+    issued: list[str] = field(default_factory=list, repr=False)
+    #: Access tokens issued by ``/oauth2/tokenP`` and not revoked (secrets: not in the repr).
+    tokens: list[str] = field(default_factory=list, repr=False)
+    #: HTTP connections accepted (either port) and HTTP requests answered on them.
+    http_connections: int = 0
+    http_requests: int = 0
+    _changed: anyio.Event = field(default_factory=anyio.Event, repr=False)
 
     def revoke_keys(self) -> None:
         """Invalidate every issued approval key (the next requests get OPSP0011)."""
@@ -119,59 +129,215 @@ class KISServer:
         self._changed.set()
 
 
-def _json_response(status: int, body: dict[str, str]) -> tuple[h11.Response, bytes]:
-    data = json.dumps(body, ensure_ascii=False).encode()
-    headers = [("Content-Type", "application/json; charset=UTF-8"), ("Content-Length", str(len(data)))]
-    return h11.Response(status_code=status, headers=headers), data
+# The HTTP side (approval key, access token) on a kept-alive connection, as KIS's gateway serves it.
+#: A kept-alive connection waiting this long for (the rest of) its next request is closed.
+HTTP_IDLE_TIMEOUT = 30.0
+#: Requests served on one connection; the last response says ``Connection: close``.
+HTTP_MAX_REQUESTS = 100
+#: The largest request body read; a larger one gets 413 and the connection closes.
+HTTP_MAX_BODY = 64 * 1024
+_HTTP_MAX_HEAD = 16 * 1024
+_KST = timezone(timedelta(hours=9), "KST")  # Korea has no daylight saving time: no tzdata needed
+_TOKEN_LIFETIME = 86400  # seconds; KIS access tokens last 24 h
 
 
-def _approve(
-    request_body: bytes, check: Callable[[str, str], bool], server: KISServer
-) -> tuple[int, dict[str, str]]:
-    """KIS's answer to ``POST /oauth2/Approval``: a fresh key for known credentials."""
+def kst_datetime_text(now: float) -> str:
+    """PINGPONG's ``datetime``: the KST wall clock, ``YYYYMMDDHHMMSS``, as KIS sends it.
+
+    `now` (the loop's monotonic clock) is no date, so it is not used.
+    """
+    del now
+    return datetime.now(_KST).strftime("%Y%m%d%H%M%S")
+
+
+def _refused(description: str, code: str) -> dict[str, Any]:
+    return {"error_description": description, "error_code": code}
+
+
+_BAD_APPKEY = _refused("유효하지 않은 AppKey입니다.", "EGW00103")
+
+
+@dataclass(frozen=True, eq=False)
+class _RestApi:
+    """The REST paths KIS serves that a WebSocket client uses: approval key, access token, revoke.
+
+    `check(app_key, secret)` decides the credentials; without it every path is unknown (404).
+    """
+
+    server: KISServer
+    check: Callable[[str, str], bool] | None
+
+    def answer(self, method: bytes, target: bytes, body: bytes) -> tuple[int, dict[str, Any]]:
+        """The status and JSON body for one request; the path decides, a query string does not."""
+        path = _path(target)
+        route = {
+            "/oauth2/Approval": self._approval,
+            "/oauth2/tokenP": self._token,
+            "/oauth2/revokeP": self._revoke,
+        }.get(path)
+        if method != b"POST" or route is None or self.check is None:
+            return 404, _refused("Not Found", "404")
+        fields = _json_object(body)
+        if fields is None:
+            return 400, _refused("the body must be a JSON object", "EGW00002")
+        return route(fields, self.check)
+
+    def _approval(
+        self, fields: dict[str, Any], check: Callable[[str, str], bool]
+    ) -> tuple[int, dict[str, Any]]:
+        """``POST /oauth2/Approval``: a fresh WebSocket approval key (the secret field is ``secretkey``)."""
+        if fields.get("grant_type") != "client_credentials":
+            return 400, _refused("grant_type must be client_credentials", "EGW00002")
+        if not _known(fields, "secretkey", check):
+            return 403, _BAD_APPKEY
+        key = str(uuid.uuid4())
+        self.server.issued.append(key)
+        logger.debug("issued an approval key")
+        return 200, {"approval_key": key}
+
+    def _token(self, fields: dict[str, Any], check: Callable[[str, str], bool]) -> tuple[int, dict[str, Any]]:
+        """``POST /oauth2/tokenP``: an access token for 24 h (the secret field is ``appsecret``)."""
+        if fields.get("grant_type") != "client_credentials":
+            return 400, _refused("grant_type must be client_credentials", "EGW00002")
+        if not _known(fields, "appsecret", check):
+            return 403, _BAD_APPKEY
+        token = secrets.token_urlsafe(48)
+        self.server.tokens.append(token)
+        expires = datetime.now(_KST) + timedelta(seconds=_TOKEN_LIFETIME)
+        logger.debug("issued an access token")
+        return 200, {
+            "access_token": token,
+            "access_token_token_expired": expires.strftime("%Y-%m-%d %H:%M:%S"),
+            "token_type": "Bearer",
+            "expires_in": _TOKEN_LIFETIME,
+        }
+
+    def _revoke(
+        self, fields: dict[str, Any], check: Callable[[str, str], bool]
+    ) -> tuple[int, dict[str, Any]]:
+        """``POST /oauth2/revokeP``: forget an access token (idempotent, as revoking should be)."""
+        if not _known(fields, "appsecret", check):
+            return 403, _BAD_APPKEY
+        token = fields.get("token")
+        if token in self.server.tokens:
+            self.server.tokens.remove(token)
+        return 200, {"code": 200, "message": "접근토큰 폐기에 성공하였습니다"}
+
+
+def _path(target: bytes) -> str:
+    """The path of a request target (origin or absolute form), without its query; "" if unparsable."""
     try:
-        fields = json.loads(request_body)
+        return urlsplit(target.decode("ascii", "replace")).path
+    except ValueError:  # e.g. "http://[x": a bad IPv6 literal
+        return ""
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(body)
     except (ValueError, RecursionError):
-        fields = None
-    if not isinstance(fields, dict) or fields.get("grant_type") != "client_credentials":
-        return 400, {"error_description": "grant_type must be client_credentials", "error_code": "EGW00002"}
-    appkey, secret = fields.get("appkey"), fields.get("secretkey")
-    if not isinstance(appkey, str) or not isinstance(secret, str) or not check(appkey, secret):
-        return 403, {"error_description": "유효하지 않은 AppKey입니다.", "error_code": "EGW00103"}
-    key = str(uuid.uuid4())
-    server.issued.append(key)
-    return 200, {"approval_key": key}
+        return None
+    return value if isinstance(value, dict) else None
 
 
-async def _serve_approval(
-    stream: anyio.abc.ByteStream, check: Callable[[str, str], bool], server: KISServer, initial: bytes = b""
+def _known(fields: dict[str, Any], secret_field: str, check: Callable[[str, str], bool]) -> bool:
+    appkey, secret = fields.get("appkey"), fields.get(secret_field)
+    return isinstance(appkey, str) and isinstance(secret, str) and check(appkey, secret)
+
+
+async def _read_request(
+    conn: h11.Connection, stream: anyio.abc.ByteStream
+) -> tuple[h11.Request, bytes] | int | None:
+    """The next request and its body; an error status to answer with; None if the client left."""
+    request: h11.Request | None = None
+    body = bytearray()
+    ended = False
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            return None if ended else exc.error_status_hint  # cut off by the client: nobody to tell
+        if event is h11.NEED_DATA:
+            try:
+                data = await stream.receive()
+            except anyio.EndOfStream:
+                data, ended = b"", True  # h11 takes b"" as the end of the stream
+            conn.receive_data(data)
+        elif isinstance(event, h11.Request):
+            request = event
+            length = dict(event.headers).get(b"content-length", b"0")
+            if int(length) > HTTP_MAX_BODY:  # h11 checked it is digits
+                return 413
+        elif isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > HTTP_MAX_BODY:  # chunked: no length up front
+                return 413
+        elif isinstance(event, h11.EndOfMessage):
+            assert request is not None
+            return request, bytes(body)
+        else:  # ConnectionClosed between requests
+            return None
+
+
+async def _serve_http(
+    stream: anyio.abc.ByteStream,
+    api: _RestApi,
+    initial: bytes = b"",
+    *,
+    idle_timeout: float = HTTP_IDLE_TIMEOUT,
 ) -> None:
-    """One HTTP/1.1 exchange on the approval endpoint (h11, as the client side uses)."""
-    conn = h11.Connection(h11.SERVER)
+    """HTTP/1.1 on one connection (h11): requests after one another until one side closes.
+
+    Clients keep the connection alive (python-kis asks for an approval key per subscribe over one
+    ``requests`` session), so the connection stays open unless the client says
+    ``Connection: close``, sends HTTP/1.0, goes idle for `idle_timeout`, reaches
+    `HTTP_MAX_REQUESTS`, or sends what cannot be answered and read past (413, a malformed request);
+    the last response then says ``Connection: close``.
+    """
+    api.server.http_connections += 1
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_HTTP_MAX_HEAD)
     if initial:  # (h11 reads b"" as the end of the stream)
         conn.receive_data(initial)
-    body = b""
     async with stream:
-        with anyio.move_on_after(10):
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    try:
-                        conn.receive_data(await stream.receive())
-                    except (anyio.EndOfStream, anyio.BrokenResourceError):
-                        return
-                    continue
-                if isinstance(event, h11.Data):
-                    body += event.data
-                elif isinstance(event, h11.EndOfMessage):
-                    break
-                elif not isinstance(event, h11.Request):
-                    return
-            status, answer = _approve(body, check, server) if len(body) < 65536 else (413, {})
-            response, data = _json_response(status, answer)
-            await stream.send(
-                conn.send(response) + conn.send(h11.Data(data=data)) + conn.send(h11.EndOfMessage())
-            )
+        for served in range(1, HTTP_MAX_REQUESTS + 1):
+            with anyio.move_on_after(idle_timeout) as scope:
+                got = await _read_request(conn, stream)
+            if scope.cancelled_caught:
+                logger.debug("closing an idle HTTP connection")
+                return
+            if got is None:
+                return
+            request, keep = None, False
+            if isinstance(got, int):
+                status, answer = got, _refused(HTTPStatus(got).phrase, str(got))
+            else:
+                request, body = got
+                status, answer = api.answer(request.method, request.target, body)
+                keep = served < HTTP_MAX_REQUESTS
+                api.server.http_requests += 1
+                method = request.method.decode("ascii", "replace")
+                logger.debug("HTTP %s %s: %d", method, _path(request.target), status)
+            data = json.dumps(answer, ensure_ascii=False).encode()
+            headers = [
+                ("Content-Type", "application/json; charset=UTF-8"),
+                ("Content-Length", str(len(data))),
+            ]
+            if not keep:
+                headers.append(("Connection", "close"))
+            try:
+                out = conn.send(h11.Response(status_code=status, headers=headers)) or b""
+                if request is None or request.method != b"HEAD":  # HEAD: the head only
+                    out += conn.send(h11.Data(data=data)) or b""
+                out += conn.send(h11.EndOfMessage()) or b""
+            except h11.LocalProtocolError:
+                return  # h11 cannot answer in this state (a broken request): just close
+            with anyio.move_on_after(idle_timeout) as scope:
+                await stream.send(out)
+            if scope.cancelled_caught:
+                return  # the client does not read
+            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                return  # Connection: close (either side), HTTP/1.0, or a body left unread
+            conn.start_next_cycle()
 
 
 @asynccontextmanager
@@ -186,14 +352,19 @@ async def serve(
     approve: Callable[[str, str], bool] | None = None,
     approval_tls: ssl.SSLContext | None = None,
     slow_accept: float = 0.0,
+    datetime_text: Callable[[float], str] = kst_datetime_text,
+    http_idle_timeout: float = HTTP_IDLE_TIMEOUT,
 ) -> AsyncIterator[KISServer]:
     """Serve the KIS real-time protocol on `host:port` (0: any free port) until the block exits.
 
-    ``POST /oauth2/Approval`` is answered on the same port (plain HTTP) when `app_keys` (app key →
-    app secret) or `approve(app_key, secret)` is given, and also on a port of its own
-    (`KISServer.approval_port`; TLS when `approval_tls` is given). With `app_keys` only keys the
-    endpoint issued are accepted on the WebSocket; otherwise `approval_ok` decides (default: any
-    non-empty key). `slow_accept` delays every WebSocket upgrade answer (a fault to test against).
+    ``POST /oauth2/Approval`` and ``/oauth2/tokenP`` (and ``revokeP``) are answered on the same
+    port (plain HTTP, sniffed by a first line ``POST ``) when `app_keys` (app key → app secret) or
+    `approve(app_key, secret)` is given, and also on a port of its own (`KISServer.approval_port`;
+    TLS when `approval_tls` is given); connections are kept alive, closed after
+    `http_idle_timeout` idle seconds. Other paths get 404. With `app_keys` only keys the endpoint
+    issued are accepted on the WebSocket; otherwise `approval_ok` decides (default: any non-empty
+    key). `slow_accept` delays every WebSocket upgrade answer (a fault to test against).
+    `datetime_text(now)` labels PINGPONGs (default: the KST wall clock, as KIS does).
     """
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
     bound = listener.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610 - anyio, not Django
@@ -207,6 +378,7 @@ async def serve(
         approve = approve or approve_known
     if approval_ok is None:
         approval_ok = (lambda key: key in server.issued) if app_keys is not None else (lambda key: bool(key))
+    api = _RestApi(server, approve)
 
     async def handle(stream: anyio.abc.SocketStream) -> None:
         try:
@@ -214,9 +386,11 @@ async def serve(
                 first = await stream.receive()
             except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
                 return
-            if first.startswith(b"POST ") and approve is not None:  # the approval endpoint, same port
-                with contextlib.suppress(anyio.BrokenResourceError, OSError):
-                    await _serve_approval(stream, approve, server, first)
+            # REST on the same port. Only POST is sniffed, so the WebSocket path costs one
+            # startswith; any other request that is no upgrade gets its 404 from the core.
+            if first.startswith(b"POST "):
+                with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    await _serve_http(stream, api, first, idle_timeout=http_idle_timeout)
                 return
             if slow_accept:
                 await anyio.sleep(slow_accept)
@@ -227,7 +401,13 @@ async def serve(
 
     async def session_loop(stream: anyio.abc.SocketStream, first: bytes) -> None:
         now = anyio.current_time()
-        conn = KISServerConnection(now=now, approval_ok=approval_ok, random_bytes=random_bytes, config=config)
+        conn = KISServerConnection(
+            now=now,
+            approval_ok=approval_ok,
+            random_bytes=random_bytes,
+            config=config,
+            datetime_text=datetime_text,
+        )
         conn.receive_data(first, now=now)
         session = ServerSession(conn=conn, stream=stream)
         server.sessions.append(session)
@@ -260,15 +440,16 @@ async def serve(
     async with listener, anyio.create_task_group() as tg:
         tg.start_soon(listener.serve, handle)
         if approve is not None:
-            check = approve
             http: anyio.abc.Listener[Any] = await anyio.create_tcp_listener(local_host=host, local_port=0)
             server.approval_port = http.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610 - anyio
             if approval_tls is not None:
                 http = TLSListener(http, approval_tls, standard_compatible=False)
 
             async def approval(stream: anyio.abc.ByteStream) -> None:
-                with contextlib.suppress(anyio.BrokenResourceError, ssl.SSLError, OSError):
-                    await _serve_approval(stream, check, server)
+                with contextlib.suppress(
+                    anyio.BrokenResourceError, anyio.ClosedResourceError, ssl.SSLError, OSError
+                ):
+                    await _serve_http(stream, api, idle_timeout=http_idle_timeout)
 
             async def run_http(listener: anyio.abc.Listener[Any]) -> None:
                 async with listener:
