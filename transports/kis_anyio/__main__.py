@@ -386,7 +386,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     sim.add_argument("--seed", type=int, default=None)
     sim.add_argument("--tick", type=float, default=0.25, help="seconds between market updates")
     sim.add_argument("--pingpong", type=float, default=100.0, help="seconds between PINGPONGs (KIS: ~100)")
-    sim.add_argument("--strict-pingpong", action="store_true", help="drop clients that do not answer PINGPONG (text echo, equal JSON, or a PONG carrying it)")
+    sim.add_argument(
+        "--strict-pingpong",
+        action="store_true",
+        help="drop clients that do not answer PINGPONG (text echo, equal JSON, or a PONG carrying it)",
+    )
     sim.add_argument("--layout", type=int, default=0, help="+N fields per record (newer layout), -N (older)")
     sim.add_argument(
         "--faults",
