@@ -161,12 +161,19 @@ class _Sub(enum.Enum):
 _CONTROL_EVENTS: Final = frozenset({PingPong, Subscribed, Unsubscribed, SubscribeFailed, ServerError})
 
 
-def _frame_header(buf: bytes, pos: int) -> tuple[int, int] | None:
-    """(header length, payload length) of the frame starting at `pos`, or None if incomplete."""
+def _frame_header(buf: bytes, pos: int) -> tuple[int, int, bool] | None:
+    """(header length, payload length, valid) of the frame starting at `pos`; None if incomplete.
+
+    `valid` is False for a header wsproto refuses (as a client without extensions): a reserved
+    opcode or bit, a mask, a fragmented or over-125-byte control frame, or a length not in its
+    shortest form (RFC 6455 §5.2). Such a frame is wsproto's to refuse (1002), never our size
+    check's (1009): wsproto may refuse it before the header is complete, so deciding here would
+    make the outcome depend on how the bytes were cut.
+    """
     if len(buf) - pos < 2:
         return None
-    second = buf[pos + 1]
-    length = second & 0x7F
+    first, second = buf[pos], buf[pos + 1]
+    short = length = second & 0x7F
     head = 2 + (4 if second & 0x80 else 0)
     if length == 126:
         head += 2
@@ -180,7 +187,18 @@ def _frame_header(buf: bytes, pos: int) -> tuple[int, int] | None:
         length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
     if len(buf) - pos < head:
         return None
-    return head, length
+    opcode = first & 0x0F
+    valid = (
+        not first & 0x70
+        and not second & 0x80
+        and opcode in _OPCODES
+        and (opcode < 8 or (first & 0x80 and short < 126))
+        and (short < 126 or (length >= 126 if short == 126 else 65536 <= length < 1 << 63))
+    )
+    return head, length, bool(valid)
+
+
+_OPCODES = frozenset({0x0, 0x1, 0x2, 0x8, 0x9, 0xA})
 
 
 class KISConnection:
@@ -397,15 +415,18 @@ class KISConnection:
                 pos += step
                 continue
             if fast and not self._header and data[pos] == 0x81 and pos + 1 < size and data[pos + 1] < 0x80:
-                # Unmasked FIN+TEXT: the usual KIS message. Short and 16-bit lengths inline.
+                # Unmasked FIN+TEXT: the usual KIS message. Short and 16-bit lengths inline; a
+                # length in a longer form than it needs is wsproto's to refuse, as below.
                 length = data[pos + 1]
-                head = 2
+                head, shortest = 2, True
                 if length == 126:
                     head, length = 4, int.from_bytes(data[pos + 2 : pos + 4], "big")
+                    shortest = length >= 126
                 elif length == 127:
                     head, length = 10, int.from_bytes(data[pos + 2 : pos + 10], "big")
+                    shortest = 65536 <= length < 1 << 63
                 end = pos + head + length  # past `size` when the frame (or its header) is incomplete
-                if end <= size and length <= limit:
+                if end <= size and length <= limit and shortest:
                     if run < pos:
                         self._to_wsproto(data[run:pos], now)
                         if self._state is ConnState.CLOSED:
@@ -427,11 +448,11 @@ class KISConnection:
                 self._header = header
                 pos = size
                 break
-            head, length = parsed
+            head, length, valid = parsed
             start = pos - len(self._header)
             pos += head - len(self._header)
             self._header = b""
-            if header[0] & 0x0F < 8 and length > limit:
+            if valid and header[0] & 0x0F < 8 and length > limit:
                 if run < start:
                     self._to_wsproto(data[run:start], now)
                 if self._state is not ConnState.CLOSED:
