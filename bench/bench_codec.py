@@ -114,7 +114,9 @@ def main() -> int:
     args = parser.parse_args()
     rounds, number = (2, 2000) if args.quick else (7, 20000)
     width = len(split_floor(h0stcnt0_frame(1)))  # type: ignore[arg-type]
-    print(f"python {sys.version.split()[0]}, H0STCNT0 frames ({width} fields per record), best of {rounds} rounds")
+    print(
+        f"python {sys.version.split()[0]}, H0STCNT0 frames ({width} fields per record), best of {rounds} rounds"
+    )
     for count in (1, 4):
         best = measure(count, rounds, number)
         floor = best["str.split floor (baseline)"]

@@ -56,7 +56,15 @@ from ._fields import (
     TRKind,
     TRSpec,
 )
-from ._market import MarketModel, RandomSource, krx_tick
+from ._market import (
+    MarketModel,
+    RandomSource,
+    demo_session,
+    krx_session,
+    krx_tick,
+    layout_row,
+    us_session,
+)
 from ._reconnect import ReconnectDecision, ReconnectPolicy
 from ._recording import RECORDING_HEADER, parse_recording_line, recording_line, replay_lines
 from ._server import (
@@ -70,6 +78,7 @@ from ._server import (
     SubscriptionRemoved,
 )
 from ._subscriptions import KIS_MAX_SUBSCRIPTIONS, SubscriptionRegistry, SubState
+from ._symbols import LISTINGS, Listing, listing
 from ._version import __version__
 from .records import ERAS, TRS
 
@@ -77,6 +86,7 @@ __all__ = [
     "ENDPOINTS",
     "ERAS",
     "KIS_MAX_SUBSCRIPTIONS",
+    "LISTINGS",
     "RECORDING_HEADER",
     "TRS",
     "ApprovalError",
@@ -108,6 +118,7 @@ __all__ = [
     "KeepAliveAnswered",
     "Layout",
     "LayoutDrift",
+    "Listing",
     "LocalProtocolError",
     "Market",
     "MarketModel",
@@ -139,9 +150,13 @@ __all__ = [
     "__version__",
     "decode_message",
     "decrypt_payload",
+    "demo_session",
     "encrypt_payload",
     "feed_core",
+    "krx_session",
     "krx_tick",
+    "layout_row",
+    "listing",
     "parse_recording_line",
     "recording_line",
     "records",
@@ -150,6 +165,7 @@ __all__ = [
     "subscribe_message",
     "tr_spec",
     "unsubscribe_message",
+    "us_session",
 ]
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from kis_anyio.__main__ import main
 
-from kis_proto import Record
+from kis_proto import Record, krx_tick
 
 from .helpers import FRAMES_TXT, VECTOR_IV, VECTOR_KEY, sample
 
@@ -31,6 +31,7 @@ def test_decode_prints_one_line_per_event() -> None:
     assert lines[0].split() == [
         "H0STCNT0",
         "005930",
+        "삼성전자",  # the name, from the listings table
         "time=11:26:16",
         "price=62700",
         "change=400",
@@ -99,6 +100,41 @@ def test_watch_streams_from_the_simulator_without_credentials() -> None:
     assert trade["price"] == trade["STCK_PRPR"]
 
 
+def test_watch_shows_names_sessions_and_book_quotes_and_speaks_older_layouts() -> None:
+    args = ["005930", "H0STASP0:000660", "--count", "12", "--plain", "--seed", "3"]
+    today = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "kis_anyio", "watch", *args, "--price", "000660=1001"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=_env_without_credentials(),
+    )
+    lines = today.stdout.splitlines()
+    trade = next(line for line in lines if line.startswith("H0STCNT0"))
+    book = next(line for line in lines if line.startswith("H0STASP0"))
+    assert trade.split()[:3] == ["H0STCNT0", "005930", "삼성전자"]
+    assert "session=" in trade
+    assert book.split()[:3] == ["H0STASP0", "000660", "SK하이닉스"]
+    fields = dict(part.split("=", 1) for part in book.split()[3:])
+    bid, ask, mid = int(fields["bid"]), int(fields["ask"]), fields["mid"]
+    assert ask - bid == krx_tick(bid)  # a tick apart, near the given 1001 won
+    assert mid == (str((bid + ask) // 2) if (bid + ask) % 2 == 0 else f"{(bid + ask) / 2:.1f}")
+    assert "layout " not in today.stderr  # today's layouts: no drift
+    old = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "kis_anyio", "watch", *args, "--layouts", "2026-08", "--jsonl"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=_env_without_credentials(),
+    )
+    records_ = [json.loads(line) for line in old.stdout.splitlines()]
+    assert records_
+    assert all(len(r["extra"]) == 0 and "MARKET_CLS_CODE" not in r for r in records_)
+    assert "layout " not in old.stderr
+
+
 def test_sim_serves_other_clients() -> None:
     with subprocess.Popen(
         [sys.executable, "-m", "kis_anyio", "sim", "--port", "0", "--seed", "1", "--tick", "0.05"],
@@ -120,6 +156,7 @@ def test_sim_serves_other_clients() -> None:
                 env=_env_without_credentials(),
             )
             assert watch.stdout.count("HDFSCNT0  DNASAAPL") == 2
+            assert "layouts of 2026-09, clock open" in banner
             assert "built-in simulator" not in watch.stderr
         finally:
             process.terminate()
@@ -225,6 +262,7 @@ def test_live_board_renders_the_latest_record_per_subscription() -> None:
     assert "250,500" in text  # the later trade replaced the earlier one
     assert "62,700" not in text
     assert "-19,500" in text
+    assert "삼성전자" in text
     assert "subscribed" in text
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 from ._client import Callback, Feed, WSClient, connect, fetch_approval_key
 from ._recording import read_recording
 from ._serve import KISServer, ServerSession, serve
-from ._sim import Faults, Simulator, simulate
+from ._sim import Clock, Faults, Simulator, simulate
 
 __all__ = [
     "Callback",
+    "Clock",
     "Faults",
     "Feed",
     "KISServer",

@@ -18,11 +18,12 @@ from datetime import date
 from datetime import time as day_time
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
 from kis_proto import (
+    ERAS,
     RECORDING_HEADER,
     Connected,
     ConnectionClosed,
@@ -32,6 +33,7 @@ from kis_proto import (
     KISServerConfig,
     LayoutDrift,
     LocalProtocolError,
+    MarketSession,
     MessageDecoder,
     PingPong,
     Reconnecting,
@@ -42,6 +44,7 @@ from kis_proto import (
     TextReceived,
     UndecodableMessage,
     Unsubscribed,
+    listing,
     recording_line,
 )
 from kis_proto import Event as KISEvent
@@ -58,6 +61,8 @@ if TYPE_CHECKING:
 def _json_default(value: object) -> str:
     if isinstance(value, Decimal):
         return str(value)
+    if isinstance(value, MarketSession):
+        return value.label
     if isinstance(value, date | day_time):
         return value.isoformat()
     raise TypeError(f"cannot serialise {type(value).__name__}")
@@ -93,6 +98,8 @@ def event_to_json(event: KISEvent) -> dict[str, object]:
 
 
 def _fmt(value: object) -> str:
+    if isinstance(value, MarketSession):
+        return value.label
     if isinstance(value, int | Decimal) and not isinstance(value, bool):
         return f"{value:+}" if value < 0 else f"{value}"
     return "-" if value is None else str(value)
@@ -102,10 +109,13 @@ def describe(event: KISEvent) -> str:
     """One event as one readable line."""
     if isinstance(event, Record):
         shown = " ".join(f"{key}={_fmt(event[key])}" for key in event.friendly if key != "symbol")
+        shown += _best_quotes(event)
         extra = f" (+{len(event.extra)} unnamed fields)" if event.extra else ""
         if not event.columns:
             return f"{event.tr_id:<9} {event.tr_key:<10} unknown TR, {len(event.raw)} fields"
-        return f"{event.tr_id:<9} {event.tr_key:<10} {shown}{extra}".rstrip()
+        listed = listing(event.tr_key)
+        name = f"{listed.name} " if listed is not None else ""
+        return f"{event.tr_id:<9} {event.tr_key:<10} {name}{shown}{extra}".rstrip()
     if isinstance(event, Subscribed):
         again = " (already subscribed)" if event.already_subscribed else ""
         kind = "encrypted" if event.encrypted else "plain"
@@ -119,8 +129,8 @@ def describe(event: KISEvent) -> str:
     if isinstance(event, PingPong):
         return "PINGPONG    (a client echoes this text back)"
     if isinstance(event, LayoutDrift):
-        known = ", ".join(map(str, event.known or (event.expected,)))
-        return f"layout      {event.tr_id} records have {event.received} fields; known layouts have {known}"
+        widths = ", ".join(map(str, event.known or (event.expected,)))
+        return f"layout      {event.tr_id} records have {event.received} fields; known layouts have {widths}"
     if isinstance(event, Connected):
         return f"connected   {event.path}"
     if isinstance(event, ConnectionClosed):
@@ -128,6 +138,19 @@ def describe(event: KISEvent) -> str:
     if isinstance(event, TextReceived):
         return f"text        {len(event.text)} characters"
     return f"undecodable {event.failure.name}: {event.reason}"
+
+
+def _best_quotes(rec: Record) -> str:
+    """`` bid=… ask=… mid=…`` for an order book (KRX ``BIDP1``/``ASKP1``, overseas ``PBID1``/``PASK1``)."""
+    if "price" in rec.friendly:
+        return ""
+    bid, ask = rec.get("BIDP1", rec.get("PBID1")), rec.get("ASKP1", rec.get("PASK1"))
+    if not isinstance(bid, int | Decimal) or not isinstance(ask, int | Decimal):
+        return ""
+    total = Decimal(bid) + Decimal(ask)
+    # Won: a whole number or .5; decimals keep their scale (269.99 and 270.01 give 270.0000).
+    mid = total // 2 if isinstance(bid, int) and isinstance(ask, int) and total % 2 == 0 else total / 2
+    return f" bid={_fmt(bid)} ask={_fmt(ask)} mid={_fmt(mid)}"
 
 
 def decode_lines(lines: Iterable[str], decoder: MessageDecoder) -> Iterable[KISEvent]:
@@ -178,6 +201,60 @@ def _faults(text: str) -> Faults:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _price(text: str) -> tuple[str, Decimal]:
+    key, sep, value = text.partition("=")
+    try:
+        price = Decimal(value)
+    except ArithmeticError:
+        price = Decimal(0)
+    if not sep or not key or not price.is_finite() or price <= 0:
+        raise argparse.ArgumentTypeError("use KEY=PRICE, e.g. 005930=75000 or DNASAAPL=190.5")
+    return key, price
+
+
+def _add_simulator_options(parser: argparse.ArgumentParser, *, prefix: str = "") -> None:
+    """The options that shape the simulated market (for watch and record: when it is used)."""
+    parser.add_argument("--seed", type=int, default=None, help=f"{prefix}the random seed")
+    parser.add_argument(
+        "--layouts",
+        choices=ERAS,
+        default=None,
+        metavar="ERA",
+        help=f"{prefix}the layouts of an era: {', '.join(ERAS)} (default: today's, {ERAS[-1]})",
+    )
+    parser.add_argument(
+        "--layout",
+        type=int,
+        default=0,
+        help=f"{prefix}+N fields per record (a layout newer than any known), -N (older)",
+    )
+    parser.add_argument(
+        "--clock",
+        choices=["open", "kst"],
+        default="open",
+        help=f"{prefix}'open': always open, cycling through the sessions (default); "
+        "'kst': the real KRX timetable in KST, nothing sent while closed",
+    )
+    parser.add_argument(
+        "--price",
+        type=_price,
+        action="append",
+        default=[],
+        metavar="KEY=PRICE",
+        help=f"{prefix}a start price (repeatable), e.g. 005930=75000 or DNASAAPL=190.5",
+    )
+
+
+def _simulator_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "seed": args.seed,
+        "layout": args.layout,
+        "layouts": args.layouts,
+        "clock": args.clock,
+        "prices": dict(args.price),
+    }
+
+
 def _credentials_from_env(env: str | None = None) -> Credentials | None:
     """Credentials from KIS_APP_KEY, KIS_APP_SECRET, KIS_HTS_ID and KIS_ENV (or `env`)."""
     app_key, secret = os.environ.get("KIS_APP_KEY"), os.environ.get("KIS_APP_SECRET")
@@ -208,9 +285,7 @@ async def _watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     async with contextlib.AsyncExitStack() as stack:
         url = args.url
         if url is None and credentials is None:
-            sim = await stack.enter_async_context(
-                simulate(seed=args.seed, faults=args.faults, layout=args.layout)
-            )
+            sim = await stack.enter_async_context(simulate(faults=args.faults, **_simulator_options(args)))
             url = sim.url
             err.write(
                 f"No KIS credentials (KIS_APP_KEY, KIS_APP_SECRET) in the environment: "
@@ -275,7 +350,7 @@ async def _record(args: argparse.Namespace, err: TextIO) -> int:
     async with contextlib.AsyncExitStack() as stack:
         url = args.url
         if url is None and credentials is None:
-            sim = await stack.enter_async_context(simulate(seed=args.seed))
+            sim = await stack.enter_async_context(simulate(**_simulator_options(args)))
             url = sim.url
             err.write(f"No KIS credentials in the environment: recording the built-in simulator at {url}\n")
         config = KISConfig(emit_text=True, custtype=credentials.custtype if credentials else "P")
@@ -323,13 +398,15 @@ async def _sim(args: argparse.Namespace, err: TextIO) -> int:
     async with simulate(
         args.host,
         args.port,
-        seed=args.seed,
         tick=args.tick,
         faults=args.faults,
-        layout=args.layout,
         config=config,
+        **_simulator_options(args),
     ) as sim:
-        err.write(f"KIS simulator on {sim.url} (any approval key is accepted); Ctrl-C stops it\n")
+        err.write(
+            f"KIS simulator on {sim.url} (any approval key is accepted; layouts of {sim.era}, "
+            f"clock {sim.clock}); Ctrl-C stops it\n"
+        )
         err.flush()
         await anyio.sleep_forever()
     return 0
@@ -360,20 +437,17 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     watch.add_argument(
         "--env", choices=["real", "paper"], default=None, help="with credentials: the KIS server"
     )
-    watch.add_argument("--seed", type=int, default=None, help="the simulator's seed")
     watch.add_argument(
         "--faults", type=_faults, default=None, help="simulator faults, e.g. drop=5,garbage=20"
     )
-    watch.add_argument(
-        "--layout", type=int, default=0, help="simulator: +N fields per record (newer), -N (older)"
-    )
+    _add_simulator_options(watch, prefix="simulator: ")
     record = commands.add_parser("record", help="append the raw messages of a live session to FILE")
     record.add_argument("file")
     record.add_argument("keys", nargs="+", metavar="[TR:]KEY")
     record.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     record.add_argument("--count", type=int, default=None, help="stop after this many messages")
     record.add_argument("--url", default=None, help="a KIS-compatible server (skips credentials)")
-    record.add_argument("--seed", type=int, default=None, help="the simulator's seed")
+    _add_simulator_options(record, prefix="simulator: ")
     replay = commands.add_parser("replay", help="print the records of a recording, as watch does")
     replay.add_argument("file")
     replay.add_argument("--jsonl", action="store_true", help="one JSON object per record")
@@ -383,7 +457,6 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     sim = commands.add_parser("sim", help="run the KIS simulator alone")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=21000)
-    sim.add_argument("--seed", type=int, default=None)
     sim.add_argument("--tick", type=float, default=0.25, help="seconds between market updates")
     sim.add_argument("--pingpong", type=float, default=100.0, help="seconds between PINGPONGs (KIS: ~100)")
     sim.add_argument(
@@ -391,7 +464,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         action="store_true",
         help="drop clients that do not answer PINGPONG (text echo, equal JSON, or a PONG carrying it)",
     )
-    sim.add_argument("--layout", type=int, default=0, help="+N fields per record (newer layout), -N (older)")
+    _add_simulator_options(sim)
     sim.add_argument(
         "--faults",
         type=_faults,

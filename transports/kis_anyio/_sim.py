@@ -2,33 +2,68 @@
 
 `simulate(...)` runs `serve(...)` and a ticker: every `tick` seconds each live session receives,
 for each of its subscriptions, a frame of one to four trades (H0STCNT0 and its NXT/UN twins), a
-book (H0STASP0 …) or an overseas trade (HDFSCNT0). Under a burst (`burst`), frames carry several
-records, as KIS does under load. Deterministic for a given seed, but for the wall-clock times.
+book (H0STASP0 …), an overseas trade (HDFSCNT0) or book (HDFSASP0/1), in today's layouts or an
+earlier era's. Under a burst (`burst`), frames carry several records, as KIS does under load.
+Times and business dates are the KST wall clock; the session clock decides whether the market is
+open and which session (`MARKET_CLS_CODE`) records carry. Deterministic for a given seed, but for
+the wall-clock times.
 """
 
 from __future__ import annotations
 
 import random
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from kis_proto import KISServerConfig, LocalProtocolError, MarketModel
+from kis_proto import (
+    ERAS,
+    TRS,
+    KISServerConfig,
+    Layout,
+    LocalProtocolError,
+    MarketModel,
+    MarketSession,
+    demo_session,
+    krx_session,
+    layout_row,
+    us_session,
+)
 
 from ._serve import KISServer, ServerSession, serve
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable, Mapping
+    from decimal import Decimal
 
-__all__ = ["Faults", "Simulator", "simulate"]
+__all__ = ["Clock", "Faults", "Simulator", "simulate"]
 
 _TRADES = {"H0STCNT0", "H0NXCNT0", "H0UNCNT0"}
 _BOOKS = {"H0STASP0", "H0NXASP0", "H0UNASP0"}
 _OVERSEAS = {"HDFSCNT0"}
+_OVERSEAS_BOOKS = {"HDFSASP0", "HDFSASP1"}
 _NOTICES = {"H0STCNI0", "H0STCNI9"}
+KST = timezone(timedelta(hours=9), "KST")
+
+#: The session clock: "open" keeps the market open at any hour and cycles through the sessions
+#: (regular, closing auction, after-market, pre-market: 40 s in all); "kst" follows the real KRX
+#: timetable in KST (closed on weekends and between sessions: nothing is sent, as KIS sends none).
+Clock = Literal["open", "kst"]
+
+
+def _new_york(now: datetime) -> datetime:
+    """`now` in New York time (zoneinfo when the system has it; else US Eastern standard time)."""
+    try:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    except ImportError:  # pragma: no cover - the standard library has it
+        return now.astimezone(timezone(timedelta(hours=-5)))
+    try:
+        return now.astimezone(ZoneInfo("America/New_York"))
+    except ZoneInfoNotFoundError:
+        return now.astimezone(timezone(timedelta(hours=-5)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,10 +113,17 @@ class Faults:
 
 @dataclass(eq=False)
 class Simulator:
-    """A running simulator: the server (url, sessions) and its market."""
+    """A running simulator: the server (url, sessions), its market, and the layouts it speaks."""
 
     server: KISServer
     market: MarketModel
+    #: The era whose layouts the simulator sends (`kis_proto.ERAS`; the last is today's).
+    era: str
+    clock: Clock
+    #: The KRX session now, as the clock has it (None while the market is closed).
+    session_now: Callable[[], MarketSession | None] = field(repr=False)
+    #: The layout sent for each TR id, by the era.
+    layouts: dict[str, Layout] = field(default_factory=dict, repr=False)
     frames_sent: int = 0
 
     @property
@@ -100,21 +142,40 @@ async def simulate(
     config: KISServerConfig | None = None,
     faults: Faults | None = None,
     layout: int = 0,
+    layouts: str | None = None,
+    clock: Clock = "open",
+    prices: Mapping[str, Decimal | int | str] | None = None,
+    wall_clock: Callable[[], datetime] | None = None,
 ) -> AsyncIterator[Simulator]:
     """Run the simulator on `host:port` until the block exits; any approval key is accepted.
 
     Subscribers to the notice TRs (H0STCNI0/H0STCNI9, keyed by any HTS ID) get a simulated order
     on about `notice_rate` of the ticks: an acceptance notice, then its fill, AES-encrypted with
     the key of their ack. `faults` makes it misbehave in the ways KIS (or a network) does. It also
-    answers ``POST /oauth2/Approval`` on the same port, for any app key and secret.
+    answers ``POST /oauth2/Approval`` and ``/oauth2/tokenP`` on the same port, for any app key.
 
-    `layout` shifts market-data layouts from today's: +N appends N fields to every record (a newer
-    KIS layout), -N drops the last N (an older one), to test how clients take drift.
+    `layouts` is the era to speak (``"2026-08"``: before KIS's change of 2026-09-14; default:
+    today's). `layout` then shifts every market-data record: +N appends N fields (a layout newer
+    than any known), -N drops the last N, to test how clients take drift. `clock` is the session
+    clock (`Clock`). `prices` sets start prices (won; dollars for overseas keys) over the
+    reference prices of `kis_proto.LISTINGS`. `wall_clock()` gives the current KST time (default:
+    the real one; tests pass a fixed one).
     """
+    era = ERAS[-1] if layouts is None else layouts
+    if era not in ERAS:
+        raise LocalProtocolError(f"unknown layouts era {era!r}; known: {', '.join(ERAS)}")
+    if clock not in ("open", "kst"):
+        raise LocalProtocolError(f"unknown clock {clock!r}; use 'open' or 'kst'")
     faults = faults or Faults()
     rng = random.Random(seed)  # noqa: S311 - a simulated market and its keys: reproducible by design
-    market = MarketModel(rng)
+    market = MarketModel(rng, prices=prices)
     refuse = faults.refuse_approval
+    by_id = {tr_id: spec.layout(era) for spec in TRS.values() for tr_id in spec.tr_ids}
+    started = anyio.current_time()
+    wall_clock = wall_clock or (lambda: datetime.now(KST))
+
+    def session_now(now: datetime) -> MarketSession | None:
+        return krx_session(now) if clock == "kst" else demo_session(anyio.current_time() - started)
 
     def approve(app_key: str, secret: str) -> bool:
         return not refuse
@@ -122,7 +183,14 @@ async def simulate(
     async with serve(
         host, port, config=config, random_bytes=rng.randbytes, approve=approve, slow_accept=faults.slow_accept
     ) as server:
-        simulator = Simulator(server=server, market=market)
+        simulator = Simulator(
+            server=server,
+            market=market,
+            era=era,
+            clock=clock,
+            session_now=lambda: session_now(wall_clock()),
+            layouts=by_id,
+        )
         opened: dict[int, float] = {}  # id(session) -> when the simulator first saw it
         frames = 0
 
@@ -151,49 +219,64 @@ async def simulate(
                 return False
             return True
 
+        def rows_for(tr_id: str, key: str, session: MarketSession | None, now: datetime) -> list[list[str]]:
+            """This tick's records of one subscription, in the era's layout; [] when none are due."""
+            if tr_id in _TRADES or tr_id in _BOOKS:
+                if session is None:
+                    return []  # the KRX market is closed: KIS sends nothing
+                if tr_id in _TRADES:
+                    values = [market.trade(key, now, session) for _ in range(rng.randint(1, 4))]
+                else:
+                    values = [market.book(key, now, session)]
+            elif tr_id in _OVERSEAS or tr_id in _OVERSEAS_BOOKS:
+                local = _new_york(now)
+                mtyp = us_session(local) if clock == "kst" else "1"
+                if mtyp is None:
+                    return []
+                if tr_id in _OVERSEAS:
+                    values = [market.overseas_trade(key, local, now, mtyp)]
+                else:
+                    values = [market.overseas_book(key, local, now)]
+            else:
+                return []
+            rows = [layout_row(by_id[tr_id], v) for v in values]
+            if layout > 0:
+                rows = [[*row, *["0"] * layout] for row in rows]
+            elif layout < 0:
+                rows = [row[:layout] for row in rows]
+            return rows
+
+        async def send_notices(session: ServerSession, tr_id: str, hts_id: str, now: datetime) -> None:
+            """A simulated order on the first subscribed stock (or 005930): accepted, then filled."""
+            symbols = [k for t, k in session.conn.subscriptions if t in _TRADES] or ["005930"]
+            for values in market.order_notices(hts_id, symbols[0], now):
+                await session.send_records(tr_id, [layout_row(by_id[tr_id], values)])  # one per frame
+                simulator.frames_sent += 1
+
         async def ticker() -> None:
             nonlocal frames
             while True:
                 await anyio.sleep(tick)
-                now = datetime.now()
-                local = (now - timedelta(hours=14)).time().replace(microsecond=0)
-                clock = now.time().replace(microsecond=0)
+                now = wall_clock().astimezone(KST).replace(microsecond=0)
+                krx = session_now(now)
                 for session in list(server.sessions):
                     if session.conn.closed or await misbehave(session, anyio.current_time()):
                         continue
                     for tr_id, key in list(session.conn.subscriptions):
-                        if tr_id in _TRADES:
-                            rows = [market.trade(key, clock) for _ in range(rng.randint(1, 4))]
-                        elif tr_id in _BOOKS:
-                            rows = [market.book(key, clock)]
-                        elif tr_id in _OVERSEAS:
-                            rows = [market.overseas_trade(key, local, clock)]
-                        elif tr_id in _NOTICES:
-                            if rng.random() > notice_rate:
-                                continue
-                            # An order on the first subscribed stock (or 005930): accepted, then filled.
-                            symbols = [k for t, k in session.conn.subscriptions if t in _TRADES] or ["005930"]
-                            rows = market.order_notices(key, symbols[0], clock)
-                            try:
-                                for row in rows:  # one notice per frame, as KIS sends them
-                                    await session.send_records(tr_id, [row])
-                            except LocalProtocolError:
-                                break
-                            simulator.frames_sent += len(rows)
-                            continue
-                        else:
-                            continue
-                        if layout > 0:
-                            rows = [[*row, *["0"] * layout] for row in rows]
-                        elif layout < 0:
-                            rows = [row[:layout] for row in rows]
-                        frames += 1
                         try:
+                            if tr_id in _NOTICES:
+                                if krx is not None and rng.random() <= notice_rate:
+                                    await send_notices(session, tr_id, key, now)
+                                continue
+                            rows = rows_for(tr_id, key, krx, now)
+                            if not rows:
+                                continue
+                            frames += 1
                             if not await fault_frame(session):
                                 await session.send_records(tr_id, rows)
+                            simulator.frames_sent += 1
                         except LocalProtocolError:
                             break  # the session is closing
-                        simulator.frames_sent += 1
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(ticker)

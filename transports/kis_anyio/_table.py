@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
+from kis_proto import MarketSession, listing
+
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
@@ -52,15 +54,34 @@ class LiveBoard:
 
     def render(self) -> RenderableType:
         table = Table(title=f"{self.source} — {self.status} — {self.records:,} records", expand=False)
-        for column in ("TR", "key", "time", "price", "change", "rate %", "volume", "bid", "ask"):
-            table.add_column(column, justify="left" if column in ("TR", "key", "time") else "right")
+        columns = (
+            "TR",
+            "key",
+            "name",
+            "time",
+            "session",
+            "price",
+            "change",
+            "rate %",
+            "volume",
+            "bid",
+            "ask",
+        )
+        for column in columns:
+            table.add_column(
+                column, justify="left" if column in ("TR", "key", "name", "time", "session") else "right"
+            )
         for (tr_id, key), rec in sorted(self.latest.items()):
             time = rec.get("time")
             rate = rec.get("PRDY_CTRT", rec.get("RATE"))
+            listed = listing(key)
+            session = rec.get("session")
             table.add_row(
                 tr_id,
                 key,
+                listed.name if listed is not None else "",
                 str(time) if time is not None else "-",
+                session.label if isinstance(session, MarketSession) else "-",
                 _number(rec.get("price")),
                 _signed(rec.get("change")),
                 _number(rate),
