@@ -505,7 +505,10 @@ class KISConnection:
         if self._state is ConnState.CONNECTING:
             self._fail(ABNORMAL, f"the opening handshake took longer than {self.config.open_timeout:g} s")
         elif self._state is ConnState.OPEN:
-            self._fail(INTERNAL_ERROR, f"no data from the server for {self.config.idle_timeout:g} s")
+            self._fail(
+                INTERNAL_ERROR,
+                f"no data from the server, not even a PINGPONG, for {self.config.idle_timeout:g} s",
+            )
         else:
             reason = f"the server did not answer the close within {self.config.close_timeout:g} s"
             self._finish(ConnectionClosed(code=self._close_code, reason=reason))

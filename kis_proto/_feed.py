@@ -17,7 +17,8 @@ from ._buffer import EventBuffer, EventsDropped, FeedEvent, Reconnecting
 from ._codes import MsgCode
 from ._connection import ConnState, KISConfig, KISConnection
 from ._errors import LocalProtocolError
-from ._events import Connected, ServerError, Subscribed, SubscribeFailed, Unsubscribed
+from ._events import Connected, ConnectionClosed, ServerError, Subscribed, SubscribeFailed, Unsubscribed
+from ._fields import Record
 from ._subscriptions import SubscriptionRegistry
 
 if TYPE_CHECKING:
@@ -40,7 +41,9 @@ def _log_drop(event: EventsDropped) -> None:
 
 
 _SESSION_ENDERS = frozenset({MsgCode.INVALID_APPROVAL, MsgCode.ALREADY_IN_USE_APPKEY})
-_BOOKKEEPING = frozenset({Connected, Subscribed, SubscribeFailed, Unsubscribed, ServerError})
+_BOOKKEEPING = frozenset(
+    {Connected, Subscribed, SubscribeFailed, Unsubscribed, ServerError, ConnectionClosed}
+)
 
 
 class FeedCore:
@@ -74,6 +77,8 @@ class FeedCore:
         self._key = approval_key
         self._can_fetch_key = can_fetch_key
         self._last_code: str | None = None
+        self._cause: str | None = None  # why the current connection ended, in words
+        self._delivered = False  # the current connection delivered a record
 
     def __repr__(self) -> str:
         state = self.conn.state.value if self.conn is not None else "between connections"
@@ -101,7 +106,8 @@ class FeedCore:
             conn.subscribe(tr_id, tr_key, now=now)
             self.registry.mark_sent(tr_id, tr_key)
         self.conn = conn
-        self._last_code = None
+        self._last_code = self._cause = None
+        self._delivered = False
         return conn
 
     def collect(self, now: float) -> bool:
@@ -115,6 +121,10 @@ class FeedCore:
             return False
         events = conn.events()
         registry = self.registry
+        if not self._delivered and any(isinstance(event, Record) for event in events):
+            # The first record of this connection: it works, so it ends any failure streak.
+            self._delivered = True
+            self.policy.delivered()
         for event in events:
             if type(event) in _BOOKKEEPING:  # one set lookup lets records through untouched
                 if isinstance(event, Connected):
@@ -126,8 +136,12 @@ class FeedCore:
                         registry.on_failed(event.tr_id, event.tr_key, event.msg_cd)
                 elif isinstance(event, Unsubscribed):
                     registry.on_unsubscribed(event.tr_id, event.tr_key)
+                elif isinstance(event, ConnectionClosed):
+                    self._cause = self._cause or _close_cause(event)
                 elif isinstance(event, ServerError):
                     self._last_code = event.msg_cd
+                    if event.code in _SESSION_ENDERS:
+                        self._cause = f"{event.msg_cd} {event.code.text if event.code else event.message}"
                     if event.code in _SESSION_ENDERS and self.conn is not None:
                         # The session is useless now (a stale key, or another client holds the
                         # appkey): close it so the policy decides what comes next.
@@ -135,17 +149,21 @@ class FeedCore:
             self.buffer.put(event)
         return bool(events)
 
-    def lost(self, now: float) -> ReconnectDecision | None:
+    def lost(self, now: float, error: BaseException | None = None) -> ReconnectDecision | None:
         """The connection is over (or never came up): the decision, or None when closing.
 
-        A decision with a delay is also announced in the buffer as `Reconnecting`.
+        `error` is what the transport caught when there was no connection to end (the socket
+        could not be opened, the approval key could not be fetched): it names the cause. A
+        decision with a delay is also announced in the buffer as `Reconnecting`.
         """
         self.conn = None
         if self.closing:
             return None
         self.registry.connection_lost()
-        decision = self.policy.disconnected(now, msg_cd=self._last_code)
-        self._last_code = None
+        cause = self._cause if error is None else self.failure_cause(error)
+        decision = self.policy.disconnected(now, msg_cd=self._last_code, cause=cause)
+        self._last_code = self._cause = None
+        self._delivered = False
         if decision.delay is not None:
             if decision.refresh_approval_key and self._can_fetch_key:
                 self._key = None
@@ -153,6 +171,26 @@ class FeedCore:
                 Reconnecting(attempt=decision.attempt, delay=decision.delay, reason=decision.reason)
             )
         return decision
+
+    def failure_cause(self, error: BaseException) -> str:
+        """A connection failure in a few words: refused, DNS, TLS, a timeout, the approval key.
+
+        Decided by the exception's type (and its module, for ``socket.gaierror`` and ``ssl``
+        errors, which the core does not import).
+        """
+        where = f"{self.host}:{self.port}"
+        module, name = type(error).__module__, type(error).__name__
+        if isinstance(error, ConnectionRefusedError):
+            return f"connection refused by {where} (nothing listens there?)"
+        if name == "gaierror":
+            return f"cannot resolve {self.host} (DNS): {getattr(error, 'strerror', None) or error}"
+        if module == "ssl" or name.startswith("SSL"):
+            return f"TLS failed with {self.host}: {error}"
+        if isinstance(error, TimeoutError):
+            return f"connecting to {where} timed out"
+        if isinstance(error, OSError):
+            return f"cannot connect to {where}: {error.strerror or error}"
+        return str(error) or name
 
     # -- the application's side ---------------------------------------------------------------------
     def subscribe(self, tr_id: str, keys: str | Iterable[str], now: float) -> None:
@@ -199,6 +237,14 @@ class FeedCore:
     def _usable(self) -> bool:
         conn = self.conn
         return conn is not None and conn.state in (ConnState.CONNECTING, ConnState.OPEN)
+
+
+def _close_cause(event: ConnectionClosed) -> str:
+    """Why a connection ended, from its last event: who closed it, with which code and why."""
+    if event.by_peer:
+        text = f"closed by the server with code {event.code}"
+        return f"{text}: {event.reason}" if event.reason else text
+    return f"{event.reason} ({event.code})" if event.reason else f"closed with code {event.code}"
 
 
 def split_ws_url(url: str) -> tuple[str, int, str]:

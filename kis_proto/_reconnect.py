@@ -10,7 +10,10 @@ What it knows about KIS (PROTOCOL.md §9):
 
 * Retries back off exponentially with full jitter (attempt n waits a uniform share of
   ``min(max_delay, retry_delay * 2 ** (n - 1))``), so clients dropped together do not return
-  together; a connection that stayed up `healthy_after` seconds resets the count.
+  together. The count is of sessions that failed *in a row*: a session that delivered data
+  (`delivered`) or stayed up `healthy_after` seconds ends the streak, so a flaky network that
+  drops a working feed every few seconds never exhausts `max_retries` and never backs off far,
+  while a server that refuses, fails the handshake, or accepts and closes before any data does.
 * ``OPSP8996 ALREADY IN USE appkey``: KIS keeps the appkey locked while a client retries fast,
   and an ~18-20 s pause recovers, so the delay is never below `in_use_floor`.
 * ``OPSP0011 invalid approval``: the approval key is stale; fetch a new one once. If a connection
@@ -37,10 +40,12 @@ __all__ = ["ReconnectDecision", "ReconnectPolicy"]
 class ReconnectDecision:
     """What to do after a connection ended.
 
-    `delay` is the number of seconds to wait before the next attempt, or None to give up (`reason`
-    then says why, in words fit for a log or an exception). When `refresh_approval_key` is True,
-    fetch a new approval key before connecting again. `attempt` is the number of the attempt this
-    decision schedules, counted since the last healthy connection (1 for the first).
+    `delay` is the number of seconds to wait before the next attempt, or None to give up.
+    `reason` says once why the connection ended (and, on a give-up, why that is final), in words
+    fit for a log line or an exception; the attempt and delay are not repeated in it. When
+    `refresh_approval_key` is True, fetch a new approval key before connecting again. `attempt` is
+    the number of the attempt this decision schedules, counted since the last productive
+    connection (1 for the first).
     """
 
     delay: float | None
@@ -57,22 +62,23 @@ class ReconnectDecision:
 class ReconnectPolicy:
     """Exponential backoff with full jitter, plus the KIS-specific waits and give-ups.
 
-    Call `connected` when a connection came up (the WebSocket handshake completed) and
-    `disconnected` whenever an attempt ends, whether it came up or not: a failed attempt is a
-    `disconnected` without a `connected` before it. Each `disconnected` schedules one more
-    attempt, and `max_retries` (None: forever) bounds how many in a row may be scheduled without
-    a healthy connection. After giving up, every later `disconnected` gives up too until a healthy
-    connection or `reset`.
+    Call `connected` when a connection came up (the WebSocket handshake completed), `delivered`
+    when it delivered its first record, and `disconnected` whenever an attempt ends, whether it
+    came up or not: a failed attempt is a `disconnected` without a `connected` before it. Each
+    `disconnected` schedules one more attempt, and `max_retries` (None: forever) bounds how many
+    sessions in a row may fail before their first record (and short of `healthy_after`). After
+    giving up, every later `disconnected` gives up too until a productive connection or `reset`.
 
     Args:
         rand: Returns a float in [0, 1) for the jitter, e.g. ``random.random``. Required: the core
             has no random source of its own.
         retry_delay: The base delay in seconds (the ceiling of the first attempt's jitter).
         max_delay: The cap on the backoff ceiling, in seconds.
-        max_retries: Attempts in a row before giving up; None retries forever.
+        max_retries: Failed sessions in a row before giving up; None retries forever.
         in_use_floor: The least delay after ``OPSP8996 ALREADY IN USE appkey``, in seconds; it
             applies even when it exceeds `max_delay`.
-        healthy_after: A connection up this many seconds counts as healthy and resets the count.
+        healthy_after: A connection up this many seconds ends the streak even without data
+            (outside market hours KIS sends nothing but PINGPONG).
     """
 
     __slots__ = (
@@ -81,6 +87,7 @@ class ReconnectPolicy:
         "_in_use_floor",
         "_max_delay",
         "_max_retries",
+        "_productive",
         "_rand",
         "_refreshed",
         "_retry_delay",
@@ -119,7 +126,8 @@ class ReconnectPolicy:
         self._healthy_after = _seconds("healthy_after", healthy_after)
         self._attempts = 0
         self._up_since: float | None = None
-        # A fresh approval key was asked for since the last healthy connection.
+        self._productive = False  # the current connection delivered a record
+        # A fresh approval key was asked for since the last productive connection.
         self._refreshed = False
 
     def __repr__(self) -> str:
@@ -169,24 +177,39 @@ class ReconnectPolicy:
             )
         self._up_since = now
 
-    def disconnected(self, now: float, *, msg_cd: str | None = None) -> ReconnectDecision:
+    def delivered(self) -> None:
+        """The current connection delivered data: it was subscribed and working, whatever ends it.
+
+        Raises `LocalProtocolError` when no connection is up.
+        """
+        if self._up_since is None:
+            raise LocalProtocolError("delivered() without connected(): data comes only on a connection")
+        self._productive = True
+
+    def disconnected(
+        self, now: float, *, msg_cd: str | None = None, cause: str | None = None
+    ) -> ReconnectDecision:
         """An attempt ended at `now`, after `connected` or without ever coming up.
 
         `msg_cd` is the KIS code that ended it, if any (the `ServerError` before the close):
         ``OPSP8996`` and ``OPSP0011`` change the decision, any other code only the reason.
+        `cause` says what ended it in words ("connection refused", "closed by the server with code
+        1006"); the decision's reason starts with it.
         """
         now = _time(now)
         up_since, self._up_since = self._up_since, None
+        productive, self._productive = self._productive, False
         if up_since is not None and now < up_since:
             raise LocalProtocolError(
                 f"now ({now!r}) is before the connected() time ({up_since!r}); pass a monotonic clock"
             )
-        if up_since is not None and now - up_since >= self._healthy_after:
+        if productive or (up_since is not None and now - up_since >= self._healthy_after):
             self._attempts = 0
             self._refreshed = False
         self._attempts += 1
         n = self._attempts
-        cause = f"the connection ended with {msg_cd}" if msg_cd else "the connection ended"
+        if cause is None:
+            cause = f"the connection ended with {msg_cd}" if msg_cd else "the connection ended"
 
         if msg_cd == MsgCode.INVALID_APPROVAL and self._refreshed:
             return ReconnectDecision(
@@ -203,13 +226,12 @@ class ReconnectPolicy:
                 delay=None,
                 attempt=n,
                 reason=(
-                    f"gave up after {self._max_retries} attempts (max_retries={self._max_retries}) with no "
-                    f"connection lasting {self._healthy_after:g} s; {cause}"
+                    f"gave up after {self._max_retries} failed attempts in a row "
+                    f"(max_retries={self._max_retries}; none delivered data): {cause}"
                 ),
             )
 
         delay = self._rand_share() * min(self._max_delay, self._retry_delay * 2.0 ** min(n - 1, 1000))
-        of = "" if self._max_retries is None else f" of {self._max_retries}"
         if msg_cd == MsgCode.ALREADY_IN_USE_APPKEY:
             # The floor first, then the jitter on top, still within the larger of the two caps.
             delay = min(max(self._max_delay, self._in_use_floor), self._in_use_floor + delay)
@@ -217,8 +239,8 @@ class ReconnectPolicy:
                 delay=delay,
                 attempt=n,
                 reason=(
-                    f"OPSP8996 ALREADY IN USE appkey: KIS locks the appkey while clients retry fast; "
-                    f"attempt {n}{of} in {delay:.2f} s (at least {self._in_use_floor:g} s)"
+                    f"{cause}: another session holds the appkey, and KIS locks it while clients retry "
+                    f"fast, so waiting at least {self._in_use_floor:g} s"
                 ),
             )
         if msg_cd == MsgCode.INVALID_APPROVAL:
@@ -227,14 +249,15 @@ class ReconnectPolicy:
                 delay=delay,
                 attempt=n,
                 refresh_approval_key=True,
-                reason=f"OPSP0011 invalid approval: fetch a new approval key; attempt {n}{of} in {delay:.2f} s",
+                reason=f"{cause}: fetching a new approval key",
             )
-        return ReconnectDecision(delay=delay, attempt=n, reason=f"{cause}; attempt {n}{of} in {delay:.2f} s")
+        return ReconnectDecision(delay=delay, attempt=n, reason=cause)
 
     def reset(self) -> None:
         """Forget the history, as for a new client: e.g. when the user starts it again after a give-up."""
         self._attempts = 0
         self._up_since = None
+        self._productive = False
         self._refreshed = False
 
     def _rand_share(self) -> float:

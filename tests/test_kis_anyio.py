@@ -256,7 +256,7 @@ async def test_approval_key_over_tls_and_one_refresh_after_invalid_approval(
             await server.sessions[0].drop()
             # The old key is refused (OPSP0011): the feed closes, fetches a new key once, reconnects.
             reconnecting = await next_of(feed, Reconnecting)
-            assert "connection ended" in reconnecting.reason
+            assert reconnecting.reason == "the server closed the socket without a close frame (1006)"
             refused = await next_of(feed, Reconnecting)
             assert "OPSP0011" in refused.reason
             await next_of(feed, Subscribed)

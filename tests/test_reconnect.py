@@ -38,9 +38,11 @@ def test_failed_attempts_back_off_then_give_up() -> None:
     assert [d.delay for d in decisions] == [0.5, 1.0, 2.0, 4.0, 8.0, None]
     assert [d.attempt for d in decisions] == [1, 2, 3, 4, 5, 6]
     assert not any(d.refresh_approval_key for d in decisions)
-    assert decisions[0].reason == "the connection ended; attempt 1 of 5 in 0.50 s"
+    assert decisions[0].reason == "the connection ended"  # the cause once: attempt and delay are fields
     assert decisions[5].give_up
-    assert decisions[5].reason.startswith("gave up after 5 attempts (max_retries=5)")
+    assert decisions[5].reason == (
+        "gave up after 5 failed attempts in a row (max_retries=5; none delivered data): the connection ended"
+    )
     assert policy.attempts == 6
     # Giving up is sticky until a healthy connection or reset().
     assert policy.disconnected(10.0).delay is None
@@ -59,7 +61,7 @@ def test_unlimited_retries_never_overflow() -> None:
         decision = policy.disconnected(0.0)
     assert decision.attempt == 3000
     assert decision.delay == 15.0
-    assert "attempt 3000 in 15.00 s" in decision.reason
+    assert decision.reason == "the connection ended"
 
 
 def test_max_retries_zero_never_retries() -> None:
@@ -97,8 +99,11 @@ def test_already_in_use_waits_at_least_the_floor() -> None:
     # 20 s floor plus the jitter of attempt 1 (0.5 * 1 s).
     assert decision.delay == 20.5
     assert not decision.refresh_approval_key
-    assert decision.reason.startswith("OPSP8996 ALREADY IN USE appkey")
+    assert decision.reason.startswith("the connection ended with OPSP8996: another session holds the appkey")
     assert "at least 20 s" in decision.reason
+    policy.connected(30.0)
+    named = policy.disconnected(30.1, msg_cd="OPSP8996", cause="OPSP8996 ALREADY IN USE appkey")
+    assert named.reason.startswith("OPSP8996 ALREADY IN USE appkey: another session")
 
 
 def test_already_in_use_stays_within_the_larger_cap() -> None:
@@ -120,7 +125,7 @@ def test_invalid_approval_refreshes_once_then_gives_up() -> None:
     first = policy.disconnected(0.5, msg_cd="OPSP0011")
     assert first.refresh_approval_key is True
     assert first.delay == 0.5
-    assert first.reason == "OPSP0011 invalid approval: fetch a new approval key; attempt 1 of 5 in 0.50 s"
+    assert first.reason == "the connection ended with OPSP0011: fetching a new approval key"
     policy.connected(10.0)
     second = policy.disconnected(10.5, msg_cd="OPSP0011")
     assert second.delay is None
@@ -162,7 +167,9 @@ def test_reset_forgets_everything() -> None:
 def test_other_codes_only_change_the_reason() -> None:
     decision = ReconnectPolicy(rand=half).disconnected(0.0, msg_cd="OPSP9999")
     assert decision.delay == 0.5
-    assert decision.reason == "the connection ended with OPSP9999; attempt 1 of 5 in 0.50 s"
+    assert decision.reason == "the connection ended with OPSP9999"
+    other = ReconnectPolicy(rand=half).disconnected(0.0, cause="connection refused by 127.0.0.1:1")
+    assert other.reason == "connection refused by 127.0.0.1:1"
 
 
 def test_calls_out_of_order_are_refused() -> None:
@@ -232,12 +239,76 @@ def test_a_seeded_random_source_gives_reproducible_delays() -> None:
     assert len(set(first[:4])) == 4
 
 
+def test_a_session_that_delivered_data_ends_the_streak() -> None:
+    policy = ReconnectPolicy(rand=half)
+    for t in (0.0, 1.0, 2.0, 3.0):
+        policy.disconnected(t)  # four failures in a row: refused, say
+    policy.connected(10.0)
+    policy.delivered()
+    decision = policy.disconnected(11.5)  # up 1.5 s only, but it worked
+    assert decision.attempt == 1
+    assert decision.delay == 0.5
+    policy.connected(20.0)
+    assert policy.disconnected(20.5).attempt == 2  # accepted, then closed before any data: a failure
+
+
+def test_delivered_without_a_connection_is_refused() -> None:
+    with pytest.raises(LocalProtocolError, match="connected"):
+        ReconnectPolicy(rand=half).delivered()
+
+
+def flapping(policy: ReconnectPolicy, *, hours: float, up: float, data: bool) -> list[ReconnectDecision]:
+    """A server that accepts, (maybe) streams, and drops every `up` seconds, on a fake clock."""
+    now, decisions = 0.0, []
+    while now < hours * 3600:
+        policy.connected(now)
+        if data:
+            policy.delivered()
+        now += up
+        decision = policy.disconnected(now, cause="closed by the server with code 1006")
+        decisions.append(decision)
+        if decision.delay is None:
+            break
+        now += decision.delay
+    return decisions
+
+
+def test_a_feed_dropped_every_1_5_s_for_an_hour_never_gives_up_nor_backs_off() -> None:
+    policy = ReconnectPolicy(rand=random.Random(3).random)  # the defaults: max_retries=5
+    decisions = flapping(policy, hours=1.0, up=1.5, data=True)
+    assert len(decisions) > 1000
+    assert all(d.delay is not None for d in decisions)
+    assert max(d.delay or 0.0 for d in decisions) <= policy.retry_delay  # never past the first step
+    assert {d.attempt for d in decisions} == {1}
+
+
+def test_accept_then_close_backs_off_to_the_cap_then_gives_up() -> None:
+    policy = ReconnectPolicy(rand=lambda: 0.999, max_retries=8)
+    decisions = flapping(policy, hours=1.0, up=0.2, data=False)
+    delays = [d.delay for d in decisions]
+    assert delays[-1] is None
+    assert len(decisions) == 9  # max_retries attempts, then the give-up
+    assert delays[:-1] == sorted(delays[:-1])  # type: ignore[type-var]
+    assert delays[-2] == pytest.approx(0.999 * policy.max_delay)  # at the 60 s cap
+    assert decisions[-1].reason == (
+        "gave up after 8 failed attempts in a row (max_retries=8; none delivered data): "
+        "closed by the server with code 1006"
+    )
+
+
+def test_forever_keeps_trying_an_accept_then_close_server_at_the_cap() -> None:
+    policy = ReconnectPolicy(rand=lambda: 0.5, max_retries=None)
+    decisions = flapping(policy, hours=2.0, up=0.2, data=False)
+    assert all(d.delay is not None for d in decisions)
+    assert decisions[-1].delay == 30.0  # half of the 60 s cap
+
+
 # -- properties over random sequences of connections ------------------------------------------------
 
 durations = st.floats(0.0, 120.0)
 codes = st.sampled_from([None, None, "OPSP8996", "OPSP0011", "OPSP9999"])
-# One attempt: whether it came up (and for how long), and the code that ended it.
-attempt_steps = st.tuples(st.booleans(), durations, codes)
+# One attempt: whether it came up (and for how long), whether it delivered data, the code ending it.
+attempt_steps = st.tuples(st.booleans(), durations, st.booleans(), codes)
 
 
 @given(
@@ -256,7 +327,7 @@ def test_policy_properties(
     in_use_floor: float,
     healthy_after: float,
     seed: int,
-    steps: list[tuple[bool, float, str | None]],
+    steps: list[tuple[bool, float, bool, str | None]],
 ) -> None:
     source = random.Random(seed)
     shares: list[float] = []
@@ -276,13 +347,15 @@ def test_policy_properties(
     )
     # The model: consecutive attempts and whether a fresh approval key was already asked for.
     attempts, refreshed, now = 0, False, 0.0
-    for came_up, duration, msg_cd in steps:
+    for came_up, duration, data, msg_cd in steps:
         start = now
         if came_up:
             policy.connected(start)
+            if data:
+                policy.delivered()
         now += duration
         # Judged on the times as the policy sees them (a tiny duration can vanish in the sum).
-        healthy = came_up and now - start >= healthy_after
+        healthy = came_up and (data or now - start >= healthy_after)
         decision = policy.disconnected(now, msg_cd=msg_cd)
         now += 1.0
         if healthy:
@@ -296,7 +369,7 @@ def test_policy_properties(
             assert decision.delay is None
             assert decision.refresh_approval_key is False
             assert ("credentials are wrong" in decision.reason) is credentials_wrong
-            assert decision.reason.startswith(f"gave up after {max_retries} attempts") is (
+            assert decision.reason.startswith(f"gave up after {max_retries} failed attempts") is (
                 exhausted and not credentials_wrong
             )
             continue

@@ -273,7 +273,7 @@ def _status(event: object) -> str | None:
     ):
         return describe(event)
     if isinstance(event, Reconnecting):
-        return f"reconnecting attempt {event.attempt}, next try in {event.delay:.1f} s ({event.reason})"
+        return f"reconnecting in {event.delay:.1f} s (attempt {event.attempt}): {event.reason}"
     if isinstance(event, EventsDropped):
         return f"dropped     {event.count} records (the terminal fell behind)"
     return None

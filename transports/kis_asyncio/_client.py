@@ -177,6 +177,7 @@ class Feed:
         loop = asyncio.get_running_loop()
         try:
             while not self.closing:
+                error: Exception | None = None
                 try:
                     if core.approval_key is None:
                         if self._approval is None:
@@ -186,16 +187,21 @@ class Feed:
                 except ApprovalError as exc:
                     if not exc.failure.retryable:
                         raise ConnectionError(str(exc)) from None
-                    logger.warning("%s", exc)
+                    error = exc
                 except OSError as exc:
-                    logger.info("cannot connect to %s:%d: %s", core.host, core.port, exc)
-                decision = core.lost(loop.time())
+                    error = exc
+                decision = core.lost(loop.time(), error)
                 self._ready.set()
                 if decision is None:
                     break
                 if decision.delay is None:
                     raise ConnectionError(decision.reason)
-                logger.info("reconnecting: %s", decision.reason)
+                logger.info(
+                    "reconnecting (attempt %d in %.1f s): %s",
+                    decision.attempt,
+                    decision.delay,
+                    decision.reason,
+                )
                 await asyncio.sleep(decision.delay)
         except ConnectionError as exc:
             self._error = exc
