@@ -10,7 +10,7 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
-from kis_anyio.__main__ import main
+from kis_ws.__main__ import main
 
 from kis_proto import Record, krx_tick
 
@@ -65,7 +65,7 @@ def test_jsonl_has_every_column_typed(tmp_path: Path) -> None:
 
 def test_entry_point_runs_as_a_module() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "kis_anyio", "decode", "-"],
+        [sys.executable, "-m", "kis_ws", "decode", "-"],
         input="0|H0STCNT0|001|005930^093015^71500^2^500^0.70" + "^" * 40 + "\n",
         capture_output=True,
         text=True,
@@ -83,7 +83,7 @@ def _env_without_credentials() -> dict[str, str]:
 
 def test_watch_streams_from_the_simulator_without_credentials() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "kis_anyio", "watch", "005930", "H0STASP0:000660", "--count", "6", "--jsonl"],
+        [sys.executable, "-m", "kis_ws", "watch", "005930", "H0STASP0:000660", "--count", "6", "--jsonl"],
         capture_output=True,
         text=True,
         check=True,
@@ -103,7 +103,7 @@ def test_watch_streams_from_the_simulator_without_credentials() -> None:
 def test_watch_shows_names_sessions_and_book_quotes_and_speaks_older_layouts() -> None:
     args = ["005930", "H0STASP0:000660", "--count", "12", "--plain", "--seed", "3"]
     today = subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "kis_anyio", "watch", *args, "--price", "000660=1001"],
+        [sys.executable, "-m", "kis_ws", "watch", *args, "--price", "000660=1001"],
         capture_output=True,
         text=True,
         check=True,
@@ -122,7 +122,7 @@ def test_watch_shows_names_sessions_and_book_quotes_and_speaks_older_layouts() -
     assert mid == (str((bid + ask) // 2) if (bid + ask) % 2 == 0 else f"{(bid + ask) / 2:.1f}")
     assert "layout " not in today.stderr  # today's layouts: no drift
     old = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "kis_anyio", "watch", *args, "--layouts", "2026-08", "--jsonl"],
+        [sys.executable, "-m", "kis_ws", "watch", *args, "--layouts", "2026-08", "--jsonl"],
         capture_output=True,
         text=True,
         check=True,
@@ -137,7 +137,7 @@ def test_watch_shows_names_sessions_and_book_quotes_and_speaks_older_layouts() -
 
 def test_sim_serves_other_clients() -> None:
     with subprocess.Popen(
-        [sys.executable, "-m", "kis_anyio", "sim", "--port", "0", "--seed", "1", "--tick", "0.05"],
+        [sys.executable, "-m", "kis_ws", "sim", "--port", "0", "--seed", "1", "--tick", "0.05"],
         stderr=subprocess.PIPE,
         text=True,
         env=_env_without_credentials(),
@@ -148,7 +148,7 @@ def test_sim_serves_other_clients() -> None:
             url = banner.split(" on ", 1)[1].split(" ", 1)[0]
             assert url.startswith("ws://127.0.0.1:")
             watch = subprocess.run(  # noqa: S603
-                [sys.executable, "-m", "kis_anyio", "watch", "DNASAAPL", "--count", "2", "--url", url],
+                [sys.executable, "-m", "kis_ws", "watch", "DNASAAPL", "--count", "2", "--url", url],
                 capture_output=True,
                 text=True,
                 check=True,
@@ -170,7 +170,7 @@ def test_record_then_replay_reproduces_every_record(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "kis_anyio",
+            "kis_ws",
             "record",
             str(recording),
             "005930",
@@ -199,7 +199,7 @@ def test_record_then_replay_reproduces_every_record(tmp_path: Path) -> None:
     assert expected
     replays = [
         subprocess.run(  # noqa: S603
-            [sys.executable, "-m", "kis_anyio", "replay", str(recording), "--jsonl", "--fast"],
+            [sys.executable, "-m", "kis_ws", "replay", str(recording), "--jsonl", "--fast"],
             capture_output=True,
             text=True,
             check=True,
@@ -244,7 +244,7 @@ def test_read_recording_api_for_backtests(tmp_path: Path) -> None:
 
 
 def test_live_board_renders_the_latest_record_per_subscription() -> None:
-    from kis_anyio._table import LiveBoard
+    from kis_ws._table import LiveBoard
     from rich.console import Console
 
     from kis_proto import decode_message
@@ -268,7 +268,7 @@ def test_live_board_renders_the_latest_record_per_subscription() -> None:
 
 def test_ctrl_c_ends_watch_cleanly() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "kis_anyio", "watch", "005930"],
+        [sys.executable, "-m", "kis_ws", "watch", "005930"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -90,7 +90,7 @@ class Simulator:
 
     def __init__(self, args: list[str]) -> None:
         self.args = args
-        command = [sys.executable, "-m", "kis_anyio", "sim", "--port", "0", *args]
+        command = [sys.executable, "-m", "kis_ws", "sim", "--port", "0", *args]
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and CLI, no shell
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )

@@ -1,4 +1,4 @@
-"""The ``kis-ws`` command line (also ``python -m kis_anyio``).
+"""The ``kis-ws`` command line (also ``python -m kis_ws``).
 
 ``kis-ws decode FILE`` reads KIS text messages, one per line (``#`` lines are comments), and
 prints what the codec makes of each: records with their friendly fields, acks, errors, keep-alives.
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
+from kis_anyio import Faults, Feed, connect, read_recording, simulate
 
 from kis_proto import (
     ERAS,
@@ -49,9 +50,6 @@ from kis_proto import (
 )
 from kis_proto import Event as KISEvent
 
-from ._client import Feed, connect
-from ._recording import read_recording
-from ._sim import Faults, simulate
 from ._table import LiveBoard
 
 if TYPE_CHECKING:
