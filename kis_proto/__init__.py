@@ -13,6 +13,8 @@ The codec::
 
 from __future__ import annotations
 
+import logging
+
 from . import records
 from ._approval import (
     ENDPOINTS,
@@ -24,8 +26,22 @@ from ._approval import (
     Endpoint,
 )
 from ._buffer import EventBuffer, EventsDropped, FeedEvent, Reconnecting
-from ._callbacks import Callback, CallbackTable
-from ._codec import MessageDecoder, decode_message, subscribe_message, unsubscribe_message
+from ._callbacks import (
+    Callback,
+    CallbackClient,
+    CallbackTable,
+    ClientFeed,
+    ErrorCallback,
+    SyncCallbacks,
+    Workers,
+)
+from ._codec import (
+    MessageDecoder,
+    check_subscription,
+    decode_message,
+    subscribe_message,
+    unsubscribe_message,
+)
 from ._codes import MsgCode
 from ._connection import ConnState, KISConfig, KISConnection
 from ._crypto import DecryptError, decrypt_payload, encrypt_payload
@@ -44,7 +60,7 @@ from ._events import (
     UndecodableMessage,
     Unsubscribed,
 )
-from ._feed import FeedCore, feed_core, split_ws_url
+from ._feed import FeedCore, Subscription, SubscriptionError, feed_core, split_ws_url
 from ._fields import (
     FieldSpec,
     FieldType,
@@ -78,7 +94,7 @@ from ._server import (
     SubscriptionRemoved,
 )
 from ._subscriptions import KIS_MAX_SUBSCRIPTIONS, SubscriptionRegistry, SubState
-from ._symbols import LISTINGS, Listing, listing
+from ._symbols import LISTINGS, Listing, key_problem, listing
 from ._version import __version__
 from .records import ERAS, TRS
 
@@ -94,7 +110,9 @@ __all__ = [
     "ApprovalFailure",
     "ApprovalKey",
     "Callback",
+    "CallbackClient",
     "CallbackTable",
+    "ClientFeed",
     "ConnState",
     "Connected",
     "ConnectionClosed",
@@ -102,6 +120,7 @@ __all__ = [
     "DecodeFailure",
     "DecryptError",
     "Endpoint",
+    "ErrorCallback",
     "Event",
     "EventBuffer",
     "EventsDropped",
@@ -139,20 +158,26 @@ __all__ = [
     "SubState",
     "SubscribeFailed",
     "Subscribed",
+    "Subscription",
     "SubscriptionAdded",
+    "SubscriptionError",
     "SubscriptionRegistry",
     "SubscriptionRemoved",
+    "SyncCallbacks",
     "TRKind",
     "TRSpec",
     "TextReceived",
     "UndecodableMessage",
     "Unsubscribed",
+    "Workers",
     "__version__",
+    "check_subscription",
     "decode_message",
     "decrypt_payload",
     "demo_session",
     "encrypt_payload",
     "feed_core",
+    "key_problem",
     "krx_session",
     "krx_tick",
     "layout_row",
@@ -167,6 +192,10 @@ __all__ = [
     "unsubscribe_message",
     "us_session",
 ]
+
+
+# A library logs and leaves the handlers to the application (no "No handlers" warnings either).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 def tr_spec(tr_id: str) -> TRSpec | None:

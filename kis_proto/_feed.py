@@ -179,6 +179,11 @@ class FeedCore:
         errors, which the core does not import).
         """
         where = f"{self.host}:{self.port}"
+        # anyio and asyncio wrap the attempts' errors ("All connection attempts failed"): the
+        # first underlying one says more.
+        while isinstance(error.__cause__, BaseException) and str(error).startswith("All connection attempts"):
+            cause = error.__cause__
+            error = cause.exceptions[0] if isinstance(cause, BaseExceptionGroup) else cause
         module, name = type(error).__module__, type(error).__name__
         if isinstance(error, ConnectionRefusedError):
             return f"connection refused by {where} (nothing listens there?)"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from ._codec import MessageDecoder
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     from ._events import Event
 
@@ -52,16 +52,22 @@ def parse_recording_line(line: str) -> tuple[float, str] | None:
     return float(t), text
 
 
-def replay_lines(lines: Iterable[str]) -> Iterator[tuple[float, Event]]:
+def replay_lines(
+    lines: Iterable[str], *, on_skip: Callable[[int, str], None] | None = None
+) -> Iterator[tuple[float, Event]]:
     """Every event of a recording, with the time its message arrived, in order.
 
     Decodes as the connection did: AES keys are learned from the recorded acks, drift is reported
-    once per (TR, width). Malformed lines are skipped.
+    once per (TR, width). Malformed lines are skipped; `on_skip(line_number, line)` (counting
+    from 1) hears of each, so a reader can say which lines were not a recording's.
     """
     decoder = MessageDecoder()
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         parsed = parse_recording_line(line)
         if parsed is None:
+            stripped = line.strip()
+            if on_skip is not None and stripped and not stripped.startswith("#"):
+                on_skip(number, line)
             continue
         t, text = parsed
         for event in decoder.decode(text):

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
-__all__ = ["LISTINGS", "Listing", "listing"]
+from ._fields import Market, TRKind
+from .records import RECORD_CLASSES, TRS
+
+__all__ = ["LISTINGS", "Listing", "key_problem", "listing"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,3 +145,69 @@ def listing(key: str) -> Listing | None:
         if exchange is not None:
             found = LISTINGS.get(f"D{exchange}{key[4:]}")
     return found
+
+
+# Overseas exchange codes in KIS keys: D (delayed) + NAS/NYS/AMS/TSE/HKS/SHS/SZS/HSX/HNX + symbol, or
+# R (US real-time, day trading) + BAQ/BAY/BAA + symbol (PROTOCOL.md §3).
+_DELAYED_EXCHANGES = frozenset({"NAS", "NYS", "AMS", "TSE", "HKS", "SHS", "SZS", "HSX", "HNX"})
+_REALTIME_EXCHANGES = frozenset({"BAQ", "BAY", "BAA"})
+_SIX_CHAR_MARKETS = frozenset({Market.DOMESTIC_STOCK, Market.DOMESTIC_ELW, Market.DOMESTIC_ETF})
+
+
+def key_problem(tr_id: str, key: str) -> str | None:
+    """What is wrong with subscribing `tr_id` for `key`, with a hint; None when it looks right.
+
+    Checks what can be known before asking KIS: the TR exists, and the key has the shape its
+    market uses (6-character codes for stocks, ETFs and ELWs; 4-digit index codes; ``D``/``R`` +
+    exchange + symbol overseas). Futures, options and bond keys, and the HTS ID of notices, are
+    only checked for being non-empty. A key of the right shape may still be unknown to KIS.
+    """
+    cls = RECORD_CLASSES.get(tr_id)
+    if cls is None:
+        return (
+            f"unknown TR id {tr_id!r}: see `kis_proto.TRS` or the Fields reference for the 60 real-time TRs"
+        )
+    spec = TRS[cls.__name__]
+    if not key:
+        return f"{tr_id} needs a key: a symbol, or your HTS ID for execution notices"
+    if spec.kind is TRKind.NOTICE:
+        return None
+    if tr_id.startswith("H0UP"):
+        if not (len(key) == 4 and key.isdigit()):
+            return f"{tr_id} takes a 4-digit index code such as 0001 (KOSPI), not {key!r}"
+        return None
+    if spec.market in _SIX_CHAR_MARKETS:
+        if len(key) == 6 and key.isascii() and key.isalnum() and key == key.upper():
+            return None
+        hint = ""
+        if key.isdigit() and len(key) < 6:
+            padded = key.zfill(6)
+            known = LISTINGS.get(padded)
+            hint = f"; did you mean {padded}" + (f" ({known.name})?" if known else "?")
+        elif (found := _by_name(key)) is not None:
+            hint = f"; did you mean {found.key} ({found.name})?"
+        elif overseas := [k for k, v in LISTINGS.items() if v.overseas and k[4:] == key.upper()]:
+            hint = f"; for the US stock, did you mean HDFSCNT0:{overseas[0]}?"
+        return f"{tr_id} takes a 6-character KRX code such as 005930, not {key!r}{hint}"
+    if spec.market is Market.OVERSEAS_STOCK:
+        prefix, exchange, symbol = key[:1], key[1:4], key[4:]
+        if symbol and (
+            (prefix == "D" and exchange in _DELAYED_EXCHANGES)
+            or (prefix == "R" and exchange in _REALTIME_EXCHANGES)
+        ):
+            return None
+        hint = ""
+        matches = [k for k, v in LISTINGS.items() if v.overseas and k[4:] == key.upper()]
+        if matches:
+            hint = f"; did you mean {matches[0]}?"
+        return (
+            f"{tr_id} takes D + exchange + symbol (DNASAAPL, DNYSKO; R + BAQ/BAY/BAA for US real-time), "
+            f"not {key!r}{hint}"
+        )
+    return None
+
+
+def _by_name(name: str) -> Listing | None:
+    """The listing whose Korean or English name is `name` (case-insensitive), if any."""
+    folded = name.casefold()
+    return next((v for v in LISTINGS.values() if v.name.casefold() == folded), None)

@@ -8,18 +8,22 @@ from typing import TYPE_CHECKING
 from kis_proto import replay_lines
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from kis_proto import Event
 
 __all__ = ["read_recording"]
 
 
-def read_recording(path: str | Path) -> Iterator[tuple[float, Event]]:
+def read_recording(
+    path: str | Path, *, on_skip: Callable[[int, str], None] | None = None
+) -> Iterator[tuple[float, Event]]:
     """Every event of a `kis-ws record` file with its arrival time (unix seconds), in order.
 
     For backtests: ``for t, event in read_recording("day.kisrec"): ...``. Encrypted notices
     decrypt with the keys of their recorded acks; the format is in `kis_proto.RECORDING_HEADER`.
+    Lines that are not a recording's are skipped; `on_skip(line_number, line)` hears of each.
+    Raises `OSError` when the file cannot be read and `UnicodeDecodeError` when it is not text.
     """
     with Path(path).open(encoding="utf-8") as lines:
-        yield from replay_lines(lines)
+        yield from replay_lines(lines, on_skip=on_skip)

@@ -1,0 +1,235 @@
+"""``kis-ws watch`` and ``kis-ws record``: live feeds, from the simulator, a URL, or KIS."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import anyio
+from kis_anyio import Feed, connect, simulate
+
+from kis_proto import (
+    RECORDING_HEADER,
+    Connected,
+    KISConfig,
+    Reconnecting,
+    Record,
+    Subscribed,
+    SubscribeFailed,
+    TextReceived,
+    recording_line,
+)
+
+from ._errors import EXIT_FEED, CLIError
+from ._inputs import Server, check_subscriptions, server_for
+from ._output import describe, json_line, status_line
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import AsyncIterator
+
+    from kis_proto import FeedEvent
+
+__all__ = ["record", "simulator_options", "watch"]
+
+
+def simulator_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The built-in simulator's options as `simulate` takes them."""
+    return {
+        "seed": args.seed,
+        "layout": args.layout,
+        "layouts": args.layouts,
+        "clock": args.clock,
+        "prices": dict(args.price),
+    }
+
+
+@dataclass
+class Answers:
+    """The server's answers to our subscriptions, to tell when every one of them was refused."""
+
+    wanted: list[tuple[str, str]]
+    accepted: set[tuple[str, str]] = field(default_factory=set)
+    refused: dict[tuple[str, str], str] = field(default_factory=dict)
+    connected: bool = False
+    #: Why the last attempt failed, for "never connected" (a Reconnecting's reason).
+    last_failure: str = ""
+
+    def note(self, event: FeedEvent) -> None:
+        if isinstance(event, Connected):
+            self.connected = True
+        elif isinstance(event, Reconnecting):
+            self.last_failure = event.reason
+        elif isinstance(event, Subscribed):
+            self.accepted.add((event.tr_id, event.tr_key))
+        elif isinstance(event, SubscribeFailed) and not event.timed_out:
+            self.refused[(event.tr_id, event.tr_key)] = f"{event.msg_cd} {event.message}".strip()
+
+    @property
+    def all_refused(self) -> bool:
+        return not self.accepted and len(self.refused) >= len(self.wanted)
+
+    def never_connected(self, url: str) -> CLIError | None:
+        """The failure when the whole run went by without one connection, else None."""
+        if self.connected:
+            return None
+        why = f": {self.last_failure}" if self.last_failure else ""
+        return CLIError(
+            f"never connected to {url}{why}",
+            hint="is the server running and the URL right? (without --url: the credentials' KIS server)",
+            code=EXIT_FEED,
+        )
+
+    def error(self) -> CLIError:
+        reasons = "; ".join(f"{tr_id} {key}: {why}" for (tr_id, key), why in self.refused.items())
+        return CLIError(
+            f"the server refused every subscription ({reasons})",
+            hint="check the TR ids and keys, and that your account may receive them (paid feeds, paper trading)",
+            code=EXIT_FEED,
+        )
+
+
+@contextlib.asynccontextmanager
+async def open_feed(
+    args: argparse.Namespace, err: TextIO, *, config: KISConfig | None = None, max_retries: int | None = 5
+) -> AsyncIterator[tuple[Feed, str]]:
+    """The feed a live command streams from (and the simulator, when it is the source); says which."""
+    server: Server = server_for(args.url, getattr(args, "env", None), args.approval_url)
+    async with contextlib.AsyncExitStack() as stack:
+        url = server.url
+        if url is None and server.credentials is None:
+            sim = await stack.enter_async_context(
+                simulate(faults=getattr(args, "faults", None), **simulator_options(args))
+            )
+            url = sim.url
+            err.write(
+                "No KIS credentials (KIS_APP_KEY, KIS_APP_SECRET) in the environment: "
+                f"streaming from the built-in simulator at {url}\n"
+            )
+        else:
+            err.write(server.description + "\n")
+        err.flush()
+        host, port, tls = server.approval or (None, None, True)
+        custtype = server.credentials.custtype if server.credentials else "P"
+        feed = await stack.enter_async_context(
+            connect(
+                url,
+                credentials=server.credentials,
+                approval_key=None if server.credentials else "simulator",
+                approval_host=host,
+                approval_port=port,
+                approval_tls=tls,
+                config=config or KISConfig(custtype=custtype),
+                max_retries=max_retries,
+            )
+        )
+        yield feed, url or ""
+
+
+async def watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Stream records: a live table in a terminal, lines or JSON otherwise."""
+    subscriptions = check_subscriptions(args.keys)
+    answers = Answers(subscriptions)
+    async with open_feed(args, err) as (feed, url):
+        for tr_id, key in subscriptions:
+            await feed.subscribe(tr_id, key)
+        live = out.isatty() and not args.jsonl and not args.plain
+        with anyio.move_on_after(args.duration if args.duration is not None else math.inf):
+            if live:
+                await _watch_table(feed, url, args.count, answers)
+            else:
+                await _watch_lines(feed, args, out, err, answers)
+    if answers.all_refused:
+        raise answers.error()
+    if (failure := answers.never_connected(url)) is not None:
+        raise failure
+    return 0
+
+
+async def _watch_lines(
+    feed: Feed, args: argparse.Namespace, out: TextIO, err: TextIO, answers: Answers
+) -> None:
+    seen = 0
+    async for event in feed:
+        if isinstance(event, Record):
+            out.write((json_line(event) if args.jsonl else describe(event)) + "\n")
+            out.flush()
+            seen += 1
+            if args.count is not None and seen >= args.count:
+                return
+            continue
+        answers.note(event)
+        if (line := status_line(event)) is not None:
+            err.write(line + "\n")
+        if answers.all_refused:
+            return
+
+
+async def _watch_table(feed: Feed, source: str, count: int | None, answers: Answers) -> None:
+    from rich.live import Live
+
+    from ._table import LiveBoard
+
+    board = LiveBoard(source)
+    with Live(board.render(), refresh_per_second=4, transient=False) as live:
+        async for batch in feed.batches():
+            for event in batch:
+                if isinstance(event, Record):
+                    board.update(event)
+                    continue
+                answers.note(event)
+                if isinstance(event, Connected):
+                    board.status = "connected"
+                elif isinstance(event, Reconnecting):
+                    board.status = f"reconnecting in {event.delay:.1f} s: {event.reason}"
+                elif (line := status_line(event)) is not None:
+                    board.note(line)
+            live.update(board.render())
+            if (count is not None and board.records >= count) or answers.all_refused:
+                return
+
+
+async def record(args: argparse.Namespace, err: TextIO) -> int:
+    """Append every message of a live session to a recording; retries forever by default."""
+    subscriptions = check_subscriptions(args.keys)
+    answers = Answers(subscriptions)
+    path = Path(args.file)
+    if path.is_dir():
+        raise CLIError(f"{path} is a directory", hint="give the recording's file name, e.g. day.kisrec")
+    new_file = not path.exists() or path.stat().st_size == 0
+    written = 0
+    config = KISConfig(emit_text=True)
+    async with open_feed(args, err, config=config, max_retries=args.max_retries) as (feed, _):
+        try:
+            # A local file, appended line by line as messages arrive: blocking writes are negligible.
+            out = path.open("a", encoding="utf-8")  # noqa: ASYNC230
+        except OSError as exc:
+            raise CLIError(f"cannot write {path}: {exc.strerror or exc}") from None
+        with out:
+            if new_file:
+                out.write(RECORDING_HEADER + "\n")
+            for tr_id, key in subscriptions:
+                await feed.subscribe(tr_id, key)
+            with anyio.move_on_after(args.duration if args.duration is not None else math.inf):
+                async for event in feed:
+                    if isinstance(event, TextReceived):
+                        out.write(recording_line(time.time(), event.text) + "\n")
+                        written += 1
+                        if args.count is not None and written >= args.count:
+                            break
+                        continue
+                    answers.note(event)
+                    if (line := status_line(event)) is not None:
+                        err.write(line + "\n")
+                    if answers.all_refused:
+                        break
+    err.write(f"recorded {written} messages to {path}\n")
+    if answers.all_refused:
+        raise answers.error()
+    if (failure := answers.never_connected(args.url or "the server")) is not None:
+        raise failure
+    return 0
