@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from typing import TYPE_CHECKING
 
 from kis_ws.__main__ import main
@@ -267,16 +268,29 @@ def test_live_board_renders_the_latest_record_per_subscription() -> None:
 
 
 def test_ctrl_c_ends_watch_cleanly() -> None:
+    # Under load the first record can take a while: wait on it (the readiness signal) with a
+    # deadline, and never leave the process behind, whatever fails.
     process = subprocess.Popen(
-        [sys.executable, "-m", "kis_ws", "watch", "005930"],
+        [sys.executable, "-m", "kis_ws", "watch", "005930", "--plain"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=_env_without_credentials(),
     )
-    assert process.stdout is not None
-    assert process.stdout.readline().startswith("H0STCNT0")  # streaming
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=30)
-    assert process.returncode in (0, 130)
-    assert "Traceback" not in err
+    try:
+        stdout = process.stdout
+        assert stdout is not None
+        ready: list[str] = []
+        reader = threading.Thread(target=lambda: ready.append(stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(25)
+        assert ready, "watch showed no record within 25 s"
+        assert ready[0].startswith("H0STCNT0")  # streaming
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=25)
+        assert process.returncode in (0, 130)
+        assert "Traceback" not in err
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
