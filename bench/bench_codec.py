@@ -64,7 +64,7 @@ def decode_only(text: str) -> object:
 def decode_read(text: str) -> int:
     total = 0
     for rec in cast("list[records.H0STCNT0]", decode_message(text)):
-        total += rec.price + rec.volume  # type: ignore[operator]
+        total += rec.price + rec.volume
     return total
 
 

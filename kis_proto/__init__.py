@@ -26,22 +26,8 @@ from ._approval import (
     Endpoint,
 )
 from ._buffer import EventBuffer, EventsDropped, FeedEvent, Reconnecting
-from ._callbacks import (
-    Callback,
-    CallbackClient,
-    CallbackTable,
-    ClientFeed,
-    ErrorCallback,
-    SyncCallbacks,
-    Workers,
-)
-from ._codec import (
-    MessageDecoder,
-    check_subscription,
-    decode_message,
-    subscribe_message,
-    unsubscribe_message,
-)
+from ._callbacks import Callback, CallbackTable
+from ._codec import MessageDecoder, decode_message, subscribe_message, unsubscribe_message
 from ._codes import MsgCode
 from ._connection import ConnState, KISConfig, KISConnection
 from ._crypto import DecryptError, decrypt_payload, encrypt_payload
@@ -60,8 +46,10 @@ from ._events import (
     UndecodableMessage,
     Unsubscribed,
 )
-from ._feed import FeedCore, Subscription, SubscriptionError, feed_core, split_ws_url
+from ._feed import FeedCore, feed_core, split_ws_url
 from ._fields import (
+    KST,
+    EmptyFieldError,
     FieldSpec,
     FieldType,
     FieldValue,
@@ -102,6 +90,7 @@ __all__ = [
     "ENDPOINTS",
     "ERAS",
     "KIS_MAX_SUBSCRIPTIONS",
+    "KST",
     "LISTINGS",
     "RECORDING_HEADER",
     "TRS",
@@ -110,17 +99,15 @@ __all__ = [
     "ApprovalFailure",
     "ApprovalKey",
     "Callback",
-    "CallbackClient",
     "CallbackTable",
-    "ClientFeed",
     "ConnState",
     "Connected",
     "ConnectionClosed",
     "Credentials",
     "DecodeFailure",
     "DecryptError",
+    "EmptyFieldError",
     "Endpoint",
-    "ErrorCallback",
     "Event",
     "EventBuffer",
     "EventsDropped",
@@ -158,20 +145,15 @@ __all__ = [
     "SubState",
     "SubscribeFailed",
     "Subscribed",
-    "Subscription",
     "SubscriptionAdded",
-    "SubscriptionError",
     "SubscriptionRegistry",
     "SubscriptionRemoved",
-    "SyncCallbacks",
     "TRKind",
     "TRSpec",
     "TextReceived",
     "UndecodableMessage",
     "Unsubscribed",
-    "Workers",
     "__version__",
-    "check_subscription",
     "decode_message",
     "decrypt_payload",
     "demo_session",

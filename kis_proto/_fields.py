@@ -18,7 +18,7 @@ import enum
 import logging
 from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass
-from datetime import date, time
+from datetime import date, time, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeAlias, TypeVar, overload
 
@@ -26,9 +26,11 @@ if TYPE_CHECKING:
     from typing import Self
 
 __all__ = [
+    "KST",
     "MISSING",
     "DateField",
     "DecimalField",
+    "EmptyFieldError",
     "Field",
     "FieldSpec",
     "FieldType",
@@ -38,6 +40,10 @@ __all__ = [
     "Market",
     "MarketSession",
     "Record",
+    "RequiredDecimalField",
+    "RequiredIntField",
+    "RequiredStrField",
+    "RequiredTimeField",
     "SessionField",
     "SignedChange",
     "StrField",
@@ -91,6 +97,9 @@ N = TypeVar("N", int, Decimal)
 
 #: What reading a field can give: its declared type, or None when the field is empty or absent.
 FieldValue: TypeAlias = int | Decimal | str | date | time | MarketSession | None
+
+#: Korean Standard Time (UTC+9, no daylight saving): the zone of every KIS time of day in Korea.
+KST = timezone(timedelta(hours=9), "KST")
 
 #: The index of a column that a layout does not have (an older era of the TR): it reads as None.
 MISSING = 1 << 30
@@ -157,13 +166,12 @@ class Field(Generic[T]):
         """Convert a non-empty field string; raise ValueError or ArithmeticError if it is invalid."""
         raise NotImplementedError
 
-    @overload
-    def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
-    @overload
-    def __get__(self, obj: Record, owner: type[Any] | None = None) -> T | None: ...
-    def __get__(self, obj: Record | None, owner: type[Any] | None = None) -> Self | T | None:
-        if obj is None:
-            return self
+    def read(self, obj: Record) -> T | None:
+        """The field's value in `obj`, or None (empty, absent, or invalid): never raises.
+
+        The mapping interface reads through this; the attribute of a required field raises instead
+        of giving None (`RequiredField`).
+        """
         try:
             text = obj._f[self.index]
         except IndexError:
@@ -173,7 +181,30 @@ class Field(Generic[T]):
         try:
             return self.convert(text)
         except (ValueError, ArithmeticError):
-            return self._invalid(obj, text)
+            self._invalid(obj, text)
+            return None
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
+    @overload
+    def __get__(self, obj: Record, owner: type[Any] | None = None) -> T | None: ...
+    def __get__(self, obj: Record | None, owner: type[Any] | None = None) -> Self | T | None:
+        return self if obj is None else self.read(obj)
+
+    def missing(self, obj: Record) -> EmptyFieldError:
+        """The error a required field's attribute raises when `obj` has no valid value for it."""
+        try:
+            text = obj._f[self.index]
+        except IndexError:
+            text = None
+        what = (
+            "absent" if text is None else "empty" if not text else f"not a valid {self.type.value.__name__}"
+        )
+        shown = "" if not text else f" ({text[:24]!r})"
+        return EmptyFieldError(
+            f"{obj.tr_id} {self.name} is {what}{shown} in this record; "
+            f"rec[{self.name!r}] reads it as None instead of raising"
+        )
 
     def _invalid(self, obj: Record, text: str) -> None:
         if not self._warned:
@@ -209,6 +240,12 @@ class StrField(Field[str]):
     def convert(self, text: str) -> str:
         return text
 
+    def read(self, obj: Record) -> str | None:
+        try:
+            return obj._f[self.index] or None
+        except IndexError:
+            return None
+
     # Text needs no conversion, so the hot path skips the generic machinery.
     @overload
     def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
@@ -231,6 +268,19 @@ class IntField(Field[int]):
 
     def convert(self, text: str) -> int:
         return int(text)
+
+    def read(self, obj: Record) -> int | None:
+        try:
+            text = obj._f[self.index]
+        except IndexError:
+            return None
+        if not text:
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            self._invalid(obj, text)
+            return None
 
     # The hot read (price, volume): the generic path inlined, without the convert() call.
     @overload
@@ -280,15 +330,19 @@ class DateField(Field[date]):
 
 
 class TimeField(Field[time]):
-    """An HHMMSS time of day (exchange or Korean time, as the column says)."""
+    """An HHMMSS time of day: aware (`KST`) for Korean times, naive for an exchange's local time."""
 
-    __slots__ = ()
+    __slots__ = ("tz",)
     _TYPE = FieldType.TIME
+
+    def __init__(self, index: int, name: str, kor: str = "", *, tz: tzinfo | None = None) -> None:
+        super().__init__(index, name, kor)
+        self.tz = tz
 
     def convert(self, text: str) -> time:
         if len(text) != 6 or not text.isdigit() or not text.isascii():
             raise ValueError(text)
-        return time(int(text[:2]), int(text[2:4]), int(text[4:]))
+        return time(int(text[:2]), int(text[2:4]), int(text[4:]), tzinfo=self.tz)
 
 
 class SessionField(Field[MarketSession]):
@@ -331,13 +385,98 @@ class SignedChange(Field[N]):
     @overload
     def __get__(self, obj: Record, owner: type[Any] | None = None) -> N | None: ...
     def __get__(self, obj: Record | None, owner: type[Any] | None = None) -> Self | N | None:
-        if obj is None:
-            return self
-        value = self.value.__get__(obj, owner)
+        return self if obj is None else self.read(obj)
+
+    def read(self, obj: Record) -> N | None:
+        value = self.value.read(obj)
         if value is not None and value > 0:
             fields = obj._f
             if self.sign_index < len(fields) and fields[self.sign_index] in ("4", "5"):
                 return -value
+        return value
+
+
+class EmptyFieldError(LookupError):
+    """A required field's attribute was read on a record that has no valid value for it.
+
+    Raised only by the typed attributes of fields KIS always sends (a trade's price, volume, time
+    and symbol; every record's key): they are typed without None so that arithmetic type-checks.
+    The mapping (``rec["STCK_PRPR"]``) reads the same field as None instead.
+    """
+
+
+class RequiredStrField(StrField):
+    """A text field KIS always sends: the attribute is `str` and raises `EmptyFieldError` if empty."""
+
+    __slots__ = ()
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
+    @overload
+    def __get__(self, obj: Record, owner: type[Any] | None = None) -> str: ...
+    def __get__(self, obj: Record | None, owner: type[Any] | None = None) -> Self | str:
+        if obj is None:
+            return self
+        try:
+            text = obj._f[self.index]
+        except IndexError:
+            raise self.missing(obj) from None
+        if not text:
+            raise self.missing(obj)
+        return text
+
+
+class RequiredIntField(IntField):
+    """An integer KIS always sends (a trade's price and volume): `int`, or `EmptyFieldError`."""
+
+    __slots__ = ()
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
+    @overload
+    def __get__(self, obj: Record, owner: type[Any] | None = None) -> int: ...
+    def __get__(self, obj: Record | None, owner: type[Any] | None = None) -> Self | int:
+        if obj is None:
+            return self
+        try:
+            return int(obj._f[self.index])
+        except (ValueError, IndexError):
+            raise self.missing(obj) from None
+
+
+class RequiredDecimalField(DecimalField):
+    """A decimal KIS always sends (an overseas trade's price): `Decimal`, or `EmptyFieldError`."""
+
+    __slots__ = ()
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
+    @overload
+    def __get__(self, obj: Record, owner: type[Any] | None = None) -> Decimal: ...
+    def __get__(self, obj: Record | None, owner: type[Any] | None = None) -> Self | Decimal:
+        if obj is None:
+            return self
+        value = self.read(obj)
+        if value is None:
+            raise self.missing(obj)
+        return value
+
+
+class RequiredTimeField(TimeField):
+    """A time KIS always sends (a trade's time): `time`, or `EmptyFieldError`."""
+
+    __slots__ = ()
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
+    @overload
+    def __get__(self, obj: Record, owner: type[Any] | None = None) -> time: ...
+    def __get__(self, obj: Record | None, owner: type[Any] | None = None) -> Self | time:
+        if obj is None:
+            return self
+        value = self.read(obj)
+        if value is None:
+            raise self.missing(obj)
         return value
 
 
@@ -445,7 +584,7 @@ class Record(_RecordBase):
             field = self._by_key[key]
         except (KeyError, TypeError):
             raise KeyError(key) from None
-        value: FieldValue = field.__get__(self, type(self))
+        value: FieldValue = field.read(self)
         return value
 
     def __contains__(self, key: object) -> bool:
@@ -454,7 +593,7 @@ class Record(_RecordBase):
     def get(self, key: str, default: FieldValue = None) -> FieldValue:  # type: ignore[override]
         """The converted value of `key`, or `default` when the record has no such column."""
         field = self._by_key.get(key) if isinstance(key, str) else None
-        return default if field is None else field.__get__(self, type(self))
+        return default if field is None else field.read(self)
 
     def keys(self) -> KeysView[str]:
         """The official column names, then the friendly names."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Final
 
 from ._fields import (
+    KST,
     MISSING,
     DateField,
     DecimalField,
@@ -21,6 +22,10 @@ from ._fields import (
     Layout,
     Market,
     Record,
+    RequiredDecimalField,
+    RequiredIntField,
+    RequiredStrField,
+    RequiredTimeField,
     SessionField,
     SignedChange,
     StrField,
@@ -38,8 +43,8 @@ class H0BJASP0(Record):
 
     era = "2026-08"
 
-    stnd_iscd = StrField(0, "STND_ISCD", "표준종목코드")
-    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식체결시간")
+    stnd_iscd = RequiredStrField(0, "STND_ISCD", "표준종목코드")
+    stck_cntg_hour = RequiredTimeField(1, "STCK_CNTG_HOUR", "주식체결시간", tz=KST)
     askp_ert1 = DecimalField(2, "ASKP_ERT1", "매도호가수익률1")
     bidp_ert1 = DecimalField(3, "BIDP_ERT1", "매수호가수익률1")
     askp1 = DecimalField(4, "ASKP1", "매도호가1")
@@ -85,14 +90,14 @@ class H0BJCNT0(Record):
 
     era = "2026-08"
 
-    stnd_iscd = StrField(0, "STND_ISCD", "표준종목코드")
+    stnd_iscd = RequiredStrField(0, "STND_ISCD", "표준종목코드")
     bond_isnm = StrField(1, "BOND_ISNM", "채권종목명")
-    stck_cntg_hour = TimeField(2, "STCK_CNTG_HOUR", "주식체결시간")
+    stck_cntg_hour = RequiredTimeField(2, "STCK_CNTG_HOUR", "주식체결시간", tz=KST)
     prdy_vrss_sign = StrField(3, "PRDY_VRSS_SIGN", "전일대비부호")
     prdy_vrss = DecimalField(4, "PRDY_VRSS", "전일대비")
     prdy_ctrt = DecimalField(5, "PRDY_CTRT", "전일대비율")
-    stck_prpr = DecimalField(6, "STCK_PRPR", "현재가")
-    cntg_vol = IntField(7, "CNTG_VOL", "체결거래량")
+    stck_prpr = RequiredDecimalField(6, "STCK_PRPR", "현재가")
+    cntg_vol = RequiredIntField(7, "CNTG_VOL", "체결거래량")
     stck_oprc = DecimalField(8, "STCK_OPRC", "시가")
     stck_hgpr = DecimalField(9, "STCK_HGPR", "고가")
     stck_lwpr = DecimalField(10, "STCK_LWPR", "저가")
@@ -120,9 +125,9 @@ class H0BICNT0(Record):
 
     era = "2026-08"
 
-    nmix_id = StrField(0, "NMIX_ID", "지수ID")
+    nmix_id = RequiredStrField(0, "NMIX_ID", "지수ID")
     stnd_date1 = DateField(1, "STND_DATE1", "기준일자1")
-    trnm_hour = TimeField(2, "TRNM_HOUR", "전송시간")
+    trnm_hour = TimeField(2, "TRNM_HOUR", "전송시간", tz=KST)
     totl_ernn_nmix_oprc = DecimalField(3, "TOTL_ERNN_NMIX_OPRC", "총수익지수시가지수")
     totl_ernn_nmix_hgpr = DecimalField(4, "TOTL_ERNN_NMIX_HGPR", "총수익지수최고가")
     totl_ernn_nmix_lwpr = DecimalField(5, "TOTL_ERNN_NMIX_LWPR", "총수익지수최저가")
@@ -150,16 +155,16 @@ class H0CFCNT0(Record):
 
     era = "2026-08"
 
-    futs_shrn_iscd = StrField(0, "FUTS_SHRN_ISCD", "선물 단축 종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업 시간")
+    futs_shrn_iscd = RequiredStrField(0, "FUTS_SHRN_ISCD", "선물 단축 종목코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업 시간", tz=KST)
     futs_prdy_vrss = DecimalField(2, "FUTS_PRDY_VRSS", "선물 전일 대비")
     prdy_vrss_sign = StrField(3, "PRDY_VRSS_SIGN", "전일 대비 부호")
     futs_prdy_ctrt = DecimalField(4, "FUTS_PRDY_CTRT", "선물 전일 대비율")
-    futs_prpr = DecimalField(5, "FUTS_PRPR", "선물 현재가")
+    futs_prpr = RequiredDecimalField(5, "FUTS_PRPR", "선물 현재가")
     futs_oprc = DecimalField(6, "FUTS_OPRC", "선물 시가2")
     futs_hgpr = DecimalField(7, "FUTS_HGPR", "선물 최고가")
     futs_lwpr = DecimalField(8, "FUTS_LWPR", "선물 최저가")
-    last_cnqn = IntField(9, "LAST_CNQN", "최종 거래량")
+    last_cnqn = RequiredIntField(9, "LAST_CNQN", "최종 거래량")
     acml_vol = IntField(10, "ACML_VOL", "누적 거래량")
     acml_tr_pbmn = IntField(11, "ACML_TR_PBMN", "누적 거래 대금")
     hts_thpr = DecimalField(12, "HTS_THPR", "HTS 이론가")
@@ -170,13 +175,13 @@ class H0CFCNT0(Record):
     spead_prc = DecimalField(17, "SPEAD_PRC", "스프레드1")
     hts_otst_stpl_qty = IntField(18, "HTS_OTST_STPL_QTY", "HTS 미결제 약정 수량")
     otst_stpl_qty_icdc = IntField(19, "OTST_STPL_QTY_ICDC", "미결제 약정 수량 증감")
-    oprc_hour = TimeField(20, "OPRC_HOUR", "시가 시간")
+    oprc_hour = TimeField(20, "OPRC_HOUR", "시가 시간", tz=KST)
     oprc_vrss_prpr_sign = StrField(21, "OPRC_VRSS_PRPR_SIGN", "시가2 대비 현재가 부호")
     oprc_vrss_nmix_prpr = DecimalField(22, "OPRC_VRSS_NMIX_PRPR", "시가 대비 지수 현재가")
-    hgpr_hour = TimeField(23, "HGPR_HOUR", "최고가 시간")
+    hgpr_hour = TimeField(23, "HGPR_HOUR", "최고가 시간", tz=KST)
     hgpr_vrss_prpr_sign = StrField(24, "HGPR_VRSS_PRPR_SIGN", "최고가 대비 현재가 부호")
     hgpr_vrss_nmix_prpr = DecimalField(25, "HGPR_VRSS_NMIX_PRPR", "최고가 대비 지수 현재가")
-    lwpr_hour = TimeField(26, "LWPR_HOUR", "최저가 시간")
+    lwpr_hour = TimeField(26, "LWPR_HOUR", "최저가 시간", tz=KST)
     lwpr_vrss_prpr_sign = StrField(27, "LWPR_VRSS_PRPR_SIGN", "최저가 대비 현재가 부호")
     lwpr_vrss_nmix_prpr = DecimalField(28, "LWPR_VRSS_NMIX_PRPR", "최저가 대비 지수 현재가")
     shnu_rate = DecimalField(29, "SHNU_RATE", "매수2 비율")
@@ -216,8 +221,8 @@ class H0CFASP0(Record):
 
     era = "2026-08"
 
-    futs_shrn_iscd = StrField(0, "FUTS_SHRN_ISCD", "선물 단축 종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업 시간")
+    futs_shrn_iscd = RequiredStrField(0, "FUTS_SHRN_ISCD", "선물 단축 종목코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업 시간", tz=KST)
     futs_askp1 = DecimalField(2, "FUTS_ASKP1", "선물 매도호가1")
     futs_askp2 = DecimalField(3, "FUTS_ASKP2", "선물 매도호가2")
     futs_askp3 = DecimalField(4, "FUTS_ASKP3", "선물 매도호가3")
@@ -267,7 +272,7 @@ class H0IFCNI0(Record):
 
     era = "2026-08"
 
-    cust_id = StrField(0, "CUST_ID", "고객 ID")
+    cust_id = RequiredStrField(0, "CUST_ID", "고객 ID")
     acnt_no = StrField(1, "ACNT_NO", "계좌번호")
     oder_no = StrField(2, "ODER_NO", "주문번호")
     ooder_no = StrField(3, "OODER_NO", "원주문번호")
@@ -277,7 +282,7 @@ class H0IFCNI0(Record):
     stck_shrn_iscd = StrField(7, "STCK_SHRN_ISCD", "주식 단축 종목코드")
     cntg_qty = IntField(8, "CNTG_QTY", "체결 수량")
     cntg_unpr = DecimalField(9, "CNTG_UNPR", "체결단가")
-    stck_cntg_hour = TimeField(10, "STCK_CNTG_HOUR", "주식 체결 시간")
+    stck_cntg_hour = TimeField(10, "STCK_CNTG_HOUR", "주식 체결 시간", tz=KST)
     rfus_yn = StrField(11, "RFUS_YN", "거부여부")
     cntg_yn = StrField(12, "CNTG_YN", "체결여부")
     acpt_yn = StrField(13, "ACPT_YN", "접수여부")
@@ -304,8 +309,8 @@ class H0ZFANC0(Record):
 
     era = "2026-08"
 
-    futs_shrn_iscd = StrField(0, "FUTS_SHRN_ISCD", "선물단축종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업시간")
+    futs_shrn_iscd = RequiredStrField(0, "FUTS_SHRN_ISCD", "선물단축종목코드")
+    bsop_hour = TimeField(1, "BSOP_HOUR", "영업시간", tz=KST)
     antc_cnpr = DecimalField(2, "ANTC_CNPR", "예상체결가")
     antc_cntg_vrss = DecimalField(3, "ANTC_CNTG_VRSS", "예상체결대비")
     antc_cntg_vrss_sign = StrField(4, "ANTC_CNTG_VRSS_SIGN", "예상체결대비부호")
@@ -325,16 +330,16 @@ class H0IFCNT0(Record):
 
     era = "2026-08"
 
-    futs_shrn_iscd = StrField(0, "FUTS_SHRN_ISCD", "선물 단축 종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업 시간")
+    futs_shrn_iscd = RequiredStrField(0, "FUTS_SHRN_ISCD", "선물 단축 종목코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업 시간", tz=KST)
     futs_prdy_vrss = DecimalField(2, "FUTS_PRDY_VRSS", "선물 전일 대비")
     prdy_vrss_sign = StrField(3, "PRDY_VRSS_SIGN", "전일 대비 부호")
     futs_prdy_ctrt = DecimalField(4, "FUTS_PRDY_CTRT", "선물 전일 대비율")
-    futs_prpr = DecimalField(5, "FUTS_PRPR", "선물 현재가")
+    futs_prpr = RequiredDecimalField(5, "FUTS_PRPR", "선물 현재가")
     futs_oprc = DecimalField(6, "FUTS_OPRC", "선물 시가2")
     futs_hgpr = DecimalField(7, "FUTS_HGPR", "선물 최고가")
     futs_lwpr = DecimalField(8, "FUTS_LWPR", "선물 최저가")
-    last_cnqn = IntField(9, "LAST_CNQN", "최종 거래량")
+    last_cnqn = RequiredIntField(9, "LAST_CNQN", "최종 거래량")
     acml_vol = IntField(10, "ACML_VOL", "누적 거래량")
     acml_tr_pbmn = IntField(11, "ACML_TR_PBMN", "누적 거래 대금")
     hts_thpr = DecimalField(12, "HTS_THPR", "HTS 이론가")
@@ -345,13 +350,13 @@ class H0IFCNT0(Record):
     spead_prc = DecimalField(17, "SPEAD_PRC", "스프레드1")
     hts_otst_stpl_qty = IntField(18, "HTS_OTST_STPL_QTY", "HTS 미결제 약정 수량")
     otst_stpl_qty_icdc = IntField(19, "OTST_STPL_QTY_ICDC", "미결제 약정 수량 증감")
-    oprc_hour = TimeField(20, "OPRC_HOUR", "시가 시간")
+    oprc_hour = TimeField(20, "OPRC_HOUR", "시가 시간", tz=KST)
     oprc_vrss_prpr_sign = StrField(21, "OPRC_VRSS_PRPR_SIGN", "시가2 대비 현재가 부호")
     oprc_vrss_nmix_prpr = DecimalField(22, "OPRC_VRSS_NMIX_PRPR", "시가 대비 지수 현재가")
-    hgpr_hour = TimeField(23, "HGPR_HOUR", "최고가 시간")
+    hgpr_hour = TimeField(23, "HGPR_HOUR", "최고가 시간", tz=KST)
     hgpr_vrss_prpr_sign = StrField(24, "HGPR_VRSS_PRPR_SIGN", "최고가 대비 현재가 부호")
     hgpr_vrss_nmix_prpr = DecimalField(25, "HGPR_VRSS_NMIX_PRPR", "최고가 대비 지수 현재가")
-    lwpr_hour = TimeField(26, "LWPR_HOUR", "최저가 시간")
+    lwpr_hour = TimeField(26, "LWPR_HOUR", "최저가 시간", tz=KST)
     lwpr_vrss_prpr_sign = StrField(27, "LWPR_VRSS_PRPR_SIGN", "최저가 대비 현재가 부호")
     lwpr_vrss_nmix_prpr = DecimalField(28, "LWPR_VRSS_NMIX_PRPR", "최저가 대비 지수 현재가")
     shnu_rate = DecimalField(29, "SHNU_RATE", "매수2 비율")
@@ -391,8 +396,8 @@ class H0IFASP0(Record):
 
     era = "2026-08"
 
-    futs_shrn_iscd = StrField(0, "FUTS_SHRN_ISCD", "선물 단축 종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업 시간")
+    futs_shrn_iscd = RequiredStrField(0, "FUTS_SHRN_ISCD", "선물 단축 종목코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업 시간", tz=KST)
     futs_askp1 = DecimalField(2, "FUTS_ASKP1", "선물 매도호가1")
     futs_askp2 = DecimalField(3, "FUTS_ASKP2", "선물 매도호가2")
     futs_askp3 = DecimalField(4, "FUTS_ASKP3", "선물 매도호가3")
@@ -442,28 +447,28 @@ class H0IOCNT0(Record):
 
     era = "2026-08"
 
-    optn_shrn_iscd = StrField(0, "OPTN_SHRN_ISCD", "옵션 단축 종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업 시간")
-    optn_prpr = DecimalField(2, "OPTN_PRPR", "옵션 현재가")
+    optn_shrn_iscd = RequiredStrField(0, "OPTN_SHRN_ISCD", "옵션 단축 종목코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업 시간", tz=KST)
+    optn_prpr = RequiredDecimalField(2, "OPTN_PRPR", "옵션 현재가")
     prdy_vrss_sign = StrField(3, "PRDY_VRSS_SIGN", "전일 대비 부호")
     optn_prdy_vrss = DecimalField(4, "OPTN_PRDY_VRSS", "옵션 전일 대비")
     prdy_ctrt = DecimalField(5, "PRDY_CTRT", "전일 대비율")
     optn_oprc = DecimalField(6, "OPTN_OPRC", "옵션 시가2")
     optn_hgpr = DecimalField(7, "OPTN_HGPR", "옵션 최고가")
     optn_lwpr = DecimalField(8, "OPTN_LWPR", "옵션 최저가")
-    last_cnqn = IntField(9, "LAST_CNQN", "최종 거래량")
+    last_cnqn = RequiredIntField(9, "LAST_CNQN", "최종 거래량")
     acml_vol = IntField(10, "ACML_VOL", "누적 거래량")
     acml_tr_pbmn = IntField(11, "ACML_TR_PBMN", "누적 거래 대금")
     hts_thpr = DecimalField(12, "HTS_THPR", "HTS 이론가")
     hts_otst_stpl_qty = IntField(13, "HTS_OTST_STPL_QTY", "HTS 미결제 약정 수량")
     otst_stpl_qty_icdc = IntField(14, "OTST_STPL_QTY_ICDC", "미결제 약정 수량 증감")
-    oprc_hour = TimeField(15, "OPRC_HOUR", "시가 시간")
+    oprc_hour = TimeField(15, "OPRC_HOUR", "시가 시간", tz=KST)
     oprc_vrss_prpr_sign = StrField(16, "OPRC_VRSS_PRPR_SIGN", "시가2 대비 현재가 부호")
     oprc_vrss_nmix_prpr = DecimalField(17, "OPRC_VRSS_NMIX_PRPR", "시가 대비 지수 현재가")
-    hgpr_hour = TimeField(18, "HGPR_HOUR", "최고가 시간")
+    hgpr_hour = TimeField(18, "HGPR_HOUR", "최고가 시간", tz=KST)
     hgpr_vrss_prpr_sign = StrField(19, "HGPR_VRSS_PRPR_SIGN", "최고가 대비 현재가 부호")
     hgpr_vrss_nmix_prpr = DecimalField(20, "HGPR_VRSS_NMIX_PRPR", "최고가 대비 지수 현재가")
-    lwpr_hour = TimeField(21, "LWPR_HOUR", "최저가 시간")
+    lwpr_hour = TimeField(21, "LWPR_HOUR", "최저가 시간", tz=KST)
     lwpr_vrss_prpr_sign = StrField(22, "LWPR_VRSS_PRPR_SIGN", "최저가 대비 현재가 부호")
     lwpr_vrss_nmix_prpr = DecimalField(23, "LWPR_VRSS_NMIX_PRPR", "최저가 대비 지수 현재가")
     shnu_rate = DecimalField(24, "SHNU_RATE", "매수2 비율")
@@ -516,8 +521,8 @@ class H0IOASP0(Record):
 
     era = "2026-08"
 
-    optn_shrn_iscd = StrField(0, "OPTN_SHRN_ISCD", "옵션 단축 종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업 시간")
+    optn_shrn_iscd = RequiredStrField(0, "OPTN_SHRN_ISCD", "옵션 단축 종목코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업 시간", tz=KST)
     optn_askp1 = DecimalField(2, "OPTN_ASKP1", "옵션 매도호가1")
     optn_askp2 = DecimalField(3, "OPTN_ASKP2", "옵션 매도호가2")
     optn_askp3 = DecimalField(4, "OPTN_ASKP3", "옵션 매도호가3")
@@ -567,8 +572,8 @@ class H0MFASP0(Record):
 
     era = "2026-08"
 
-    futs_shrn_iscd = StrField(0, "FUTS_SHRN_ISCD", "선물 단축 종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업 시간")
+    futs_shrn_iscd = RequiredStrField(0, "FUTS_SHRN_ISCD", "선물 단축 종목코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업 시간", tz=KST)
     futs_askp1 = DecimalField(2, "FUTS_ASKP1", "선물 매도호가1")
     futs_askp2 = DecimalField(3, "FUTS_ASKP2", "선물 매도호가2")
     futs_askp3 = DecimalField(4, "FUTS_ASKP3", "선물 매도호가3")
@@ -618,16 +623,16 @@ class H0MFCNT0(Record):
 
     era = "2026-08"
 
-    futs_shrn_iscd = StrField(0, "FUTS_SHRN_ISCD", "선물 단축 종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업 시간")
+    futs_shrn_iscd = RequiredStrField(0, "FUTS_SHRN_ISCD", "선물 단축 종목코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업 시간", tz=KST)
     futs_prdy_vrss = DecimalField(2, "FUTS_PRDY_VRSS", "선물 전일 대비")
     prdy_vrss_sign = StrField(3, "PRDY_VRSS_SIGN", "전일 대비 부호")
     futs_prdy_ctrt = DecimalField(4, "FUTS_PRDY_CTRT", "선물 전일 대비율")
-    futs_prpr = DecimalField(5, "FUTS_PRPR", "선물 현재가")
+    futs_prpr = RequiredDecimalField(5, "FUTS_PRPR", "선물 현재가")
     futs_oprc = DecimalField(6, "FUTS_OPRC", "선물 시가2")
     futs_hgpr = DecimalField(7, "FUTS_HGPR", "선물 최고가")
     futs_lwpr = DecimalField(8, "FUTS_LWPR", "선물 최저가")
-    last_cnqn = IntField(9, "LAST_CNQN", "최종 거래량")
+    last_cnqn = RequiredIntField(9, "LAST_CNQN", "최종 거래량")
     acml_vol = IntField(10, "ACML_VOL", "누적 거래량")
     acml_tr_pbmn = IntField(11, "ACML_TR_PBMN", "누적 거래 대금")
     hts_thpr = DecimalField(12, "HTS_THPR", "HTS 이론가")
@@ -638,13 +643,13 @@ class H0MFCNT0(Record):
     spead_prc = DecimalField(17, "SPEAD_PRC", "스프레드1")
     hts_otst_stpl_qty = IntField(18, "HTS_OTST_STPL_QTY", "HTS 미결제 약정 수량")
     otst_stpl_qty_icdc = IntField(19, "OTST_STPL_QTY_ICDC", "미결제 약정 수량 증감")
-    oprc_hour = TimeField(20, "OPRC_HOUR", "시가 시간")
+    oprc_hour = TimeField(20, "OPRC_HOUR", "시가 시간", tz=KST)
     oprc_vrss_prpr_sign = StrField(21, "OPRC_VRSS_PRPR_SIGN", "시가2 대비 현재가 부호")
     oprc_vrss_nmix_prpr = DecimalField(22, "OPRC_VRSS_NMIX_PRPR", "시가 대비 지수 현재가")
-    hgpr_hour = TimeField(23, "HGPR_HOUR", "최고가 시간")
+    hgpr_hour = TimeField(23, "HGPR_HOUR", "최고가 시간", tz=KST)
     hgpr_vrss_prpr_sign = StrField(24, "HGPR_VRSS_PRPR_SIGN", "최고가 대비 현재가 부호")
     hgpr_vrss_nmix_prpr = DecimalField(25, "HGPR_VRSS_NMIX_PRPR", "최고가 대비 지수 현재가")
-    lwpr_hour = TimeField(26, "LWPR_HOUR", "최저가 시간")
+    lwpr_hour = TimeField(26, "LWPR_HOUR", "최저가 시간", tz=KST)
     lwpr_vrss_prpr_sign = StrField(27, "LWPR_VRSS_PRPR_SIGN", "최저가 대비 현재가 부호")
     lwpr_vrss_nmix_prpr = DecimalField(28, "LWPR_VRSS_NMIX_PRPR", "최저가 대비 지수 현재가")
     shnu_rate = DecimalField(29, "SHNU_RATE", "매수2 비율")
@@ -683,7 +688,7 @@ class H0MFCNI0(Record):
 
     era = "2026-08"
 
-    cust_id = StrField(0, "CUST_ID", "고객 ID")
+    cust_id = RequiredStrField(0, "CUST_ID", "고객 ID")
     acnt_no = StrField(1, "ACNT_NO", "계좌번호")
     oder_no = StrField(2, "ODER_NO", "주문번호")
     ooder_no = StrField(3, "OODER_NO", "원주문번호")
@@ -693,7 +698,7 @@ class H0MFCNI0(Record):
     stck_shrn_iscd = StrField(7, "STCK_SHRN_ISCD", "주식 단축 종목코드")
     cntg_qty = IntField(8, "CNTG_QTY", "체결 수량")
     cntg_unpr = DecimalField(9, "CNTG_UNPR", "체결단가")
-    stck_cntg_hour = TimeField(10, "STCK_CNTG_HOUR", "주식 체결 시간")
+    stck_cntg_hour = TimeField(10, "STCK_CNTG_HOUR", "주식 체결 시간", tz=KST)
     rfus_yn = StrField(11, "RFUS_YN", "거부여부")
     cntg_yn = StrField(12, "CNTG_YN", "체결여부")
     acpt_yn = StrField(13, "ACPT_YN", "접수여부")
@@ -717,8 +722,8 @@ class H0EUASP0(Record):
 
     era = "2026-08"
 
-    optn_shrn_iscd = StrField(0, "OPTN_SHRN_ISCD", "옵션단축종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업시간")
+    optn_shrn_iscd = RequiredStrField(0, "OPTN_SHRN_ISCD", "옵션단축종목코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업시간", tz=KST)
     optn_askp1 = DecimalField(2, "OPTN_ASKP1", "옵션매도호가1")
     optn_askp2 = DecimalField(3, "OPTN_ASKP2", "옵션매도호가2")
     optn_askp3 = DecimalField(4, "OPTN_ASKP3", "옵션매도호가3")
@@ -768,28 +773,28 @@ class H0EUCNT0(Record):
 
     era = "2026-08"
 
-    optn_shrn_iscd = StrField(0, "OPTN_SHRN_ISCD", "옵션단축종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업시간")
-    optn_prpr = DecimalField(2, "OPTN_PRPR", "옵션현재가")
+    optn_shrn_iscd = RequiredStrField(0, "OPTN_SHRN_ISCD", "옵션단축종목코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업시간", tz=KST)
+    optn_prpr = RequiredDecimalField(2, "OPTN_PRPR", "옵션현재가")
     prdy_vrss_sign = StrField(3, "PRDY_VRSS_SIGN", "전일대비부호")
     optn_prdy_vrss = DecimalField(4, "OPTN_PRDY_VRSS", "옵션전일대비")
     prdy_ctrt = DecimalField(5, "PRDY_CTRT", "전일대비율")
     optn_oprc = DecimalField(6, "OPTN_OPRC", "옵션시가2")
     optn_hgpr = DecimalField(7, "OPTN_HGPR", "옵션최고가")
     optn_lwpr = DecimalField(8, "OPTN_LWPR", "옵션최저가")
-    last_cnqn = IntField(9, "LAST_CNQN", "최종거래량")
+    last_cnqn = RequiredIntField(9, "LAST_CNQN", "최종거래량")
     acml_vol = IntField(10, "ACML_VOL", "누적거래량")
     acml_tr_pbmn = IntField(11, "ACML_TR_PBMN", "누적거래대금")
     hts_thpr = DecimalField(12, "HTS_THPR", "HTS이론가")
     hts_otst_stpl_qty = IntField(13, "HTS_OTST_STPL_QTY", "HTS미결제약정수량")
     otst_stpl_qty_icdc = IntField(14, "OTST_STPL_QTY_ICDC", "미결제약정수량증감")
-    oprc_hour = TimeField(15, "OPRC_HOUR", "시가시간")
+    oprc_hour = TimeField(15, "OPRC_HOUR", "시가시간", tz=KST)
     oprc_vrss_prpr_sign = StrField(16, "OPRC_VRSS_PRPR_SIGN", "시가2대비현재가부호")
     oprc_vrss_nmix_prpr = DecimalField(17, "OPRC_VRSS_NMIX_PRPR", "시가대비지수현재가")
-    hgpr_hour = TimeField(18, "HGPR_HOUR", "최고가시간")
+    hgpr_hour = TimeField(18, "HGPR_HOUR", "최고가시간", tz=KST)
     hgpr_vrss_prpr_sign = StrField(19, "HGPR_VRSS_PRPR_SIGN", "최고가대비현재가부호")
     hgpr_vrss_nmix_prpr = DecimalField(20, "HGPR_VRSS_NMIX_PRPR", "최고가대비지수현재가")
-    lwpr_hour = TimeField(21, "LWPR_HOUR", "최저가시간")
+    lwpr_hour = TimeField(21, "LWPR_HOUR", "최저가시간", tz=KST)
     lwpr_vrss_prpr_sign = StrField(22, "LWPR_VRSS_PRPR_SIGN", "최저가대비현재가부호")
     lwpr_vrss_nmix_prpr = DecimalField(23, "LWPR_VRSS_NMIX_PRPR", "최저가대비지수현재가")
     shnu_rate = DecimalField(24, "SHNU_RATE", "매수2비율")
@@ -840,8 +845,8 @@ class H0EUANC0(Record):
 
     era = "2026-08"
 
-    optn_shrn_iscd = StrField(0, "OPTN_SHRN_ISCD", "옵션단축종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업시간")
+    optn_shrn_iscd = RequiredStrField(0, "OPTN_SHRN_ISCD", "옵션단축종목코드")
+    bsop_hour = TimeField(1, "BSOP_HOUR", "영업시간", tz=KST)
     antc_cnpr = DecimalField(2, "ANTC_CNPR", "예상체결가")
     antc_cntg_vrss = DecimalField(3, "ANTC_CNTG_VRSS", "예상체결대비")
     antc_cntg_vrss_sign = StrField(4, "ANTC_CNTG_VRSS_SIGN", "예상체결대비부호")
@@ -861,7 +866,7 @@ class H0EUCNI0(Record):
 
     era = "2026-08"
 
-    cust_id = StrField(0, "CUST_ID", "고객 ID")
+    cust_id = RequiredStrField(0, "CUST_ID", "고객 ID")
     acnt_no = StrField(1, "ACNT_NO", "계좌번호")
     oder_no = StrField(2, "ODER_NO", "주문번호")
     ooder_no = StrField(3, "OODER_NO", "원주문번호")
@@ -871,7 +876,7 @@ class H0EUCNI0(Record):
     stck_shrn_iscd = StrField(7, "STCK_SHRN_ISCD", "주식 단축 종목코드")
     cntg_qty = IntField(8, "CNTG_QTY", "체결 수량")
     cntg_unpr = DecimalField(9, "CNTG_UNPR", "체결단가")
-    stck_cntg_hour = TimeField(10, "STCK_CNTG_HOUR", "주식 체결 시간")
+    stck_cntg_hour = TimeField(10, "STCK_CNTG_HOUR", "주식 체결 시간", tz=KST)
     rfus_yn = StrField(11, "RFUS_YN", "거부여부")
     cntg_yn = StrField(12, "CNTG_YN", "체결여부")
     acpt_yn = StrField(13, "ACPT_YN", "접수여부")
@@ -895,8 +900,8 @@ class H0ZOANC0(Record):
 
     era = "2026-08"
 
-    optn_shrn_iscd = StrField(0, "OPTN_SHRN_ISCD", "옵션단축종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업시간")
+    optn_shrn_iscd = RequiredStrField(0, "OPTN_SHRN_ISCD", "옵션단축종목코드")
+    bsop_hour = TimeField(1, "BSOP_HOUR", "영업시간", tz=KST)
     antc_cnpr = DecimalField(2, "ANTC_CNPR", "예상체결가")
     antc_cntg_vrss = DecimalField(3, "ANTC_CNTG_VRSS", "예상체결대비")
     antc_cntg_vrss_sign = StrField(4, "ANTC_CNTG_VRSS_SIGN", "예상체결대비부호")
@@ -915,16 +920,16 @@ class H0ZFCNT0(Record):
 
     era = "2026-08"
 
-    futs_shrn_iscd = StrField(0, "FUTS_SHRN_ISCD", "선물단축종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업시간")
-    stck_prpr = DecimalField(2, "STCK_PRPR", "주식현재가")
+    futs_shrn_iscd = RequiredStrField(0, "FUTS_SHRN_ISCD", "선물단축종목코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업시간", tz=KST)
+    stck_prpr = RequiredDecimalField(2, "STCK_PRPR", "주식현재가")
     prdy_vrss_sign = StrField(3, "PRDY_VRSS_SIGN", "전일대비부호")
     prdy_vrss = DecimalField(4, "PRDY_VRSS", "전일대비")
     futs_prdy_ctrt = DecimalField(5, "FUTS_PRDY_CTRT", "선물전일대비율")
     stck_oprc = DecimalField(6, "STCK_OPRC", "주식시가2")
     stck_hgpr = DecimalField(7, "STCK_HGPR", "주식최고가")
     stck_lwpr = DecimalField(8, "STCK_LWPR", "주식최저가")
-    last_cnqn = IntField(9, "LAST_CNQN", "최종거래량")
+    last_cnqn = RequiredIntField(9, "LAST_CNQN", "최종거래량")
     acml_vol = IntField(10, "ACML_VOL", "누적거래량")
     acml_tr_pbmn = IntField(11, "ACML_TR_PBMN", "누적거래대금")
     hts_thpr = DecimalField(12, "HTS_THPR", "HTS이론가")
@@ -935,13 +940,13 @@ class H0ZFCNT0(Record):
     spead_prc = DecimalField(17, "SPEAD_PRC", "스프레드1")
     hts_otst_stpl_qty = IntField(18, "HTS_OTST_STPL_QTY", "HTS미결제약정수량")
     otst_stpl_qty_icdc = IntField(19, "OTST_STPL_QTY_ICDC", "미결제약정수량증감")
-    oprc_hour = TimeField(20, "OPRC_HOUR", "시가시간")
+    oprc_hour = TimeField(20, "OPRC_HOUR", "시가시간", tz=KST)
     oprc_vrss_prpr_sign = StrField(21, "OPRC_VRSS_PRPR_SIGN", "시가2대비현재가부호")
     oprc_vrss_prpr = DecimalField(22, "OPRC_VRSS_PRPR", "시가2대비현재가")
-    hgpr_hour = TimeField(23, "HGPR_HOUR", "최고가시간")
+    hgpr_hour = TimeField(23, "HGPR_HOUR", "최고가시간", tz=KST)
     hgpr_vrss_prpr_sign = StrField(24, "HGPR_VRSS_PRPR_SIGN", "최고가대비현재가부호")
     hgpr_vrss_prpr = DecimalField(25, "HGPR_VRSS_PRPR", "최고가대비현재가")
-    lwpr_hour = TimeField(26, "LWPR_HOUR", "최저가시간")
+    lwpr_hour = TimeField(26, "LWPR_HOUR", "최저가시간", tz=KST)
     lwpr_vrss_prpr_sign = StrField(27, "LWPR_VRSS_PRPR_SIGN", "최저가대비현재가부호")
     lwpr_vrss_prpr = DecimalField(28, "LWPR_VRSS_PRPR", "최저가대비현재가")
     shnu_rate = DecimalField(29, "SHNU_RATE", "매수2비율")
@@ -980,8 +985,8 @@ class H0ZFASP0(Record):
 
     era = "2026-08"
 
-    futs_shrn_iscd = StrField(0, "FUTS_SHRN_ISCD", "선물단축종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업시간")
+    futs_shrn_iscd = RequiredStrField(0, "FUTS_SHRN_ISCD", "선물단축종목코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업시간", tz=KST)
     askp1 = DecimalField(2, "ASKP1", "매도호가1")
     askp2 = DecimalField(3, "ASKP2", "매도호가2")
     askp3 = DecimalField(4, "ASKP3", "매도호가3")
@@ -1061,8 +1066,8 @@ class H0ZOASP0(Record):
 
     era = "2026-08"
 
-    optn_shrn_iscd = StrField(0, "OPTN_SHRN_ISCD", "종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업시간")
+    optn_shrn_iscd = RequiredStrField(0, "OPTN_SHRN_ISCD", "종목코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업시간", tz=KST)
     optn_askp1 = DecimalField(2, "OPTN_ASKP1", "옵션매도호가1")
     optn_askp2 = DecimalField(3, "OPTN_ASKP2", "옵션매도호가2")
     optn_askp3 = DecimalField(4, "OPTN_ASKP3", "옵션매도호가3")
@@ -1142,28 +1147,28 @@ class H0ZOCNT0(Record):
 
     era = "2026-08"
 
-    optn_shrn_iscd = StrField(0, "OPTN_SHRN_ISCD", "종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업시간")
-    optn_prpr = DecimalField(2, "OPTN_PRPR", "옵션현재가")
+    optn_shrn_iscd = RequiredStrField(0, "OPTN_SHRN_ISCD", "종목코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업시간", tz=KST)
+    optn_prpr = RequiredDecimalField(2, "OPTN_PRPR", "옵션현재가")
     prdy_vrss_sign = StrField(3, "PRDY_VRSS_SIGN", "전일대비부호")
     optn_prdy_vrss = DecimalField(4, "OPTN_PRDY_VRSS", "옵션전일대비")
     prdy_ctrt = DecimalField(5, "PRDY_CTRT", "전일대비율")
     optn_oprc = DecimalField(6, "OPTN_OPRC", "옵션시가2")
     optn_hgpr = DecimalField(7, "OPTN_HGPR", "옵션최고가")
     optn_lwpr = DecimalField(8, "OPTN_LWPR", "옵션최저가")
-    last_cnqn = IntField(9, "LAST_CNQN", "최종거래량")
+    last_cnqn = RequiredIntField(9, "LAST_CNQN", "최종거래량")
     acml_vol = IntField(10, "ACML_VOL", "누적거래량")
     acml_tr_pbmn = IntField(11, "ACML_TR_PBMN", "누적거래대금")
     hts_thpr = DecimalField(12, "HTS_THPR", "HTS이론가")
     hts_otst_stpl_qty = IntField(13, "HTS_OTST_STPL_QTY", "HTS미결제약정수량")
     otst_stpl_qty_icdc = IntField(14, "OTST_STPL_QTY_ICDC", "미결제약정수량증감")
-    oprc_hour = TimeField(15, "OPRC_HOUR", "시가시간")
+    oprc_hour = TimeField(15, "OPRC_HOUR", "시가시간", tz=KST)
     oprc_vrss_prpr_sign = StrField(16, "OPRC_VRSS_PRPR_SIGN", "시가2대비현재가부호")
     oprc_vrss_nmix_prpr = DecimalField(17, "OPRC_VRSS_NMIX_PRPR", "시가대비지수현재가")
-    hgpr_hour = TimeField(18, "HGPR_HOUR", "최고가시간")
+    hgpr_hour = TimeField(18, "HGPR_HOUR", "최고가시간", tz=KST)
     hgpr_vrss_prpr_sign = StrField(19, "HGPR_VRSS_PRPR_SIGN", "최고가대비현재가부호")
     hgpr_vrss_nmix_prpr = DecimalField(20, "HGPR_VRSS_NMIX_PRPR", "최고가대비지수현재가")
-    lwpr_hour = TimeField(21, "LWPR_HOUR", "최저가시간")
+    lwpr_hour = TimeField(21, "LWPR_HOUR", "최저가시간", tz=KST)
     lwpr_vrss_prpr_sign = StrField(22, "LWPR_VRSS_PRPR_SIGN", "최저가대비현재가부호")
     lwpr_vrss_nmix_prpr = DecimalField(23, "LWPR_VRSS_NMIX_PRPR", "최저가대비지수현재가")
     shnu_rate = DecimalField(24, "SHNU_RATE", "매수2비율")
@@ -1213,8 +1218,8 @@ class H0STASP0(Record):
 
     era = "2026-09"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업 시간")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업 시간", tz=KST)
     hour_cls_code = StrField(2, "HOUR_CLS_CODE", "시간 구분 코드")
     askp1 = IntField(3, "ASKP1", "매도호가1")
     askp2 = IntField(4, "ASKP2", "매도호가2")
@@ -1292,8 +1297,8 @@ class H0STASP0_2026_08(H0STASP0):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업 시간")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업 시간", tz=KST)
     hour_cls_code = StrField(2, "HOUR_CLS_CODE", "시간 구분 코드")
     askp1 = IntField(3, "ASKP1", "매도호가1")
     askp2 = IntField(4, "ASKP2", "매도호가2")
@@ -1371,8 +1376,8 @@ class H0STASP0_2026_08_MID(H0STASP0):
 
     era = "2026-08+mid"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업 시간")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업 시간", tz=KST)
     hour_cls_code = StrField(2, "HOUR_CLS_CODE", "시간 구분 코드")
     askp1 = IntField(3, "ASKP1", "매도호가1")
     askp2 = IntField(4, "ASKP2", "매도호가2")
@@ -1450,8 +1455,8 @@ class H0NXASP0(Record):
 
     era = "2026-09"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업 시간")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업 시간", tz=KST)
     hour_cls_code = StrField(2, "HOUR_CLS_CODE", "시간 구분 코드")
     askp1 = IntField(3, "ASKP1", "매도호가1")
     askp2 = IntField(4, "ASKP2", "매도호가2")
@@ -1527,8 +1532,8 @@ class H0NXASP0_2026_08(H0NXASP0):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업 시간")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업 시간", tz=KST)
     hour_cls_code = StrField(2, "HOUR_CLS_CODE", "시간 구분 코드")
     askp1 = IntField(3, "ASKP1", "매도호가1")
     askp2 = IntField(4, "ASKP2", "매도호가2")
@@ -1607,8 +1612,8 @@ class H0UNASP0(Record):
 
     era = "2026-09"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업 시간")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업 시간", tz=KST)
     hour_cls_code = StrField(2, "HOUR_CLS_CODE", "시간 구분 코드")
     askp1 = IntField(3, "ASKP1", "매도호가1")
     askp2 = IntField(4, "ASKP2", "매도호가2")
@@ -1688,8 +1693,8 @@ class H0UNASP0_2026_08(H0UNASP0):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업 시간")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업 시간", tz=KST)
     hour_cls_code = StrField(2, "HOUR_CLS_CODE", "시간 구분 코드")
     askp1 = IntField(3, "ASKP1", "매도호가1")
     askp2 = IntField(4, "ASKP2", "매도호가2")
@@ -1769,9 +1774,9 @@ class H0STCNT0(Record):
 
     era = "2026-09"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
-    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식 체결 시간")
-    stck_prpr = IntField(2, "STCK_PRPR", "주식 현재가")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
+    stck_cntg_hour = RequiredTimeField(1, "STCK_CNTG_HOUR", "주식 체결 시간", tz=KST)
+    stck_prpr = RequiredIntField(2, "STCK_PRPR", "주식 현재가")
     prdy_vrss_sign = StrField(3, "PRDY_VRSS_SIGN", "전일 대비 부호")
     prdy_vrss = IntField(4, "PRDY_VRSS", "전일 대비")
     prdy_ctrt = DecimalField(5, "PRDY_CTRT", "전일 대비율")
@@ -1781,7 +1786,7 @@ class H0STCNT0(Record):
     stck_lwpr = IntField(9, "STCK_LWPR", "주식 최저가")
     askp1 = IntField(10, "ASKP1", "매도호가1")
     bidp1 = IntField(11, "BIDP1", "매수호가1")
-    cntg_vol = IntField(12, "CNTG_VOL", "체결 거래량")
+    cntg_vol = RequiredIntField(12, "CNTG_VOL", "체결 거래량")
     acml_vol = IntField(13, "ACML_VOL", "누적 거래량")
     acml_tr_pbmn = IntField(14, "ACML_TR_PBMN", "누적 거래 대금")
     seln_cntg_csnu = IntField(15, "SELN_CNTG_CSNU", "매도 체결 건수")
@@ -1793,13 +1798,13 @@ class H0STCNT0(Record):
     ccld_dvsn = StrField(21, "CCLD_DVSN", "체결구분")
     shnu_rate = DecimalField(22, "SHNU_RATE", "매수비율")
     prdy_vol_vrss_acml_vol_rate = DecimalField(23, "PRDY_VOL_VRSS_ACML_VOL_RATE", "전일 거래량 대비 등락율")
-    oprc_hour = TimeField(24, "OPRC_HOUR", "시가 시간")
+    oprc_hour = TimeField(24, "OPRC_HOUR", "시가 시간", tz=KST)
     oprc_vrss_prpr_sign = StrField(25, "OPRC_VRSS_PRPR_SIGN", "시가대비구분")
     oprc_vrss_prpr = IntField(26, "OPRC_VRSS_PRPR", "시가대비")
-    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가 시간")
+    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가 시간", tz=KST)
     hgpr_vrss_prpr_sign = StrField(28, "HGPR_VRSS_PRPR_SIGN", "고가대비구분")
     hgpr_vrss_prpr = IntField(29, "HGPR_VRSS_PRPR", "고가대비")
-    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가 시간")
+    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가 시간", tz=KST)
     lwpr_vrss_prpr_sign = StrField(31, "LWPR_VRSS_PRPR_SIGN", "저가대비구분")
     lwpr_vrss_prpr = IntField(32, "LWPR_VRSS_PRPR", "저가대비")
     bsop_date = DateField(33, "BSOP_DATE", "영업 일자")
@@ -1835,9 +1840,9 @@ class H0STCNT0_2026_08(H0STCNT0):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
-    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식 체결 시간")
-    stck_prpr = IntField(2, "STCK_PRPR", "주식 현재가")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
+    stck_cntg_hour = RequiredTimeField(1, "STCK_CNTG_HOUR", "주식 체결 시간", tz=KST)
+    stck_prpr = RequiredIntField(2, "STCK_PRPR", "주식 현재가")
     prdy_vrss_sign = StrField(3, "PRDY_VRSS_SIGN", "전일 대비 부호")
     prdy_vrss = IntField(4, "PRDY_VRSS", "전일 대비")
     prdy_ctrt = DecimalField(5, "PRDY_CTRT", "전일 대비율")
@@ -1847,7 +1852,7 @@ class H0STCNT0_2026_08(H0STCNT0):
     stck_lwpr = IntField(9, "STCK_LWPR", "주식 최저가")
     askp1 = IntField(10, "ASKP1", "매도호가1")
     bidp1 = IntField(11, "BIDP1", "매수호가1")
-    cntg_vol = IntField(12, "CNTG_VOL", "체결 거래량")
+    cntg_vol = RequiredIntField(12, "CNTG_VOL", "체결 거래량")
     acml_vol = IntField(13, "ACML_VOL", "누적 거래량")
     acml_tr_pbmn = IntField(14, "ACML_TR_PBMN", "누적 거래 대금")
     seln_cntg_csnu = IntField(15, "SELN_CNTG_CSNU", "매도 체결 건수")
@@ -1859,13 +1864,13 @@ class H0STCNT0_2026_08(H0STCNT0):
     ccld_dvsn = StrField(21, "CCLD_DVSN", "체결구분")
     shnu_rate = DecimalField(22, "SHNU_RATE", "매수비율")
     prdy_vol_vrss_acml_vol_rate = DecimalField(23, "PRDY_VOL_VRSS_ACML_VOL_RATE", "전일 거래량 대비 등락율")
-    oprc_hour = TimeField(24, "OPRC_HOUR", "시가 시간")
+    oprc_hour = TimeField(24, "OPRC_HOUR", "시가 시간", tz=KST)
     oprc_vrss_prpr_sign = StrField(25, "OPRC_VRSS_PRPR_SIGN", "시가대비구분")
     oprc_vrss_prpr = IntField(26, "OPRC_VRSS_PRPR", "시가대비")
-    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가 시간")
+    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가 시간", tz=KST)
     hgpr_vrss_prpr_sign = StrField(28, "HGPR_VRSS_PRPR_SIGN", "고가대비구분")
     hgpr_vrss_prpr = IntField(29, "HGPR_VRSS_PRPR", "고가대비")
-    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가 시간")
+    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가 시간", tz=KST)
     lwpr_vrss_prpr_sign = StrField(31, "LWPR_VRSS_PRPR_SIGN", "저가대비구분")
     lwpr_vrss_prpr = IntField(32, "LWPR_VRSS_PRPR", "저가대비")
     bsop_date = DateField(33, "BSOP_DATE", "영업 일자")
@@ -1899,7 +1904,7 @@ class H0STCNI0(Record):
 
     era = "2026-08"
 
-    cust_id = StrField(0, "CUST_ID", "고객 ID")
+    cust_id = RequiredStrField(0, "CUST_ID", "고객 ID")
     acnt_no = StrField(1, "ACNT_NO", "계좌번호")
     oder_no = StrField(2, "ODER_NO", "주문번호")
     ooder_no = StrField(3, "OODER_NO", "원주문번호")
@@ -1910,7 +1915,7 @@ class H0STCNI0(Record):
     stck_shrn_iscd = StrField(8, "STCK_SHRN_ISCD", "종목코드")
     cntg_qty = IntField(9, "CNTG_QTY", "체결수량")
     cntg_unpr = IntField(10, "CNTG_UNPR", "체결단가")
-    stck_cntg_hour = TimeField(11, "STCK_CNTG_HOUR", "주식체결시간")
+    stck_cntg_hour = TimeField(11, "STCK_CNTG_HOUR", "주식체결시간", tz=KST)
     rfus_yn = StrField(12, "RFUS_YN", "거부여부")
     cntg_yn = StrField(13, "CNTG_YN", "체결여부")
     acpt_yn = StrField(14, "ACPT_YN", "접수여부")
@@ -1942,9 +1947,9 @@ class H0NXCNT0(Record):
 
     era = "2026-09"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
-    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식 체결 시간")
-    stck_prpr = IntField(2, "STCK_PRPR", "주식 현재가")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
+    stck_cntg_hour = RequiredTimeField(1, "STCK_CNTG_HOUR", "주식 체결 시간", tz=KST)
+    stck_prpr = RequiredIntField(2, "STCK_PRPR", "주식 현재가")
     prdy_vrss_sign = StrField(3, "PRDY_VRSS_SIGN", "전일 대비 부호")
     prdy_vrss = IntField(4, "PRDY_VRSS", "전일 대비")
     prdy_ctrt = DecimalField(5, "PRDY_CTRT", "전일 대비율")
@@ -1954,7 +1959,7 @@ class H0NXCNT0(Record):
     stck_lwpr = IntField(9, "STCK_LWPR", "주식 최저가")
     askp1 = IntField(10, "ASKP1", "매도호가1")
     bidp1 = IntField(11, "BIDP1", "매수호가1")
-    cntg_vol = IntField(12, "CNTG_VOL", "체결 거래량")
+    cntg_vol = RequiredIntField(12, "CNTG_VOL", "체결 거래량")
     acml_vol = IntField(13, "ACML_VOL", "누적 거래량")
     acml_tr_pbmn = IntField(14, "ACML_TR_PBMN", "누적 거래 대금")
     seln_cntg_csnu = IntField(15, "SELN_CNTG_CSNU", "매도 체결 건수")
@@ -1966,13 +1971,13 @@ class H0NXCNT0(Record):
     cntg_cls_code = StrField(21, "CNTG_CLS_CODE", "체결구분")
     shnu_rate = DecimalField(22, "SHNU_RATE", "매수비율")
     prdy_vol_vrss_acml_vol_rate = DecimalField(23, "PRDY_VOL_VRSS_ACML_VOL_RATE", "전일 거래량 대비 등락율")
-    oprc_hour = TimeField(24, "OPRC_HOUR", "시가 시간")
+    oprc_hour = TimeField(24, "OPRC_HOUR", "시가 시간", tz=KST)
     oprc_vrss_prpr_sign = StrField(25, "OPRC_VRSS_PRPR_SIGN", "시가대비구분")
     oprc_vrss_prpr = IntField(26, "OPRC_VRSS_PRPR", "시가대비")
-    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가 시간")
+    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가 시간", tz=KST)
     hgpr_vrss_prpr_sign = StrField(28, "HGPR_VRSS_PRPR_SIGN", "고가대비구분")
     hgpr_vrss_prpr = IntField(29, "HGPR_VRSS_PRPR", "고가대비")
-    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가 시간")
+    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가 시간", tz=KST)
     lwpr_vrss_prpr_sign = StrField(31, "LWPR_VRSS_PRPR_SIGN", "저가대비구분")
     lwpr_vrss_prpr = IntField(32, "LWPR_VRSS_PRPR", "저가대비")
     bsop_date = DateField(33, "BSOP_DATE", "영업 일자")
@@ -2008,9 +2013,9 @@ class H0NXCNT0_2026_08(H0NXCNT0):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
-    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식 체결 시간")
-    stck_prpr = IntField(2, "STCK_PRPR", "주식 현재가")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
+    stck_cntg_hour = RequiredTimeField(1, "STCK_CNTG_HOUR", "주식 체결 시간", tz=KST)
+    stck_prpr = RequiredIntField(2, "STCK_PRPR", "주식 현재가")
     prdy_vrss_sign = StrField(3, "PRDY_VRSS_SIGN", "전일 대비 부호")
     prdy_vrss = IntField(4, "PRDY_VRSS", "전일 대비")
     prdy_ctrt = DecimalField(5, "PRDY_CTRT", "전일 대비율")
@@ -2020,7 +2025,7 @@ class H0NXCNT0_2026_08(H0NXCNT0):
     stck_lwpr = IntField(9, "STCK_LWPR", "주식 최저가")
     askp1 = IntField(10, "ASKP1", "매도호가1")
     bidp1 = IntField(11, "BIDP1", "매수호가1")
-    cntg_vol = IntField(12, "CNTG_VOL", "체결 거래량")
+    cntg_vol = RequiredIntField(12, "CNTG_VOL", "체결 거래량")
     acml_vol = IntField(13, "ACML_VOL", "누적 거래량")
     acml_tr_pbmn = IntField(14, "ACML_TR_PBMN", "누적 거래 대금")
     seln_cntg_csnu = IntField(15, "SELN_CNTG_CSNU", "매도 체결 건수")
@@ -2032,13 +2037,13 @@ class H0NXCNT0_2026_08(H0NXCNT0):
     cntg_cls_code = StrField(21, "CNTG_CLS_CODE", "체결구분")
     shnu_rate = DecimalField(22, "SHNU_RATE", "매수비율")
     prdy_vol_vrss_acml_vol_rate = DecimalField(23, "PRDY_VOL_VRSS_ACML_VOL_RATE", "전일 거래량 대비 등락율")
-    oprc_hour = TimeField(24, "OPRC_HOUR", "시가 시간")
+    oprc_hour = TimeField(24, "OPRC_HOUR", "시가 시간", tz=KST)
     oprc_vrss_prpr_sign = StrField(25, "OPRC_VRSS_PRPR_SIGN", "시가대비구분")
     oprc_vrss_prpr = IntField(26, "OPRC_VRSS_PRPR", "시가대비")
-    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가 시간")
+    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가 시간", tz=KST)
     hgpr_vrss_prpr_sign = StrField(28, "HGPR_VRSS_PRPR_SIGN", "고가대비구분")
     hgpr_vrss_prpr = IntField(29, "HGPR_VRSS_PRPR", "고가대비")
-    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가 시간")
+    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가 시간", tz=KST)
     lwpr_vrss_prpr_sign = StrField(31, "LWPR_VRSS_PRPR_SIGN", "저가대비구분")
     lwpr_vrss_prpr = IntField(32, "LWPR_VRSS_PRPR", "저가대비")
     bsop_date = DateField(33, "BSOP_DATE", "영업 일자")
@@ -2074,9 +2079,9 @@ class H0UNCNT0(Record):
 
     era = "2026-09"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
-    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식 체결 시간")
-    stck_prpr = IntField(2, "STCK_PRPR", "주식 현재가")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
+    stck_cntg_hour = RequiredTimeField(1, "STCK_CNTG_HOUR", "주식 체결 시간", tz=KST)
+    stck_prpr = RequiredIntField(2, "STCK_PRPR", "주식 현재가")
     prdy_vrss_sign = StrField(3, "PRDY_VRSS_SIGN", "전일 대비 부호")
     prdy_vrss = IntField(4, "PRDY_VRSS", "전일 대비")
     prdy_ctrt = DecimalField(5, "PRDY_CTRT", "전일 대비율")
@@ -2086,7 +2091,7 @@ class H0UNCNT0(Record):
     stck_lwpr = IntField(9, "STCK_LWPR", "주식 최저가")
     askp1 = IntField(10, "ASKP1", "매도호가1")
     bidp1 = IntField(11, "BIDP1", "매수호가1")
-    cntg_vol = IntField(12, "CNTG_VOL", "체결 거래량")
+    cntg_vol = RequiredIntField(12, "CNTG_VOL", "체결 거래량")
     acml_vol = IntField(13, "ACML_VOL", "누적 거래량")
     acml_tr_pbmn = IntField(14, "ACML_TR_PBMN", "누적 거래 대금")
     seln_cntg_csnu = IntField(15, "SELN_CNTG_CSNU", "매도 체결 건수")
@@ -2098,13 +2103,13 @@ class H0UNCNT0(Record):
     cntg_cls_code = StrField(21, "CNTG_CLS_CODE", "체결구분")
     shnu_rate = DecimalField(22, "SHNU_RATE", "매수비율")
     prdy_vol_vrss_acml_vol_rate = DecimalField(23, "PRDY_VOL_VRSS_ACML_VOL_RATE", "전일 거래량 대비 등락율")
-    oprc_hour = TimeField(24, "OPRC_HOUR", "시가 시간")
+    oprc_hour = TimeField(24, "OPRC_HOUR", "시가 시간", tz=KST)
     oprc_vrss_prpr_sign = StrField(25, "OPRC_VRSS_PRPR_SIGN", "시가대비구분")
     oprc_vrss_prpr = IntField(26, "OPRC_VRSS_PRPR", "시가대비")
-    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가 시간")
+    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가 시간", tz=KST)
     hgpr_vrss_prpr_sign = StrField(28, "HGPR_VRSS_PRPR_SIGN", "고가대비구분")
     hgpr_vrss_prpr = IntField(29, "HGPR_VRSS_PRPR", "고가대비")
-    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가 시간")
+    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가 시간", tz=KST)
     lwpr_vrss_prpr_sign = StrField(31, "LWPR_VRSS_PRPR_SIGN", "저가대비구분")
     lwpr_vrss_prpr = IntField(32, "LWPR_VRSS_PRPR", "저가대비")
     bsop_date = DateField(33, "BSOP_DATE", "영업 일자")
@@ -2140,9 +2145,9 @@ class H0UNCNT0_2026_08(H0UNCNT0):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
-    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식 체결 시간")
-    stck_prpr = IntField(2, "STCK_PRPR", "주식 현재가")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
+    stck_cntg_hour = RequiredTimeField(1, "STCK_CNTG_HOUR", "주식 체결 시간", tz=KST)
+    stck_prpr = RequiredIntField(2, "STCK_PRPR", "주식 현재가")
     prdy_vrss_sign = StrField(3, "PRDY_VRSS_SIGN", "전일 대비 부호")
     prdy_vrss = IntField(4, "PRDY_VRSS", "전일 대비")
     prdy_ctrt = DecimalField(5, "PRDY_CTRT", "전일 대비율")
@@ -2152,7 +2157,7 @@ class H0UNCNT0_2026_08(H0UNCNT0):
     stck_lwpr = IntField(9, "STCK_LWPR", "주식 최저가")
     askp1 = IntField(10, "ASKP1", "매도호가1")
     bidp1 = IntField(11, "BIDP1", "매수호가1")
-    cntg_vol = IntField(12, "CNTG_VOL", "체결 거래량")
+    cntg_vol = RequiredIntField(12, "CNTG_VOL", "체결 거래량")
     acml_vol = IntField(13, "ACML_VOL", "누적 거래량")
     acml_tr_pbmn = IntField(14, "ACML_TR_PBMN", "누적 거래 대금")
     seln_cntg_csnu = IntField(15, "SELN_CNTG_CSNU", "매도 체결 건수")
@@ -2164,13 +2169,13 @@ class H0UNCNT0_2026_08(H0UNCNT0):
     cntg_cls_code = StrField(21, "CNTG_CLS_CODE", "체결구분")
     shnu_rate = DecimalField(22, "SHNU_RATE", "매수비율")
     prdy_vol_vrss_acml_vol_rate = DecimalField(23, "PRDY_VOL_VRSS_ACML_VOL_RATE", "전일 거래량 대비 등락율")
-    oprc_hour = TimeField(24, "OPRC_HOUR", "시가 시간")
+    oprc_hour = TimeField(24, "OPRC_HOUR", "시가 시간", tz=KST)
     oprc_vrss_prpr_sign = StrField(25, "OPRC_VRSS_PRPR_SIGN", "시가대비구분")
     oprc_vrss_prpr = IntField(26, "OPRC_VRSS_PRPR", "시가대비")
-    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가 시간")
+    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가 시간", tz=KST)
     hgpr_vrss_prpr_sign = StrField(28, "HGPR_VRSS_PRPR_SIGN", "고가대비구분")
     hgpr_vrss_prpr = IntField(29, "HGPR_VRSS_PRPR", "고가대비")
-    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가 시간")
+    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가 시간", tz=KST)
     lwpr_vrss_prpr_sign = StrField(31, "LWPR_VRSS_PRPR_SIGN", "저가대비구분")
     lwpr_vrss_prpr = IntField(32, "LWPR_VRSS_PRPR", "저가대비")
     bsop_date = DateField(33, "BSOP_DATE", "영업 일자")
@@ -2204,8 +2209,8 @@ class H0STANC0(Record):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
-    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식체결시간")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
+    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식체결시간", tz=KST)
     stck_prpr = IntField(2, "STCK_PRPR", "주식현재가")
     prdy_vrss_sign = StrField(3, "PRDY_VRSS_SIGN", "전일대비구분")
     prdy_vrss = IntField(4, "PRDY_VRSS", "전일대비")
@@ -2228,13 +2233,13 @@ class H0STANC0(Record):
     cntg_cls_code = StrField(21, "CNTG_CLS_CODE", "체결구분")
     shnu_rate = DecimalField(22, "SHNU_RATE", "매수비율")
     prdy_vol_vrss_acml_vol_rate = DecimalField(23, "PRDY_VOL_VRSS_ACML_VOL_RATE", "전일거래량대비등락율")
-    oprc_hour = TimeField(24, "OPRC_HOUR", "시가시간")
+    oprc_hour = TimeField(24, "OPRC_HOUR", "시가시간", tz=KST)
     oprc_vrss_prpr_sign = StrField(25, "OPRC_VRSS_PRPR_SIGN", "시가대비구분")
     oprc_vrss_prpr = IntField(26, "OPRC_VRSS_PRPR", "시가대비")
-    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가시간")
+    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가시간", tz=KST)
     hgpr_vrss_prpr_sign = StrField(28, "HGPR_VRSS_PRPR_SIGN", "고가대비구분")
     hgpr_vrss_prpr = IntField(29, "HGPR_VRSS_PRPR", "고가대비")
-    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가시간")
+    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가시간", tz=KST)
     lwpr_vrss_prpr_sign = StrField(31, "LWPR_VRSS_PRPR_SIGN", "저가대비구분")
     lwpr_vrss_prpr = IntField(32, "LWPR_VRSS_PRPR", "저가대비")
     bsop_date = DateField(33, "BSOP_DATE", "영업일자")
@@ -2265,8 +2270,8 @@ class H0NXANC0(Record):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
-    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식체결시간")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
+    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식체결시간", tz=KST)
     stck_prpr = IntField(2, "STCK_PRPR", "주식현재가")
     prdy_vrss_sign = StrField(3, "PRDY_VRSS_SIGN", "전일대비구분")
     prdy_vrss = IntField(4, "PRDY_VRSS", "전일대비")
@@ -2289,13 +2294,13 @@ class H0NXANC0(Record):
     cntg_cls_code = StrField(21, "CNTG_CLS_CODE", "체결구분")
     shnu_rate = DecimalField(22, "SHNU_RATE", "매수비율")
     prdy_vol_vrss_acml_vol_rate = DecimalField(23, "PRDY_VOL_VRSS_ACML_VOL_RATE", "전일거래량대비등락율")
-    oprc_hour = TimeField(24, "OPRC_HOUR", "시가시간")
+    oprc_hour = TimeField(24, "OPRC_HOUR", "시가시간", tz=KST)
     oprc_vrss_prpr_sign = StrField(25, "OPRC_VRSS_PRPR_SIGN", "시가대비구분")
     oprc_vrss_prpr = IntField(26, "OPRC_VRSS_PRPR", "시가대비")
-    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가시간")
+    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가시간", tz=KST)
     hgpr_vrss_prpr_sign = StrField(28, "HGPR_VRSS_PRPR_SIGN", "고가대비구분")
     hgpr_vrss_prpr = IntField(29, "HGPR_VRSS_PRPR", "고가대비")
-    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가시간")
+    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가시간", tz=KST)
     lwpr_vrss_prpr_sign = StrField(31, "LWPR_VRSS_PRPR_SIGN", "저가대비구분")
     lwpr_vrss_prpr = IntField(32, "LWPR_VRSS_PRPR", "저가대비")
     bsop_date = DateField(33, "BSOP_DATE", "영업일자")
@@ -2327,8 +2332,8 @@ class H0UNANC0(Record):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
-    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식체결시간")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
+    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식체결시간", tz=KST)
     stck_prpr = IntField(2, "STCK_PRPR", "주식현재가")
     prdy_vrss_sign = StrField(3, "PRDY_VRSS_SIGN", "전일대비구분")
     prdy_vrss = IntField(4, "PRDY_VRSS", "전일대비")
@@ -2351,13 +2356,13 @@ class H0UNANC0(Record):
     cntg_cls_code = StrField(21, "CNTG_CLS_CODE", "체결구분")
     shnu_rate = DecimalField(22, "SHNU_RATE", "매수비율")
     prdy_vol_vrss_acml_vol_rate = DecimalField(23, "PRDY_VOL_VRSS_ACML_VOL_RATE", "전일거래량대비등락율")
-    oprc_hour = TimeField(24, "OPRC_HOUR", "시가시간")
+    oprc_hour = TimeField(24, "OPRC_HOUR", "시가시간", tz=KST)
     oprc_vrss_prpr_sign = StrField(25, "OPRC_VRSS_PRPR_SIGN", "시가대비구분")
     oprc_vrss_prpr = IntField(26, "OPRC_VRSS_PRPR", "시가대비")
-    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가시간")
+    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가시간", tz=KST)
     hgpr_vrss_prpr_sign = StrField(28, "HGPR_VRSS_PRPR_SIGN", "고가대비구분")
     hgpr_vrss_prpr = IntField(29, "HGPR_VRSS_PRPR", "고가대비")
-    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가시간")
+    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가시간", tz=KST)
     lwpr_vrss_prpr_sign = StrField(31, "LWPR_VRSS_PRPR_SIGN", "저가대비구분")
     lwpr_vrss_prpr = IntField(32, "LWPR_VRSS_PRPR", "저가대비")
     bsop_date = DateField(33, "BSOP_DATE", "영업일자")
@@ -2389,9 +2394,9 @@ class H0UPCNT0(Record):
 
     era = "2026-08"
 
-    bstp_cls_code = StrField(0, "BSTP_CLS_CODE", "업종 구분 코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업 시간")
-    prpr_nmix = DecimalField(2, "PRPR_NMIX", "현재가 지수")
+    bstp_cls_code = RequiredStrField(0, "BSTP_CLS_CODE", "업종 구분 코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업 시간", tz=KST)
+    prpr_nmix = RequiredDecimalField(2, "PRPR_NMIX", "현재가 지수")
     prdy_vrss_sign = StrField(3, "PRDY_VRSS_SIGN", "전일 대비 부호")
     bstp_nmix_prdy_vrss = DecimalField(4, "BSTP_NMIX_PRDY_VRSS", "업종 지수 전일 대비")
     acml_vol = IntField(5, "ACML_VOL", "누적 거래량")
@@ -2434,8 +2439,8 @@ class H0UPANC0(Record):
 
     era = "2026-08"
 
-    bstp_cls_code = StrField(0, "BSTP_CLS_CODE", "업종 구분 코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업 시간")
+    bstp_cls_code = RequiredStrField(0, "BSTP_CLS_CODE", "업종 구분 코드")
+    bsop_hour = TimeField(1, "BSOP_HOUR", "영업 시간", tz=KST)
     prpr_nmix = DecimalField(2, "PRPR_NMIX", "현재가 지수")
     prdy_vrss_sign = StrField(3, "PRDY_VRSS_SIGN", "전일 대비 부호")
     bstp_nmix_prdy_vrss = DecimalField(4, "BSTP_NMIX_PRDY_VRSS", "업종 지수 전일 대비")
@@ -2479,8 +2484,8 @@ class H0UPPGM0(Record):
 
     era = "2026-08"
 
-    bstp_cls_code = StrField(0, "BSTP_CLS_CODE", "업종 구분 코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업 시간")
+    bstp_cls_code = RequiredStrField(0, "BSTP_CLS_CODE", "업종 구분 코드")
+    bsop_hour = TimeField(1, "BSOP_HOUR", "영업 시간", tz=KST)
     arbt_seln_entm_cnqn = IntField(2, "ARBT_SELN_ENTM_CNQN", "차익 매도 위탁 체결량")
     arbt_seln_onsl_cnqn = IntField(3, "ARBT_SELN_ONSL_CNQN", "차익 매도 자기 체결량")
     arbt_shnu_entm_cnqn = IntField(4, "ARBT_SHNU_ENTM_CNQN", "차익 매수2 위탁 체결량")
@@ -2580,7 +2585,7 @@ class H0STMKO0(Record):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
     trht_yn = StrField(1, "TRHT_YN", "거래정지여부")
     tr_susp_reas_cntt = StrField(2, "TR_SUSP_REAS_CNTT", "거래정지사유내용")
     mkop_cls_code = StrField(3, "MKOP_CLS_CODE", "장운영구분코드")
@@ -2603,7 +2608,7 @@ class H0NXMKO0(Record):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "종목코드")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "종목코드")
     trht_yn = StrField(1, "TRHT_YN", "거래정지 여부")
     tr_susp_reas_cntt = StrField(2, "TR_SUSP_REAS_CNTT", "거래 정지 사유 내용")
     mkop_cls_code = StrField(3, "MKOP_CLS_CODE", "장운영 구분 코드")
@@ -2628,7 +2633,7 @@ class H0UNMKO0(Record):
 
     era = "2026-08"
 
-    trht_yn = StrField(0, "TRHT_YN", "거래정지 여부")
+    trht_yn = RequiredStrField(0, "TRHT_YN", "거래정지 여부")
     tr_susp_reas_cntt = StrField(1, "TR_SUSP_REAS_CNTT", "거래 정지 사유 내용")
     mkop_cls_code = StrField(2, "MKOP_CLS_CODE", "장운영 구분 코드")
     antc_mkop_cls_code = StrField(3, "ANTC_MKOP_CLS_CODE", "예상 장운영 구분 코드")
@@ -2648,7 +2653,7 @@ class H0STMBC0(Record):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
     seln2_mbcr_name1 = StrField(1, "SELN2_MBCR_NAME1", "매도2회원사명1")
     seln2_mbcr_name2 = StrField(2, "SELN2_MBCR_NAME2", "매도2회원사명2")
     seln2_mbcr_name3 = StrField(3, "SELN2_MBCR_NAME3", "매도2회원사명3")
@@ -2738,7 +2743,7 @@ class H0NXMBC0(Record):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
     seln2_mbcr_name1 = StrField(1, "SELN2_MBCR_NAME1", "매도2 회원사명1")
     seln2_mbcr_name2 = StrField(2, "SELN2_MBCR_NAME2", "매도2 회원사명2")
     seln2_mbcr_name3 = StrField(3, "SELN2_MBCR_NAME3", "매도2 회원사명3")
@@ -2828,7 +2833,7 @@ class H0UNMBC0(Record):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
     seln2_mbcr_name1 = StrField(1, "SELN2_MBCR_NAME1", "매도2 회원사명1")
     seln2_mbcr_name2 = StrField(2, "SELN2_MBCR_NAME2", "매도2 회원사명2")
     seln2_mbcr_name3 = StrField(3, "SELN2_MBCR_NAME3", "매도2 회원사명3")
@@ -2918,8 +2923,8 @@ class H0STOAA0(Record):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업시간")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업시간", tz=KST)
     hour_cls_code = StrField(2, "HOUR_CLS_CODE", "시간구분코드")
     askp1 = IntField(3, "ASKP1", "매도호가1")
     askp2 = IntField(4, "ASKP2", "매도호가2")
@@ -2985,9 +2990,9 @@ class H0STOUP0(Record):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
-    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식체결시간")
-    stck_prpr = IntField(2, "STCK_PRPR", "주식현재가")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
+    stck_cntg_hour = RequiredTimeField(1, "STCK_CNTG_HOUR", "주식체결시간", tz=KST)
+    stck_prpr = RequiredIntField(2, "STCK_PRPR", "주식현재가")
     prdy_vrss_sign = StrField(3, "PRDY_VRSS_SIGN", "전일대비구분")
     prdy_vrss = IntField(4, "PRDY_VRSS", "전일대비")
     prdy_ctrt = DecimalField(5, "PRDY_CTRT", "등락율")
@@ -2997,7 +3002,7 @@ class H0STOUP0(Record):
     stck_lwpr = IntField(9, "STCK_LWPR", "저가")
     askp1 = IntField(10, "ASKP1", "매도호가")
     bidp1 = IntField(11, "BIDP1", "매수호가")
-    cntg_vol = IntField(12, "CNTG_VOL", "거래량")
+    cntg_vol = RequiredIntField(12, "CNTG_VOL", "거래량")
     acml_vol = IntField(13, "ACML_VOL", "누적거래량")
     acml_tr_pbmn = IntField(14, "ACML_TR_PBMN", "누적거래대금")
     seln_cntg_csnu = IntField(15, "SELN_CNTG_CSNU", "매도체결건수")
@@ -3009,13 +3014,13 @@ class H0STOUP0(Record):
     cntg_cls_code = StrField(21, "CNTG_CLS_CODE", "체결구분")
     shnu_rate = DecimalField(22, "SHNU_RATE", "매수비율")
     prdy_vol_vrss_acml_vol_rate = DecimalField(23, "PRDY_VOL_VRSS_ACML_VOL_RATE", "전일거래량대비등락율")
-    oprc_hour = TimeField(24, "OPRC_HOUR", "시가시간")
+    oprc_hour = TimeField(24, "OPRC_HOUR", "시가시간", tz=KST)
     oprc_vrss_prpr_sign = StrField(25, "OPRC_VRSS_PRPR_SIGN", "시가대비구분")
     oprc_vrss_prpr = IntField(26, "OPRC_VRSS_PRPR", "시가대비")
-    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가시간")
+    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가시간", tz=KST)
     hgpr_vrss_prpr_sign = StrField(28, "HGPR_VRSS_PRPR_SIGN", "고가대비구분")
     hgpr_vrss_prpr = IntField(29, "HGPR_VRSS_PRPR", "고가대비")
-    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가시간")
+    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가시간", tz=KST)
     lwpr_vrss_prpr_sign = StrField(31, "LWPR_VRSS_PRPR_SIGN", "저가대비구분")
     lwpr_vrss_prpr = IntField(32, "LWPR_VRSS_PRPR", "저가대비")
     bsop_date = DateField(33, "BSOP_DATE", "영업일자")
@@ -3044,8 +3049,8 @@ class H0STOAC0(Record):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
-    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식체결시간")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
+    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식체결시간", tz=KST)
     stck_prpr = IntField(2, "STCK_PRPR", "주식현재가")
     prdy_vrss_sign = StrField(3, "PRDY_VRSS_SIGN", "전일대비구분")
     prdy_vrss = IntField(4, "PRDY_VRSS", "전일대비")
@@ -3068,13 +3073,13 @@ class H0STOAC0(Record):
     cntg_cls_code = StrField(21, "CNTG_CLS_CODE", "체결구분")
     shnu_rate = DecimalField(22, "SHNU_RATE", "매수비율")
     prdy_vol_vrss_acml_vol_rate = DecimalField(23, "PRDY_VOL_VRSS_ACML_VOL_RATE", "전일거래량대비등락율")
-    oprc_hour = TimeField(24, "OPRC_HOUR", "시가시간")
+    oprc_hour = TimeField(24, "OPRC_HOUR", "시가시간", tz=KST)
     oprc_vrss_prpr_sign = StrField(25, "OPRC_VRSS_PRPR_SIGN", "시가대비구분")
     oprc_vrss_prpr = IntField(26, "OPRC_VRSS_PRPR", "시가대비")
-    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가시간")
+    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가시간", tz=KST)
     hgpr_vrss_prpr_sign = StrField(28, "HGPR_VRSS_PRPR_SIGN", "고가대비구분")
     hgpr_vrss_prpr = IntField(29, "HGPR_VRSS_PRPR", "고가대비")
-    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가시간")
+    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가시간", tz=KST)
     lwpr_vrss_prpr_sign = StrField(31, "LWPR_VRSS_PRPR_SIGN", "저가대비구분")
     lwpr_vrss_prpr = IntField(32, "LWPR_VRSS_PRPR", "저가대비")
     bsop_date = DateField(33, "BSOP_DATE", "영업일자")
@@ -3103,8 +3108,8 @@ class H0STPGM0(Record):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
-    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식체결시간")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
+    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식체결시간", tz=KST)
     seln_cnqn = IntField(2, "SELN_CNQN", "매도체결량")
     seln_tr_pbmn = IntField(3, "SELN_TR_PBMN", "매도거래대금")
     shnu_cnqn = IntField(4, "SHNU_CNQN", "매수2체결량")
@@ -3127,8 +3132,8 @@ class H0NXPGM0(Record):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
-    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식 체결 시간")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
+    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식 체결 시간", tz=KST)
     seln_cnqn = IntField(2, "SELN_CNQN", "매도 체결량")
     seln_tr_pbmn = IntField(3, "SELN_TR_PBMN", "매도 거래 대금")
     shnu_cnqn = IntField(4, "SHNU_CNQN", "매수2 체결량")
@@ -3151,8 +3156,8 @@ class H0UNPGM0(Record):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
-    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식 체결 시간")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권 단축 종목코드")
+    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식 체결 시간", tz=KST)
     seln_cnqn = IntField(2, "SELN_CNQN", "매도 체결량")
     seln_tr_pbmn = IntField(3, "SELN_TR_PBMN", "매도 거래 대금")
     shnu_cnqn = IntField(4, "SHNU_CNQN", "매수2 체결량")
@@ -3175,8 +3180,8 @@ class H0EWASP0(Record):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
-    bsop_hour = TimeField(1, "BSOP_HOUR", "영업시간")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
+    bsop_hour = RequiredTimeField(1, "BSOP_HOUR", "영업시간", tz=KST)
     hour_cls_code = StrField(2, "HOUR_CLS_CODE", "시간구분코드")
     askp1 = IntField(3, "ASKP1", "매도호가1")
     askp2 = IntField(4, "ASKP2", "매도호가2")
@@ -3261,9 +3266,9 @@ class H0EWCNT0(Record):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
-    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식체결시간")
-    stck_prpr = IntField(2, "STCK_PRPR", "주식현재가")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
+    stck_cntg_hour = RequiredTimeField(1, "STCK_CNTG_HOUR", "주식체결시간", tz=KST)
+    stck_prpr = RequiredIntField(2, "STCK_PRPR", "주식현재가")
     prdy_vrss_sign = StrField(3, "PRDY_VRSS_SIGN", "전일대비부호")
     prdy_vrss = IntField(4, "PRDY_VRSS", "전일대비")
     prdy_ctrt = DecimalField(5, "PRDY_CTRT", "전일대비율")
@@ -3273,7 +3278,7 @@ class H0EWCNT0(Record):
     stck_lwpr = IntField(9, "STCK_LWPR", "주식최저가")
     askp1 = IntField(10, "ASKP1", "매도호가1")
     bidp1 = IntField(11, "BIDP1", "매수호가1")
-    cntg_vol = IntField(12, "CNTG_VOL", "체결거래량")
+    cntg_vol = RequiredIntField(12, "CNTG_VOL", "체결거래량")
     acml_vol = IntField(13, "ACML_VOL", "누적거래량")
     acml_tr_pbmn = IntField(14, "ACML_TR_PBMN", "누적거래대금")
     seln_cntg_csnu = IntField(15, "SELN_CNTG_CSNU", "매도체결건수")
@@ -3285,13 +3290,13 @@ class H0EWCNT0(Record):
     cntg_cls_code = StrField(21, "CNTG_CLS_CODE", "체결구분코드")
     shnu_rate = DecimalField(22, "SHNU_RATE", "매수2비율")
     prdy_vol_vrss_acml_vol_rate = DecimalField(23, "PRDY_VOL_VRSS_ACML_VOL_RATE", "전일거래량대비등락율")
-    oprc_hour = TimeField(24, "OPRC_HOUR", "시가시간")
+    oprc_hour = TimeField(24, "OPRC_HOUR", "시가시간", tz=KST)
     oprc_vrss_prpr_sign = StrField(25, "OPRC_VRSS_PRPR_SIGN", "시가2대비현재가부호")
     oprc_vrss_prpr = IntField(26, "OPRC_VRSS_PRPR", "시가2대비현재가")
-    hgpr_hour = TimeField(27, "HGPR_HOUR")
+    hgpr_hour = TimeField(27, "HGPR_HOUR", tz=KST)
     hgpr_vrss_prpr_sign = StrField(28, "HGPR_VRSS_PRPR_SIGN", "최고가대비현재가부호")
     hgpr_vrss_prpr = IntField(29, "HGPR_VRSS_PRPR", "최고가대비현재가")
-    lwpr_hour = TimeField(30, "LWPR_HOUR")
+    lwpr_hour = TimeField(30, "LWPR_HOUR", tz=KST)
     lwpr_vrss_prpr_sign = StrField(31, "LWPR_VRSS_PRPR_SIGN", "최저가대비현재가부호")
     lwpr_vrss_prpr = IntField(32, "LWPR_VRSS_PRPR", "최저가대비현재가")
     bsop_date = DateField(33, "BSOP_DATE", "기준일자")
@@ -3340,8 +3345,8 @@ class H0EWANC0(Record):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
-    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식체결시간")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
+    stck_cntg_hour = TimeField(1, "STCK_CNTG_HOUR", "주식체결시간", tz=KST)
     stck_prpr = IntField(2, "STCK_PRPR", "주식현재가")
     prdy_vrss_sign = StrField(3, "PRDY_VRSS_SIGN", "전일대비부호")
     prdy_vrss = IntField(4, "PRDY_VRSS", "전일대비")
@@ -3364,13 +3369,13 @@ class H0EWANC0(Record):
     cntg_cls_code = StrField(21, "CNTG_CLS_CODE", "체결구분코드")
     shnu_rate = DecimalField(22, "SHNU_RATE", "매수2비율")
     prdy_vol_vrss_acml_vol_rate = DecimalField(23, "PRDY_VOL_VRSS_ACML_VOL_RATE", "전일거래량대비등락율")
-    oprc_hour = TimeField(24, "OPRC_HOUR", "시가시간")
+    oprc_hour = TimeField(24, "OPRC_HOUR", "시가시간", tz=KST)
     oprc_vrss_prpr_sign = StrField(25, "OPRC_VRSS_PRPR_SIGN", "시가2대비현재가부호")
     oprc_vrss_prpr = IntField(26, "OPRC_VRSS_PRPR", "시가2대비현재가")
-    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가시간")
+    hgpr_hour = TimeField(27, "HGPR_HOUR", "최고가시간", tz=KST)
     hgpr_vrss_prpr_sign = StrField(28, "HGPR_VRSS_PRPR_SIGN", "최고가대비현재가부호")
     hgpr_vrss_prpr = IntField(29, "HGPR_VRSS_PRPR", "최고가대비현재가")
-    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가시간")
+    lwpr_hour = TimeField(30, "LWPR_HOUR", "최저가시간", tz=KST)
     lwpr_vrss_prpr_sign = StrField(31, "LWPR_VRSS_PRPR_SIGN", "최저가대비현재가부호")
     lwpr_vrss_prpr = IntField(32, "LWPR_VRSS_PRPR", "최저가대비현재가")
     bsop_date = DateField(33, "BSOP_DATE", "영업일자")
@@ -3417,7 +3422,7 @@ class H0STNAV0(Record):
 
     era = "2026-08"
 
-    mksc_shrn_iscd = StrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
+    mksc_shrn_iscd = RequiredStrField(0, "MKSC_SHRN_ISCD", "유가증권단축종목코드")
     nav = DecimalField(1, "NAV", "NAV")
     nav_prdy_vrss_sign = StrField(2, "NAV_PRDY_VRSS_SIGN", "NAV전일대비부호")
     nav_prdy_vrss = DecimalField(3, "NAV_PRDY_VRSS", "NAV전일대비")
@@ -3437,7 +3442,7 @@ class HDFFF010(Record):
 
     era = "2026-08"
 
-    series_cd = StrField(0, "SERIES_CD", "종목코드")
+    series_cd = RequiredStrField(0, "SERIES_CD", "종목코드")
     recv_date = DateField(1, "RECV_DATE", "수신일자")
     recv_time = StrField(2, "RECV_TIME", "수신시각")
     prev_price = DecimalField(3, "PREV_PRICE", "전일종가")
@@ -3484,7 +3489,7 @@ class HDFFF020(Record):
 
     era = "2026-08"
 
-    series_cd = StrField(0, "SERIES_CD", "종목코드")
+    series_cd = RequiredStrField(0, "SERIES_CD", "종목코드")
     bsns_date = DateField(1, "BSNS_DATE", "영업일자")
     mrkt_open_date = DateField(2, "MRKT_OPEN_DATE", "장개시일자")
     mrkt_open_time = StrField(3, "MRKT_OPEN_TIME", "장개시시각")
@@ -3494,8 +3499,8 @@ class HDFFF020(Record):
     recv_date = DateField(7, "RECV_DATE", "수신일자")
     recv_time = StrField(8, "RECV_TIME", "수신시각")
     active_flag = StrField(9, "ACTIVE_FLAG", "본장_전산장구분")
-    last_price = DecimalField(10, "LAST_PRICE", "체결가격")
-    last_qntt = IntField(11, "LAST_QNTT", "체결수량")
+    last_price = RequiredDecimalField(10, "LAST_PRICE", "체결가격")
+    last_qntt = RequiredIntField(11, "LAST_QNTT", "체결수량")
     prev_diff_price = DecimalField(12, "PREV_DIFF_PRICE", "전일대비가")
     prev_diff_rate = DecimalField(13, "PREV_DIFF_RATE", "등락률")
     open_price = DecimalField(14, "OPEN_PRICE", "시가")
@@ -3526,7 +3531,7 @@ class HDFFF2C0(Record):
 
     era = "2026-08"
 
-    user_id = StrField(0, "USER_ID", "유저ID")
+    user_id = RequiredStrField(0, "USER_ID", "유저ID")
     acct_no = StrField(1, "ACCT_NO", "계좌번호")
     ord_dt = DateField(2, "ORD_DT", "주문일자")
     odno = StrField(3, "ODNO", "주문번호")
@@ -3571,7 +3576,7 @@ class HDFFF1C0(Record):
 
     era = "2026-08"
 
-    user_id = StrField(0, "USER_ID", "유저ID")
+    user_id = RequiredStrField(0, "USER_ID", "유저ID")
     acct_no = StrField(1, "ACCT_NO", "계좌번호")
     ord_dt = DateField(2, "ORD_DT", "주문일자")
     odno = StrField(3, "ODNO", "주문번호")
@@ -3618,13 +3623,13 @@ class HDFSASP0(Record):
 
     era = "2026-09"
 
-    rsym = StrField(0, "RSYM", "실시간종목코드")
-    symb = StrField(1, "SYMB", "종목코드")
+    rsym = RequiredStrField(0, "RSYM", "실시간종목코드")
+    symb = RequiredStrField(1, "SYMB", "종목코드")
     zdiv = IntField(2, "ZDIV", "소숫점자리수")
     xymd = DateField(3, "XYMD", "현지일자")
-    xhms = TimeField(4, "XHMS", "현지시간")
+    xhms = RequiredTimeField(4, "XHMS", "현지시간")
     kymd = DateField(5, "KYMD", "한국일자")
-    khms = TimeField(6, "KHMS", "한국시간")
+    khms = TimeField(6, "KHMS", "한국시간", tz=KST)
     bvol = IntField(7, "BVOL", "매수총잔량")
     avol = IntField(8, "AVOL", "매도총잔량")
     bdvl = IntField(9, "BDVL", "매수총잔량대비")
@@ -3706,13 +3711,13 @@ class HDFSASP0_2026_08(HDFSASP0):
 
     era = "2026-08"
 
-    rsym = StrField(0, "RSYM", "실시간종목코드")
-    symb = StrField(1, "SYMB", "종목코드")
+    rsym = RequiredStrField(0, "RSYM", "실시간종목코드")
+    symb = RequiredStrField(1, "SYMB", "종목코드")
     zdiv = IntField(2, "ZDIV", "소숫점자리수")
     xymd = DateField(3, "XYMD", "현지일자")
-    xhms = TimeField(4, "XHMS", "현지시간")
+    xhms = RequiredTimeField(4, "XHMS", "현지시간")
     kymd = DateField(5, "KYMD", "한국일자")
-    khms = TimeField(6, "KHMS", "한국시간")
+    khms = TimeField(6, "KHMS", "한국시간", tz=KST)
     bvol = IntField(7, "BVOL", "매수총잔량")
     avol = IntField(8, "AVOL", "매도총잔량")
     bdvl = IntField(9, "BDVL", "매수총잔량대비")
@@ -3790,7 +3795,7 @@ class H0GSCNI0(Record):
 
     era = "2026-08"
 
-    cust_id = StrField(0, "CUST_ID", "고객 ID")
+    cust_id = RequiredStrField(0, "CUST_ID", "고객 ID")
     acnt_no = StrField(1, "ACNT_NO", "계좌번호")
     oder_no = StrField(2, "ODER_NO", "주문번호")
     ooder_no = StrField(3, "OODER_NO", "원주문번호")
@@ -3831,13 +3836,13 @@ class HDFSASP1(Record):
 
     era = "2026-08"
 
-    rsym = StrField(0, "RSYM", "실시간종목코드")
-    symb = StrField(1, "SYMB", "종목코드")
+    rsym = RequiredStrField(0, "RSYM", "실시간종목코드")
+    symb = RequiredStrField(1, "SYMB", "종목코드")
     zdiv = IntField(2, "ZDIV", "소숫점자리수")
     xymd = DateField(3, "XYMD", "현지일자")
-    xhms = TimeField(4, "XHMS", "현지시간")
+    xhms = RequiredTimeField(4, "XHMS", "현지시간")
     kymd = DateField(5, "KYMD", "한국일자")
-    khms = TimeField(6, "KHMS", "한국시간")
+    khms = TimeField(6, "KHMS", "한국시간", tz=KST)
     bvol = IntField(7, "BVOL", "매수총잔량")
     avol = IntField(8, "AVOL", "매도총잔량")
     bdvl = IntField(9, "BDVL", "매수총잔량대비")
@@ -3863,18 +3868,18 @@ class HDFSCNT0(Record):
 
     era = "2026-08"
 
-    rsym = StrField(0, "RSYM", "실시간종목코드")
-    symb = StrField(1, "SYMB", "종목코드")
+    rsym = RequiredStrField(0, "RSYM", "실시간종목코드")
+    symb = RequiredStrField(1, "SYMB", "종목코드")
     zdiv = IntField(2, "ZDIV", "수수점자리수")
     tymd = DateField(3, "TYMD", "현지영업일자")
     xymd = DateField(4, "XYMD", "현지일자")
-    xhms = TimeField(5, "XHMS", "현지시간")
+    xhms = RequiredTimeField(5, "XHMS", "현지시간")
     kymd = DateField(6, "KYMD", "한국일자")
-    khms = TimeField(7, "KHMS", "한국시간")
+    khms = TimeField(7, "KHMS", "한국시간", tz=KST)
     open = DecimalField(8, "OPEN", "시가")
     high = DecimalField(9, "HIGH", "고가")
     low = DecimalField(10, "LOW", "저가")
-    last = DecimalField(11, "LAST", "현재가")
+    last = RequiredDecimalField(11, "LAST", "현재가")
     sign = StrField(12, "SIGN", "대비구분")
     diff = DecimalField(13, "DIFF", "전일대비")
     rate = DecimalField(14, "RATE", "등락율")
@@ -3882,7 +3887,7 @@ class HDFSCNT0(Record):
     pask = DecimalField(16, "PASK", "매도호가")
     vbid = IntField(17, "VBID", "매수잔량")
     vask = IntField(18, "VASK", "매도잔량")
-    evol = IntField(19, "EVOL", "체결량")
+    evol = RequiredIntField(19, "EVOL", "체결량")
     tvol = IntField(20, "TVOL", "거래량")
     tamt = DecimalField(21, "TAMT", "거래대금")
     bivl = IntField(22, "BIVL", "매도체결량")

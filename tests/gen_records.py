@@ -387,6 +387,33 @@ def friendly(tr_id: str, names: list[str], knd: str) -> list[tuple[str, str, str
 # --- output ------------------------------------------------------------------------------------
 
 
+# Friendly names whose columns KIS always fills, by kind: their attributes are typed without None.
+REQUIRED_FRIENDLY = {"trade": {"symbol", "time", "price", "volume"}, "order_book": {"symbol", "time"}}
+REQUIRED_CLASS = {
+    "STR": "RequiredStrField",
+    "INT": "RequiredIntField",
+    "DECIMAL": "RequiredDecimalField",
+    "TIME": "RequiredTimeField",
+}
+
+
+def required_columns(tr: TR, names: list[str]) -> set[str]:
+    """The columns KIS always sends: the key (first) column, and on trades and books the columns of
+    the friendly names that define them (a trade without a price is no trade)."""
+    wanted = REQUIRED_FRIENDLY.get(tr.kind, set())
+    return {names[0]} | {col for label, col, _ in friendly(tr.tr_id, names, tr.kind) if label in wanted}
+
+
+def field_expr(tr: TR, index: int | str, col: str, korean: str, ftype: str, required: bool) -> str:
+    """The descriptor of one column: its class, position, names, and for times their zone."""
+    cls = REQUIRED_CLASS.get(ftype) if required else None
+    args = [str(index), f'"{col}"'] + ([f'"{korean}"'] if korean else [])
+    # Times of day in Korea are KST; XHMS is the exchange's own local time (zone not in the record).
+    if ftype == "TIME" and (tr.market.startswith("domestic") or col == "KHMS"):
+        args.append("tz=KST")
+    return f"{cls or CLASS_FOR_TYPE[ftype]}({', '.join(args)})"
+
+
 def _class_lines(tr: TR, era: Era) -> list[str]:
     """The class of one era: every column, absent ones of today's layout, the friendly names."""
     current = tr.current
@@ -402,18 +429,19 @@ def _class_lines(tr: TR, era: Era) -> list[str]:
     if tr.note:
         lines += ["", f"    Note: {tr.note}."]
     lines += ['    """', "", "    __slots__ = ()", "", f'    era = "{era.label}"', ""]
+    required = required_columns(tr, era.names)
+    current_required = required_columns(tr, current.names)
     for index, (col, korean, ftype) in enumerate(zip(era.names, era.kor, era.types, strict=True)):
         attr = col.lower()
         assert attr.isidentifier(), col
         assert not hasattr(dict, attr), col
-        korean_arg = f', "{korean}"' if korean else ""
-        lines.append(f'    {attr} = {CLASS_FOR_TYPE[ftype]}({index}, "{col}"{korean_arg})')
+        lines.append(f"    {attr} = {field_expr(tr, index, col, korean, ftype, col in required)}")
     if era is not current:
         # Today's columns this era lacks: inherited descriptors would read the wrong position.
         for col, korean, ftype in zip(current.names, current.kor, current.types, strict=True):
             if col not in era.names:
-                korean_arg = f', "{korean}"' if korean else ""
-                lines.append(f'    {col.lower()} = {CLASS_FOR_TYPE[ftype]}(MISSING, "{col}"{korean_arg})')
+                assert col not in current_required, f"{tr.tr_id} {era.label} lacks required {col}"
+                lines.append(f"    {col.lower()} = {field_expr(tr, 'MISSING', col, korean, ftype, False)}")
     pairs = friendly(tr.tr_id, era.names, tr.kind)
     labels = {label for label, _, _ in pairs}
     missing: list[str] = []
@@ -446,6 +474,7 @@ def generate(trs: list[TR]) -> str:
         "from typing import Final",
         "",
         "from ._fields import (",
+        "    KST,",
         "    MISSING,",
         "    DateField,",
         "    DecimalField,",
@@ -453,6 +482,10 @@ def generate(trs: list[TR]) -> str:
         "    Layout,",
         "    Market,",
         "    Record,",
+        "    RequiredDecimalField,",
+        "    RequiredIntField,",
+        "    RequiredStrField,",
+        "    RequiredTimeField,",
         "    SessionField,",
         "    SignedChange,",
         "    StrField,",

@@ -59,7 +59,7 @@ def test_jsonl_has_every_column_typed(tmp_path: Path) -> None:
     assert obj["event"] == "record"
     assert obj["STCK_PRPR"] == 62700
     assert obj["PRDY_CTRT"] == "0.64"
-    assert obj["STCK_CNTG_HOUR"] == "11:26:16"
+    assert obj["STCK_CNTG_HOUR"] == "11:26:16+09:00"  # KST, ISO 8601
     assert obj["MRKT_TRTM_CLS_CODE"] is None
     assert obj["price"] == 62700
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from kis_proto import (
+    KST,
     PingPong,
     Record,
     ServerError,
@@ -42,7 +43,7 @@ def test_domestic_trade_2023_capture() -> None:
     assert isinstance(rec, records.H0STCNT0)
     assert rec.tr_id == "H0STCNT0"
     assert rec.tr_key == rec.symbol == "005930"
-    assert rec.time == time(11, 26, 16)
+    assert rec.time == time(11, 26, 16, tzinfo=KST)  # Korean times are aware
     assert rec.price == 62700
     assert rec.stck_prpr == 62700
     assert rec.prdy_vrss_sign == "2"
@@ -82,7 +83,7 @@ def test_domestic_order_book() -> None:
     assert rec.total_askp_rsqn == 1760795
     assert rec.antc_cntg_vrss == -77200
     assert rec.antc_cntg_prdy_ctrt == Decimal("-100.00")
-    assert rec.time == time(11, 30, 19)
+    assert rec.time == time(11, 30, 19, tzinfo=KST)
     assert "price" not in rec  # an order book has no single price
     with pytest.raises(KeyError):
         rec["price"]
@@ -95,8 +96,8 @@ def test_overseas_trade() -> None:
     assert rec.symbol == "AAPL"
     assert rec.zdiv == 4
     assert rec.xymd == date(2023, 5, 2)
-    assert rec.time == time(9, 19, 13)
-    assert rec.khms == time(22, 19, 13)
+    assert rec.time == time(9, 19, 13)  # the exchange's local time: naive
+    assert rec.khms == time(22, 19, 13, tzinfo=KST)
     assert rec.price == Decimal("169.8000")
     assert rec.rate == Decimal("0.12")  # sent as "+0.12"
     assert rec.change == Decimal("0.2100")  # sign 2: up
@@ -143,5 +144,5 @@ def test_encrypted_notice_vector() -> None:
     assert rec.cntg_yn == "2"  # a fill
     assert rec.volume == 10
     assert rec.price == 71500
-    assert rec.time == time(9, 30, 15)
+    assert rec.time == time(9, 30, 15, tzinfo=KST)
     assert rec.ord_cond_prc is None

@@ -160,7 +160,7 @@ def test_trades_carry_the_session_and_kst_date() -> None:
     assert isinstance(rec, records.H0STCNT0)
     assert rec.session is MarketSession.AFTER_MARKET
     assert rec.bsop_date == after.date()
-    assert rec.time == after.time().replace(tzinfo=None)
+    assert rec.time == after.timetz()  # KST, aware
     [book] = decode_message(frame("H0STASP0", market.book("005930", after, MarketSession.AFTER_MARKET)))
     assert isinstance(book, records.H0STASP0)
     assert book.session is MarketSession.AFTER_MARKET

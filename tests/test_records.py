@@ -11,7 +11,9 @@ from typing import TypeVar
 import pytest
 
 from kis_proto import (
+    KST,
     DecodeFailure,
+    EmptyFieldError,
     LayoutDrift,
     MarketSession,
     MessageDecoder,
@@ -280,7 +282,7 @@ def test_mapping_interface() -> None:
         rec["NOPE"]
     as_dict = rec.to_dict()
     assert as_dict["STCK_PRPR"] == as_dict["price"] == 62700
-    assert as_dict["STCK_CNTG_HOUR"] == time(11, 26, 16)
+    assert as_dict["STCK_CNTG_HOUR"] == time(11, 26, 16, tzinfo=KST)
     assert dict(rec) == as_dict
 
 
@@ -346,7 +348,7 @@ def test_descriptors_on_the_class() -> None:
     field = records.H0STCNT0.stck_prpr
     assert field.name == "STCK_PRPR"
     assert field.index == 2
-    assert repr(field) == "<IntField [2] STCK_PRPR>"
+    assert repr(field) == "<RequiredIntField [2] STCK_PRPR>"
     assert records.H0STCNT0.symbol is records.H0STCNT0.mksc_shrn_iscd
     assert records.H0STCNT0.__dict__["change"].is_valid("-5")
     assert not records.H0STCNT0.__dict__["change"].is_valid("five")
@@ -358,3 +360,24 @@ def test_a_record_class_with_a_gap_in_its_columns_is_refused() -> None:
 
     with pytest.raises(TypeError, match=r"0\.\.n-1"):
         type("Broken", (Record,), {"__slots__": (), "a": StrField(0, "A"), "c": StrField(2, "C")})
+
+
+def test_fields_kis_always_sends_raise_when_empty_through_the_attribute_only() -> None:
+    fields = [*TRADE, "2"]
+    fields[2] = ""  # no price: KIS never sends that, but a record must say so clearly
+    fields[12] = "12x"  # a volume that is no number
+    [rec] = decode_message(encode_frame("H0STCNT0", [fields]))
+    assert isinstance(rec, records.H0STCNT0)
+    with pytest.raises(
+        EmptyFieldError, match=r"H0STCNT0 STCK_PRPR is empty in this record; rec\['STCK_PRPR'\]"
+    ):
+        _ = rec.price
+    with pytest.raises(EmptyFieldError, match=r"CNTG_VOL is not a valid int \('12x'\)"):
+        _ = rec.volume
+    assert rec["STCK_PRPR"] is None  # the mapping never raises
+    assert rec.get("price") is None
+    assert rec["volume"] is None
+    assert rec.to_dict()["CNTG_VOL"] is None
+    assert rec.symbol == "005930"
+    assert rec.change == 400  # optional fields read as before
+    assert isinstance(EmptyFieldError("x"), LookupError)

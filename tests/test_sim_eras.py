@@ -98,7 +98,7 @@ async def test_times_and_business_dates_are_kst_and_prices_near_the_listings() -
     trade = next(e for e in events if isinstance(e, records.H0STCNT0))
     book = next(e for e in events if isinstance(e, records.H0STASP0))
     assert trade.bsop_date == fixed.date()
-    assert trade.time == fixed.time().replace(tzinfo=None)
+    assert trade.time == fixed.timetz()
     assert trade.session is book.session is MarketSession.AFTER_MARKET
     assert trade.price is not None
     reference = LISTINGS["000660"].price

@@ -12,6 +12,7 @@ from kis_proto import (
     Event,
     FieldValue,
     LayoutDrift,
+    MarketSession,
     PingPong,
     Record,
     ServerError,
@@ -26,16 +27,27 @@ from kis_proto import (
 
 
 def typed_attributes(rec: records.H0STCNT0, overseas: records.HDFSCNT0) -> None:
-    assert_type(rec.stck_prpr, int | None)
-    assert_type(rec.price, int | None)
+    # What KIS always sends on a trade is typed without None (EmptyFieldError if it ever is not).
+    assert_type(rec.stck_prpr, int)
+    assert_type(rec.price, int)
+    assert_type(rec.volume, int)
+    assert_type(rec.time, time)
+    assert_type(rec.symbol, str)
     assert_type(rec.change, int | None)
     assert_type(rec.prdy_ctrt, Decimal | None)
-    assert_type(rec.time, time | None)
-    assert_type(rec.symbol, str | None)
-    assert_type(overseas.price, Decimal | None)
+    assert_type(rec.session, MarketSession | None)
+    assert_type(overseas.price, Decimal)
     assert_type(overseas.change, Decimal | None)
+    assert_type(rec.get("STCK_PRPR"), FieldValue)
     assert_type(rec["STCK_PRPR"], FieldValue)
     assert_type(rec.raw, tuple[str, ...])
+
+
+def vwap(trades: list[records.H0STCNT0]) -> Decimal:
+    """A small program of the kind users write: arithmetic on price and volume, no casts."""
+    amount = sum(trade.price * trade.volume for trade in trades)
+    volume = sum(trade.volume for trade in trades)
+    return Decimal(amount) / volume if volume else Decimal(0)
 
 
 def exhaustive(text: str) -> None:

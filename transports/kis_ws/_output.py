@@ -72,6 +72,8 @@ def event_to_json(event: KISEvent) -> dict[str, object]:
 def _fmt(value: object) -> str:
     if isinstance(value, MarketSession):
         return value.label
+    if isinstance(value, day_time):  # the zone (KST for Korean times) is implied on screen
+        return value.strftime("%H:%M:%S")
     if isinstance(value, int | Decimal) and not isinstance(value, bool):
         return f"{value:+}" if value < 0 else f"{value}"
     return "-" if value is None else str(value)
