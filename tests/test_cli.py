@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from kis_ws.__main__ import main
@@ -41,7 +44,7 @@ def test_decode_prints_one_line_per_event() -> None:
     assert "change=-19500" in lines[1]
     assert any(line.startswith("PINGPONG") for line in lines)
     assert any("OPSP8996" in line for line in lines)
-    assert lines[-1].split()[:2] == ["H0STCNI0", "myhtsid"]
+    assert lines[-1].split()[:2] == ["H0STCNI0", "my*****"]  # the HTS ID masked on screen
     assert not any(VECTOR_KEY in line for line in lines)
     assert not any("062f61cb" in line for line in lines)  # the approval key echoed by KIS
 
@@ -294,3 +297,41 @@ def test_ctrl_c_ends_watch_cleanly() -> None:
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def test_notices_say_what_happened_with_the_hts_id_masked() -> None:
+    lines = run(str(FRAMES_TXT), "--key", f"H0STCNI0={VECTOR_KEY}:{VECTOR_IV}")
+    notice = lines[-1]
+    assert notice.split() == [
+        "H0STCNI0",
+        "my*****",
+        "fill",
+        "buy",
+        "005930",
+        "삼성전자",
+        "qty=10",
+        "price=71500",
+        "order=0000012345",
+    ]
+    assert "myhtsid" not in notice
+    assert "5012345601" not in notice  # nor the account
+
+
+def test_book_prints_ten_levels_each_side_around_the_mid() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kis_ws", "book", "005930", "--count", "2", "--plain", "--seed", "5"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=_env_without_credentials(),
+    )
+    first = result.stdout.split("005930 삼성전자")[1]
+    prices = [int(p.replace(",", "")) for p in re.findall(r"│\s+([\d,]{5,})\s+│", first)]
+    assert len(prices) == 20
+    assert prices == sorted(prices, reverse=True)  # asks above the bids, best in the middle
+    assert all(a - b == krx_tick(b) for a, b in itertools.pairwise(prices))
+    mid = re.search(r"mid ([\d,.]+)", first)
+    assert mid is not None
+    assert Decimal(mid.group(1).replace(",", "")) == Decimal(prices[9] + prices[10]) / 2
+    assert "session " in first

@@ -20,7 +20,7 @@ from kis_anyio import simulate
 
 from kis_proto import ERAS, ApprovalError, KISServerConfig, __version__
 
-from . import _files, _live
+from . import _book, _files, _live
 from ._errors import EXIT_FEED, EXIT_INTERRUPTED, EXIT_USAGE, CLIError
 from ._inputs import faults, port, price
 
@@ -125,6 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--faults", type=faults, default=None, help="simulator faults, e.g. drop=5,garbage=20")
     _add_simulator_options(watch, prefix="simulator: ")
 
+    book = commands.add_parser(
+        "book", parents=[common], help="a live 10-level order book (호가창) of one key"
+    )
+    book.add_argument("key", metavar="KEY", help="a KRX code (005930) or an overseas key (DNASAAPL)")
+    book.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    book.add_argument("--count", type=int, default=None, help="stop after this many book updates")
+    book.add_argument("--plain", action="store_true", help="print each update even in a terminal")
+    _add_server_options(book)
+    book.add_argument(
+        "--env", choices=["real", "paper"], default=None, help="with credentials: the KIS server"
+    )
+    _add_simulator_options(book, prefix="simulator: ")
+
     record = commands.add_parser("record", parents=[common], help="append a live session's messages to FILE")
     record.add_argument("file")
     record.add_argument("keys", nargs="+", metavar="[TR:]KEY")
@@ -205,6 +218,8 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return _files.decode(args, out)
     if args.command == "watch":
         return anyio.run(_live.watch, args, out, err)
+    if args.command == "book":
+        return anyio.run(_book.book, args, out, err)
     if args.command == "record":
         return anyio.run(_live.record, args, err)
     if args.command == "replay":

@@ -81,6 +81,8 @@ def _fmt(value: object) -> str:
 
 def describe(event: KISEvent) -> str:
     """One event as one readable line."""
+    if isinstance(event, Record) and (notice := notice_text(event)) is not None:
+        return f"{event.tr_id:<9} {mask(event.tr_key):<10} {notice}"
     if isinstance(event, Record):
         shown = " ".join(f"{key}={_fmt(event[key])}" for key in event.friendly if key != "symbol")
         shown += _best_quotes(event)
@@ -112,6 +114,38 @@ def describe(event: KISEvent) -> str:
     if isinstance(event, TextReceived):
         return f"text        {len(event.text)} characters"
     return f"undecodable {event.failure.name}: {event.reason}"
+
+
+def mask(secretish: str) -> str:
+    """An HTS ID or account number as shown on screen: the first two characters, then stars."""
+    return secretish[:2] + "*" * max(3, len(secretish) - 2) if secretish else secretish
+
+
+_SIDES = {"01": "sell", "02": "buy"}
+# The stock and futures notices' side, symbol, quantity, price and order number columns.
+_NOTICE_COLUMNS = ("SELN_BYOV_CLS", "STCK_SHRN_ISCD", "CNTG_QTY", "CNTG_UNPR", "ODER_NO")
+
+
+def notice_text(rec: Record) -> str | None:
+    """What an execution notice says, readably: acceptance, fill or refusal; side, symbol, quantity,
+    price and order number. None for a record that is no notice."""
+    if "CNTG_YN" in rec:  # domestic and overseas stock, domestic futures and options
+        refused, filled = rec.get("RFUS_YN") == "1", rec.get("CNTG_YN") == "2"
+        kind = "refused" if refused else "fill" if filled else "accepted"
+        side, symbol, qty, price, order = (rec.get(name) for name in _NOTICE_COLUMNS)
+    elif "SLL_BUY_DVSN_CD" in rec:  # overseas futures: HDFFF2C0 fills, HDFFF1C0 orders
+        filled = "CCLD_QTY" in rec
+        kind = "fill" if filled else "order"
+        side, symbol = rec.get("SLL_BUY_DVSN_CD"), rec.get("SERIES")
+        qty = rec.get("CCLD_QTY" if filled else "ORD_QTY")
+        price = rec.get("FM_CCLD_PRIC" if filled else "FM_LMT_PRIC")
+        order = rec.get("ODNO")
+    else:
+        return None
+    listed = listing(str(symbol)) if symbol else None
+    name = f" {listed.name}" if listed is not None else ""
+    side_text = _SIDES.get(str(side), f"side {side}")
+    return f"{kind:<8} {side_text:<4} {symbol}{name} qty={_fmt(qty)} price={_fmt(price)} order={order}"
 
 
 def _best_quotes(rec: Record) -> str:

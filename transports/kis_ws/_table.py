@@ -5,12 +5,15 @@ Plain lines are printed instead when the output is not a terminal (pipes, CI) or
 
 from __future__ import annotations
 
+from datetime import time as day_time
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from rich.table import Table
 
 from kis_proto import MarketSession, listing
+
+from ._output import mask, notice_text
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -74,20 +77,21 @@ class LiveBoard:
         for (tr_id, key), rec in sorted(self.latest.items()):
             time = rec.get("time")
             rate = rec.get("PRDY_CTRT", rec.get("RATE"))
+            notice = notice_text(rec)
             listed = listing(key)
             session = rec.get("session")
             table.add_row(
                 tr_id,
-                key,
-                listed.name if listed is not None else "",
-                str(time) if time is not None else "-",
+                mask(key) if notice is not None else key,  # your HTS ID stays off the screen
+                notice.split(" qty=")[0] if notice is not None else listed.name if listed is not None else "",
+                time.strftime("%H:%M:%S") if isinstance(time, day_time) else "-",
                 session.label if isinstance(session, MarketSession) else "-",
                 _number(rec.get("price")),
                 _signed(rec.get("change")),
                 _number(rate),
                 _number(rec.get("volume")),
-                _number(rec.get("BIDP1", rec.get("PBID"))),
-                _number(rec.get("ASKP1", rec.get("PASK"))),
+                _number(rec.get("BIDP1", rec.get("PBID", rec.get("PBID1")))),
+                _number(rec.get("ASKP1", rec.get("PASK", rec.get("PASK1")))),
             )
         if self.notes:
             table.caption = " | ".join(self.notes)
