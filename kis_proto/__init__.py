@@ -26,8 +26,22 @@ from ._approval import (
     Endpoint,
 )
 from ._buffer import EventBuffer, EventsDropped, FeedEvent, Reconnecting
-from ._callbacks import Callback, CallbackTable
-from ._codec import MessageDecoder, decode_message, subscribe_message, unsubscribe_message
+from ._callbacks import (
+    Callback,
+    CallbackClient,
+    CallbackTable,
+    ClientFeed,
+    ErrorCallback,
+    SyncCallbacks,
+    Workers,
+)
+from ._codec import (
+    MessageDecoder,
+    check_subscription,
+    decode_message,
+    subscribe_message,
+    unsubscribe_message,
+)
 from ._codes import MsgCode
 from ._connection import ConnState, KISConfig, KISConnection
 from ._crypto import DecryptError, decrypt_payload, encrypt_payload
@@ -46,7 +60,7 @@ from ._events import (
     UndecodableMessage,
     Unsubscribed,
 )
-from ._feed import FeedCore, feed_core, split_ws_url
+from ._feed import FeedCore, Subscription, SubscriptionError, feed_core, split_ws_url
 from ._fields import (
     KST,
     EmptyFieldError,
@@ -99,7 +113,9 @@ __all__ = [
     "ApprovalFailure",
     "ApprovalKey",
     "Callback",
+    "CallbackClient",
     "CallbackTable",
+    "ClientFeed",
     "ConnState",
     "Connected",
     "ConnectionClosed",
@@ -108,6 +124,7 @@ __all__ = [
     "DecryptError",
     "EmptyFieldError",
     "Endpoint",
+    "ErrorCallback",
     "Event",
     "EventBuffer",
     "EventsDropped",
@@ -145,15 +162,20 @@ __all__ = [
     "SubState",
     "SubscribeFailed",
     "Subscribed",
+    "Subscription",
     "SubscriptionAdded",
+    "SubscriptionError",
     "SubscriptionRegistry",
     "SubscriptionRemoved",
+    "SyncCallbacks",
     "TRKind",
     "TRSpec",
     "TextReceived",
     "UndecodableMessage",
     "Unsubscribed",
+    "Workers",
     "__version__",
+    "check_subscription",
     "decode_message",
     "decrypt_payload",
     "demo_session",

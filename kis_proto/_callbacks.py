@@ -1,23 +1,71 @@
-"""The callbacks of a `WSClient`, by (tr_id, key): the part of both transports' clients that is not I/O."""
+"""The callback client of both transports (`CallbackClient`, their `WSClient`) and its callbacks table.
+
+The client was once written twice, line for line, in kis_anyio and kis_asyncio. Its logic lives
+here once; what differs by transport is supplied by each subclass: `_connect` (how to open a
+feed, hence the feed type) and `_workers` (how to start a task and how to run a plain function
+in a worker thread). The core imports no asyncio, anyio or threading: it only awaits what the
+transport hands it.
+
+Sync callbacks run either *inline* (on the event loop, as the original design did: a callback
+that blocks stalls every other callback, though never the socket reader) or in a *thread*: each
+subscription (tr_id, key) then has a lane whose records reach its callbacks in order, sync ones
+in a worker thread, async ones on the loop, so a slow callback holds back its own subscription
+and nothing else.
+"""
 
 from __future__ import annotations
 
+import abc
 import inspect
 import logging
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any, TypeAlias
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, Self, TypeAlias, TypeVar
+
+from ._buffer import EventBuffer, EventsDropped
+from ._codec import check_subscription
+from ._errors import LocalProtocolError
+from ._events import ServerError, SubscribeFailed
+from ._feed import shown_key
+from ._fields import Record
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+    from contextlib import AbstractAsyncContextManager
+    from types import TracebackType
 
-    from ._fields import Record
+    from ._approval import Credentials
+    from ._buffer import FeedEvent
 
-__all__ = ["Callback", "CallbackTable"]
+__all__ = [
+    "Callback",
+    "CallbackClient",
+    "CallbackTable",
+    "ClientFeed",
+    "ErrorCallback",
+    "SyncCallbacks",
+    "Workers",
+]
 
 logger = logging.getLogger("kis_proto.callbacks")
 
 #: A record callback: plain or async.
 Callback: TypeAlias = "Callable[[Record], Awaitable[None]] | Callable[[Record], None]"
+
+#: What `WSClient(on_error=...)` gets: a refused subscription or a session-level server error.
+ErrorCallback: TypeAlias = "Callable[[SubscribeFailed | ServerError], Awaitable[None] | None]"
+
+#: Where sync callbacks run: ``"inline"`` on the event loop, ``"thread"`` in a worker thread.
+SyncCallbacks: TypeAlias = Literal["inline", "thread"]
+
+T = TypeVar("T")
+
+
+def is_async_callback(callback: object) -> bool:
+    """True when calling `callback` gives a coroutine (an ``async def`` function or method, or an
+    object whose ``__call__`` is one): it is awaited on the loop, never sent to a thread."""
+    call = type(callback).__call__ if callable(callback) else None
+    return inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(call)
 
 
 class CallbackTable:
@@ -46,6 +94,10 @@ class CallbackTable:
         """Every (tr_id, key) with a callback, in the order first added."""
         return list(self._callbacks)
 
+    def callbacks(self, tr_id: str, tr_key: str) -> list[Callback]:
+        """The callbacks of (tr_id, tr_key), in the order added (a copy; [] for none)."""
+        return list(self._callbacks.get((tr_id, tr_key), ()))
+
     def call(self, record: Record) -> list[Awaitable[Any]]:
         """Call the record's callbacks; return what async ones gave, for the transport to await.
 
@@ -62,3 +114,318 @@ class CallbackTable:
             if result is not None and inspect.isawaitable(result):
                 pending.append(result)
         return pending
+
+
+class ClientFeed(Protocol):
+    """What `CallbackClient` needs of a transport's feed (both `Feed` classes have it)."""
+
+    @property
+    def closing(self) -> bool: ...
+
+    async def subscribe(self, tr_id: str, keys: list[str], /) -> object: ...
+
+    async def unsubscribe(self, tr_id: str, keys: list[str], /) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    def batches(self) -> AsyncIterator[list[FeedEvent]]: ...
+
+
+class Workers(Protocol):
+    """What a transport lends `CallbackClient` while it runs: tasks and worker threads."""
+
+    def spawn(self, fn: Callable[[], Coroutine[Any, Any, None]], /) -> None:
+        """Start `fn()` as a task that `run` waits for (or cancels) before it returns."""
+
+    async def run_sync(self, fn: Callable[[], T], /) -> T:
+        """Run `fn()` in a worker thread and return its result, the loop running meanwhile."""
+        ...
+
+
+FeedT = TypeVar("FeedT", bound=ClientFeed)
+_LaneKey: TypeAlias = "tuple[str, str] | None"  # None: the on_error lane
+
+
+class _Lane:
+    """One subscription's records waiting for its callbacks (thread mode), in order, bounded."""
+
+    __slots__ = ("buffer", "running")
+
+    def __init__(self, size: int) -> None:
+        self.buffer = EventBuffer(size)  # drops the oldest market data past `size`, never notices
+        self.running = False
+
+
+class CallbackClient(abc.ABC, Generic[FeedT]):
+    """The original design's callback client; each transport's `WSClient` is this with its I/O.
+
+    ``ws = WSClient(credentials)``; ``await ws.subscribe("H0STCNT0", ["005930"], on_price)``
+    (before or after `run` starts); ``await ws.run()`` until ``await ws.close()``. Callbacks get
+    each record (``data["price"]`` works), may be sync or async, several per (tr_id, key); one
+    that raises is logged and the feed goes on. `run` raises `ConnectionError` after
+    `max_retries` failed reconnects. Other keyword options go to the transport's ``connect``.
+
+    `sync_callbacks`: ``"inline"`` (the default, as before) calls sync callbacks on the event
+    loop, one after another: a callback that blocks (``time.sleep``, an HTTP order, pandas)
+    holds back every callback, though never the PINGPONG answer. ``"thread"`` gives each
+    subscription a lane: its records reach its callbacks in order, sync ones in a worker thread
+    and async ones on the loop, so a slow callback delays only its own subscription. A lane keeps
+    at most `buffer_size` market records (the ``connect`` option; 10,000 by default) and drops
+    the oldest past that, logged; notices are never dropped. On `close`, records still waiting in
+    lanes are dropped and callbacks already running are waited for.
+
+    `on_error` (sync or async) gets every `SubscribeFailed` (a refused subscription, e.g. an
+    unknown TR id) and `ServerError` (session level); each is also logged at WARNING on the
+    transport's logger, with or without `on_error`.
+    """
+
+    #: The transport's logger (``kis_anyio`` / ``kis_asyncio``).
+    _log: ClassVar[logging.Logger] = logger
+
+    def __init__(
+        self,
+        kis: Credentials | None,
+        max_retries: int | None = 5,
+        retry_delay: float = 1.0,
+        *,
+        url: str | None = None,
+        approval_key: str | None = None,
+        sync_callbacks: SyncCallbacks = "inline",
+        on_error: ErrorCallback | None = None,
+        **options: Any,
+    ) -> None:
+        if sync_callbacks not in ("inline", "thread"):
+            raise LocalProtocolError(f"sync_callbacks must be 'inline' or 'thread', not {sync_callbacks!r}")
+        self.kis = kis
+        self.max_retries = max_retries
+        self.retry_delay = retry_delay
+        self.sync_callbacks: SyncCallbacks = sync_callbacks
+        self.on_error = on_error
+        self._url = url
+        self._approval_key = approval_key
+        self._options = options
+        self._callbacks = CallbackTable()
+        self._feed: FeedT | None = None
+        self._closed = False
+        self._stopping = False  # lanes take no more work: close() was called or run() is ending
+        self._lanes: dict[_LaneKey, _Lane] = {}
+
+    def __repr__(self) -> str:
+        state = "running" if self._feed is not None else "closed" if self._closed else "not running"
+        return (
+            f"<{type(self).__module__.split('.')[0]}.{type(self).__name__} {state}, "
+            f"{len(self._callbacks.subscriptions())} subscriptions, sync callbacks {self.sync_callbacks}>"
+        )
+
+    # -- what the transport supplies --------------------------------------------------------------
+    @abc.abstractmethod
+    def _connect(self, url: str | None, **options: Any) -> AbstractAsyncContextManager[FeedT]:
+        """The transport's ``connect(url, **options)``."""
+
+    @abc.abstractmethod
+    def _workers(self) -> AbstractAsyncContextManager[Workers]:
+        """Tasks and worker threads for one `run`; leaving it waits for the tasks."""
+
+    # -- the application's side -------------------------------------------------------------------
+    async def subscribe(self, tr_id: str, symbols: str | Iterable[str], callback: Callback) -> None:
+        """Call `callback` (sync or async) with every record of `tr_id` for these symbols.
+
+        Raises `LocalProtocolError` at once for a malformed tr_id or symbol; a well-formed one the
+        server refuses reaches `on_error` and the log.
+        """
+        symbols = [symbols] if isinstance(symbols, str) else list(symbols)
+        for symbol in symbols:
+            check_subscription(tr_id, symbol)
+        self._callbacks.add(tr_id, symbols, callback)
+        if self._feed is not None:
+            await self._feed.subscribe(tr_id, symbols)
+
+    async def subscribe_notices(
+        self, callback: Callback, market: Literal["domestic", "overseas"] = "domestic"
+    ) -> str:
+        """Call `callback` with your own execution notices (the TR follows `kis.env`); returns the TR id."""
+        if self.kis is None:
+            raise LocalProtocolError("execution notices need Credentials with your hts_id")
+        tr_id, key = self.kis.notice_subscription(market)
+        await self.subscribe(tr_id, [key], callback)
+        return tr_id
+
+    async def unsubscribe(self, tr_id: str, symbols: str | Iterable[str]) -> None:
+        """Stop the callbacks of these symbols and release them on the server."""
+        symbols = self._callbacks.remove(tr_id, symbols)
+        for symbol in symbols:
+            lane = self._lanes.get((tr_id, symbol))
+            if lane is not None:
+                lane.buffer.drain()  # what waits is dropped; the lane stays, should the key come back
+        if self._feed is not None:
+            await self._feed.unsubscribe(tr_id, symbols)
+
+    async def run(self) -> None:
+        """Receive until `close`; raises `ConnectionError` when reconnecting gives up."""
+        options = {"max_retries": self.max_retries, "retry_delay": self.retry_delay} | self._options
+        self._stopping = self._closed
+        self._lanes = {}
+        error: ConnectionError | None = None
+        async with self._connect(
+            self._url, credentials=self.kis, approval_key=self._approval_key, **options
+        ) as feed:
+            self._feed = feed
+            try:
+                for tr_id, symbol in self._callbacks.subscriptions():
+                    await feed.subscribe(tr_id, [symbol])
+                async with self._workers() as workers:
+                    try:
+                        await self._dispatch(feed, workers)
+                    except ConnectionError as exc:
+                        error = exc  # raised below, not wrapped in the task group's exception group
+                    finally:
+                        self._stopping = True
+            finally:
+                self._feed = None
+        if error is not None:
+            raise error
+
+    async def close(self) -> None:
+        """Stop `run`: close the connection cleanly."""
+        self.close_nowait()
+        if self._feed is not None:
+            await self._feed.aclose()
+
+    def close_nowait(self) -> None:
+        """Stop `run` from plain code on the event loop (a sync callback run inline).
+
+        `run` closes the connection once the events at hand have been handed out. Elsewhere,
+        prefer ``await close()``, which closes it at once; from a worker thread (a sync callback
+        in thread mode), run ``close`` on the loop (``anyio.from_thread.run(ws.close)``, or
+        ``asyncio.run_coroutine_threadsafe(ws.close(), loop)``).
+        """
+        self._closed = self._stopping = True
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- the dispatcher ---------------------------------------------------------------------------
+    async def _dispatch(self, feed: FeedT, workers: Workers) -> None:
+        threaded = self.sync_callbacks == "thread"
+        if self._closed:
+            await feed.aclose()
+        async for batch in feed.batches():
+            for event in batch:
+                if isinstance(event, Record):
+                    if threaded:
+                        self._enqueue((event.tr_id, event.tr_key), event, workers)
+                        continue
+                    for pending in self._callbacks.call(event):
+                        await self._guarded(pending, (event.tr_id, event.tr_key))
+                elif isinstance(event, SubscribeFailed | ServerError) and self.on_error is not None:
+                    if threaded:
+                        self._enqueue(None, event, workers)
+                    else:
+                        await self._call_on_error(event)
+            if self._closed and not feed.closing:
+                await feed.aclose()  # close_nowait() was called from a callback
+
+    async def _call_on_error(self, event: SubscribeFailed | ServerError) -> None:
+        assert self.on_error is not None
+        log = self._log
+        try:
+            result = self.on_error(event)
+            if result is not None and inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("the on_error callback raised; the feed goes on")
+
+    def _callbacks_of(self, key: _LaneKey) -> list[Callable[[Any], Any]]:
+        if key is None:
+            return [self.on_error] if self.on_error is not None else []
+        return self._callbacks.callbacks(*key)
+
+    # -- thread mode: one lane per subscription ---------------------------------------------------
+    def _enqueue(
+        self, key: _LaneKey, event: Record | SubscribeFailed | ServerError, workers: Workers
+    ) -> None:
+        lane = self._lanes.get(key)
+        if lane is None:
+            if self._stopping or not self._callbacks_of(key):
+                return
+            lane = self._lanes[key] = _Lane(self._options.get("buffer_size", 10_000))
+        lane.buffer.put(event)
+        if not lane.running and not self._stopping:
+            lane.running = True
+            workers.spawn(partial(self._run_lane, key, lane, workers))
+
+    async def _run_lane(self, key: _LaneKey, lane: _Lane, workers: Workers) -> None:
+        """Hand a lane's events to its callbacks, in order, until it is empty (or the client stops)."""
+        try:
+            while not self._stopping:
+                events = lane.buffer.drain()
+                if not events:
+                    return
+                items: list[Any] = []
+                for event in events:
+                    if isinstance(event, EventsDropped):
+                        assert key is not None  # errors are never dropped
+                        self._log.warning(
+                            "the callbacks of %s %s fell behind: %d records dropped, oldest first "
+                            "(notices are never dropped)",
+                            key[0],
+                            shown_key(*key),
+                            event.count,
+                        )
+                    else:
+                        items.append(event)
+                callbacks = self._callbacks_of(key)
+                plain = [callback for callback in callbacks if not is_async_callback(callback)]
+                if plain:
+                    for awaitable in await workers.run_sync(partial(self._call_plain, plain, items)):
+                        await self._guarded(awaitable, key)
+                for callback in callbacks:
+                    if callback in plain:
+                        continue
+                    for item in items:
+                        if self._halted():  # close() may come while a callback runs
+                            return
+                        await self._guarded(callback(item), key)
+        finally:
+            lane.running = False
+
+    def _halted(self) -> bool:
+        return self._stopping
+
+    async def _guarded(self, awaitable: Awaitable[Any], key: _LaneKey) -> None:
+        log = self._log
+        try:
+            await awaitable
+        except Exception:
+            log.exception("%s raised; the feed goes on", _callback_name(key))
+
+    def _call_plain(self, callbacks: list[Callable[[Any], Any]], items: list[Any]) -> list[Awaitable[Any]]:
+        """In a worker thread: every plain callback for each item, in order; awaitables returned."""
+        log = self._log
+        pending: list[Awaitable[Any]] = []
+        for item in items:
+            if self._stopping:
+                break
+            for callback in callbacks:
+                try:
+                    result = callback(item)
+                except Exception:
+                    log.exception("%s raised; the feed goes on", _callback_name(item))
+                    continue
+                if result is not None and inspect.isawaitable(result):
+                    pending.append(result)
+        return pending
+
+
+def _callback_name(about: object) -> str:
+    """Which callback, for a log line: of which subscription, or on_error."""
+    if isinstance(about, Record):
+        about = (about.tr_id, about.tr_key)
+    if isinstance(about, tuple):
+        return f"a callback for {about[0]} {shown_key(about[0], about[1])}"
+    return "the on_error callback"

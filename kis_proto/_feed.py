@@ -16,20 +16,119 @@ from typing import TYPE_CHECKING
 from ._buffer import EventBuffer, EventsDropped, FeedEvent, Reconnecting
 from ._codes import MsgCode
 from ._connection import ConnState, KISConfig, KISConnection
-from ._errors import LocalProtocolError
+from ._errors import KISError, LocalProtocolError
 from ._events import Connected, ConnectionClosed, ServerError, Subscribed, SubscribeFailed, Unsubscribed
 from ._fields import Record
-from ._subscriptions import SubscriptionRegistry
+from ._subscriptions import SubscriptionRegistry, SubState
+from .records import RECORD_CLASSES, TRS
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Awaitable, Callable, Iterable
 
     from ._approval import Credentials
     from ._reconnect import ReconnectDecision, ReconnectPolicy
 
-__all__ = ["FeedCore", "feed_core", "split_ws_url"]
+__all__ = ["FeedCore", "Subscription", "SubscriptionError", "feed_core", "shown_key", "split_ws_url"]
 
 logger = logging.getLogger("kis_proto.feed")
+
+
+def shown_key(tr_id: str, tr_key: str) -> str:
+    """`tr_key` as logs and reprs may show it: masked on notice TRs, where it is the user's HTS ID."""
+    cls = RECORD_CLASSES.get(tr_id)
+    if cls is not None and TRS[cls.__name__].encrypted:
+        return tr_key[:2] + "***"
+    return tr_key
+
+
+class SubscriptionError(KISError):
+    """The server refused a subscription, or did not answer it in time; `event` says which.
+
+    Raised by `Subscription.wait`. `event.timed_out` tells a refusal (the key is not retried
+    until subscribed again) from a missing answer (the key is requested again on the next
+    connection).
+    """
+
+    def __init__(self, event: SubscribeFailed) -> None:
+        key = f"{event.tr_id} {shown_key(event.tr_id, event.tr_key)}"
+        if event.timed_out:
+            text = f"no answer from KIS to the subscription of {key}: {event.message}"
+        else:
+            text = f"KIS refused the subscription of {key}: {event.msg_cd} {event.message}"
+        super().__init__(text)
+        self.event = event
+
+
+class Subscription:
+    """One (tr_id, key) asked for with a feed's ``subscribe``: await its answer, or release it.
+
+    ``sub = await feed.subscribe("H0STCNT0", "005930")``; ``await sub.wait()`` returns the
+    server's `Subscribed`, or raises `SubscriptionError` (carrying the `SubscribeFailed`);
+    ``await sub.unsubscribe()`` releases the key.
+
+    Across reconnects: the answer is the first one the server gives after the ticket was made,
+    on this connection or a later one. A key requested while disconnected, or whose request was
+    cut by a dropped socket, is restored on the next connection and the ticket is answered there.
+    A ticket made for a key the server already holds is answered at once. An answer once given
+    stands, even when the connection later drops (the feed restores the key by itself; a
+    refusal is final until the key is subscribed again). `wait` raises `ConnectionError` when the
+    feed ends before any answer, and `LocalProtocolError` when the key was unsubscribed first.
+    A subscription is per (tr_id, key), not per ticket: two tickets of one key share it, and
+    releasing either releases the key.
+    """
+
+    __slots__ = ("_answer", "_news", "_release", "_released", "tr_id", "tr_key")
+
+    def __init__(
+        self,
+        tr_id: str,
+        tr_key: str,
+        *,
+        news: Callable[[], Awaitable[bool]],
+        release: Callable[[str, str], Awaitable[None]],
+    ) -> None:
+        """Made by a transport's feed. `news()` waits until an answer may have come in and
+        returns False once none can come any more; `release(tr_id, tr_key)` unsubscribes."""
+        self.tr_id = tr_id
+        self.tr_key = tr_key
+        self._news = news
+        self._release = release
+        self._answer: Subscribed | SubscribeFailed | None = None
+        self._released = False
+
+    def __repr__(self) -> str:
+        if self._answer is None:
+            state = "released" if self._released else "waiting"
+        elif isinstance(self._answer, Subscribed):
+            state = "subscribed"
+        else:
+            state = f"refused {self._answer.msg_cd}" if not self._answer.timed_out else "timed out"
+        return f"<Subscription {self.tr_id} {shown_key(self.tr_id, self.tr_key)} {state}>"
+
+    @property
+    def answer(self) -> Subscribed | SubscribeFailed | None:
+        """The server's answer, or None while there is none."""
+        return self._answer
+
+    async def wait(self) -> Subscribed:
+        """The server's `Subscribed`; raises `SubscriptionError` when it refused the key."""
+        while (answer := self.answer) is None:
+            if self._released:
+                raise LocalProtocolError(
+                    f"{self.tr_id} {shown_key(self.tr_id, self.tr_key)} was unsubscribed before KIS answered"
+                )
+            if not await self._news() and self.answer is None:
+                raise ConnectionError(
+                    f"the feed ended before KIS answered the subscription of "
+                    f"{self.tr_id} {shown_key(self.tr_id, self.tr_key)}"
+                )
+        if isinstance(answer, SubscribeFailed):
+            raise SubscriptionError(answer)
+        return answer
+
+    async def unsubscribe(self) -> None:
+        """Release the key on the server (the same as the feed's ``unsubscribe``)."""
+        await self._release(self.tr_id, self.tr_key)
 
 
 def _log_drop(event: EventsDropped) -> None:
@@ -65,6 +164,7 @@ class FeedCore:
         buffer_size: int = 10_000,
         approval_key: str | None = None,
         can_fetch_key: bool = False,
+        log: logging.Logger | None = None,
     ) -> None:
         if approval_key is None and not can_fetch_key:
             raise LocalProtocolError("give an approval_key, or credentials to fetch one")
@@ -79,6 +179,13 @@ class FeedCore:
         self._last_code: str | None = None
         self._cause: str | None = None  # why the current connection ended, in words
         self._delivered = False  # the current connection delivered a record
+        #: Where refusals and server errors are logged at WARNING: the transport's logger.
+        self.log = log or logger
+        #: Called (by `collect` and `unsubscribe`) when tickets were answered or released: the
+        #: transport wakes whoever waits on `Subscription.wait`.
+        self.on_answer: Callable[[], None] | None = None
+        self._tickets: dict[tuple[str, str], list[Subscription]] = {}
+        self._acks: dict[tuple[str, str], Subscribed] = {}
 
     def __repr__(self) -> str:
         state = self.conn.state.value if self.conn is not None else "between connections"
@@ -131,14 +238,19 @@ class FeedCore:
                     self.policy.connected(now)
                 elif isinstance(event, Subscribed):
                     registry.on_subscribed(event.tr_id, event.tr_key)
+                    self._answered(event)
                 elif isinstance(event, SubscribeFailed):
                     if not event.timed_out:  # a timeout leaves it pending: restored on reconnect
                         registry.on_failed(event.tr_id, event.tr_key, event.msg_cd)
+                    self._report(event)
+                    if event.msg_cd != MsgCode.UNSUBSCRIBE_NOT_FOUND:  # that one answers an unsubscribe
+                        self._answered(event)
                 elif isinstance(event, Unsubscribed):
                     registry.on_unsubscribed(event.tr_id, event.tr_key)
                 elif isinstance(event, ConnectionClosed):
                     self._cause = self._cause or _close_cause(event)
                 elif isinstance(event, ServerError):
+                    self._report(event)
                     self._last_code = event.msg_cd
                     if event.code in _SESSION_ENDERS:
                         self._cause = f"{event.msg_cd} {event.code.text if event.code else event.message}"
@@ -206,15 +318,30 @@ class FeedCore:
                 self.conn.subscribe(tr_id, key, now=now)
                 self.registry.mark_sent(tr_id, key)
 
+    def track(self, ticket: Subscription) -> None:
+        """Answer `ticket` now if the server holds its key, else with the next answer for the key."""
+        key = (ticket.tr_id, ticket.tr_key)
+        ack = self._acks.get(key)
+        if ack is not None and self.registry.state(*key) is SubState.ACTIVE:
+            ticket._answer = ack
+        else:
+            self._tickets.setdefault(key, []).append(ticket)
+
     def unsubscribe(self, tr_id: str, keys: str | Iterable[str], now: float) -> None:
         """Stop wanting (tr_id, key) for each key; released on the server if it holds it."""
+        released = False
         for key in [keys] if isinstance(keys, str) else list(keys):
+            self._acks.pop((tr_id, key), None)
+            for ticket in self._tickets.pop((tr_id, key), ()):
+                ticket._released = released = True
             if self.registry.remove(tr_id, key) and self._usable():
                 assert self.conn is not None
                 try:
                     self.conn.unsubscribe(tr_id, key, now=now)
                 except LocalProtocolError:
                     continue  # this connection never registered it: nothing to release
+        if released and self.on_answer is not None:
+            self.on_answer()
 
     def close(self, now: float) -> None:
         """Stop reconnecting and close the current connection cleanly."""
@@ -238,6 +365,45 @@ class FeedCore:
                 if isinstance(event, EventsDropped):
                     _log_drop(event)
         return events
+
+    def _answered(self, event: Subscribed | SubscribeFailed) -> None:
+        """The server answered a subscribe request: remember an ack, answer the waiting tickets."""
+        key = (event.tr_id, event.tr_key)
+        if isinstance(event, Subscribed):
+            if key not in self.registry:
+                return  # a late ack for a key removed since: no ticket waits for it
+            self._acks[key] = event
+        tickets = self._tickets.pop(key, None)
+        if tickets:
+            for ticket in tickets:
+                ticket._answer = event
+            if self.on_answer is not None:
+                self.on_answer()
+
+    def _report(self, event: SubscribeFailed | ServerError) -> None:
+        """A refusal or a server error must not pass silently: WARNING on the transport's logger."""
+        key = f"{event.tr_id} {shown_key(event.tr_id, event.tr_key)}"
+        if isinstance(event, ServerError):
+            where = f" (about {key})" if event.tr_id and event.tr_id != "(null)" else ""
+            self.log.warning("KIS server error %s: %s%s", event.msg_cd, event.message, where)
+        elif event.timed_out:
+            self.log.warning(
+                "no answer from KIS to the subscription of %s: %s; it is requested again on the next "
+                "connection",
+                key,
+                event.message,
+            )
+        elif event.msg_cd == MsgCode.UNSUBSCRIBE_NOT_FOUND:
+            self.log.warning("KIS did not hold %s when asked to release it: %s", key, event.message)
+        else:
+            hint = " (not a real-time TR id KIS knows)" if event.code is MsgCode.INVALID_TR_ID else ""
+            self.log.warning(
+                "KIS refused the subscription of %s%s: %s %s; it is not retried until subscribed again",
+                key,
+                hint,
+                event.msg_cd,
+                event.message,
+            )
 
     def _usable(self) -> bool:
         conn = self.conn
@@ -276,12 +442,13 @@ def feed_core(
     config: KISConfig | None,
     policy: ReconnectPolicy,
     buffer_size: int,
+    log: logging.Logger | None = None,
 ) -> FeedCore:
     """The `FeedCore` for a transport's ``connect(...)`` arguments, checked the same way by both.
 
     The URL defaults to the credentials' environment; the config takes the URL's path and the
     credentials' custtype. Raises `LocalProtocolError` when there is no way to the server or no
-    way to an approval key.
+    way to an approval key. `log` is the transport's logger, for refusals and server errors.
     """
     if url is None:
         if credentials is None:
@@ -303,4 +470,5 @@ def feed_core(
         buffer_size=buffer_size,
         approval_key=approval_key,
         can_fetch_key=credentials is not None,
+        log=log,
     )

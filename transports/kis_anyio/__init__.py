@@ -1,13 +1,17 @@
-"""kis_anyio: the anyio transport for kis_proto (runs on trio and asyncio), and the ``kis-ws`` CLI.
+"""kis_anyio: the anyio transport for kis_proto (runs on trio and asyncio).
 
 ``async with kis_anyio.connect(credentials=creds) as feed:`` subscribes and iterates a live feed
-that reconnects by itself; `WSClient` is the original design's callback face on the same loop;
-`serve` runs a loopback KIS server for tests and the simulator.
+that reconnects by itself; `open_feed` opens one without a block (notebooks); `WSClient` is the
+original design's callback face on the same loop; `blocking` is both faces for code with no
+``async`` at all; `serve` runs a loopback KIS server for tests and the simulator.
 """
 
 from __future__ import annotations
 
-from ._client import Callback, Feed, WSClient, connect, fetch_approval_key
+import logging
+
+from . import _blocking as blocking
+from ._client import Callback, Feed, WSClient, connect, fetch_approval_key, open_feed
 from ._recording import read_recording
 from ._serve import KISServer, ServerSession, serve
 from ._sim import Clock, Faults, Simulator, simulate
@@ -21,9 +25,15 @@ __all__ = [
     "ServerSession",
     "Simulator",
     "WSClient",
+    "blocking",
     "connect",
     "fetch_approval_key",
+    "open_feed",
     "read_recording",
     "serve",
     "simulate",
 ]
+
+# A library logs and leaves the handlers to the application: configure logging to see warnings
+# (refusals, server errors, records dropped) or pass on_error to WSClient.
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -9,37 +9,42 @@ restore. No protocol decisions are made here.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import random
 import ssl
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, overload
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 
 from kis_proto import (
+    KIS_MAX_SUBSCRIPTIONS,
     ApprovalError,
     ApprovalExchange,
     ApprovalFailure,
     Callback,
-    CallbackTable,
+    CallbackClient,
     Credentials,
     FeedCore,
     FeedEvent,
     KISConfig,
     LocalProtocolError,
     ReconnectPolicy,
-    Record,
+    Subscription,
     feed_core,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-    from types import TracebackType
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+    from contextlib import AbstractAsyncContextManager
 
-__all__ = ["Callback", "Feed", "WSClient", "connect"]
+__all__ = ["Callback", "ConnectOptions", "Feed", "WSClient", "connect", "fetch_approval_key", "open_feed"]
+
+T = TypeVar("T")
 
 logger = logging.getLogger("kis_anyio")
 
@@ -92,12 +97,13 @@ async def fetch_approval_key(
 
 
 class Feed:
-    """A live KIS feed: `subscribe`, then `async for event in feed`. Made by `connect`.
+    """A live KIS feed: `subscribe`, then `async for event in feed`. Made by `connect` or `open_feed`.
 
     Reconnects by itself and restores every subscription; yields records, acks, errors,
     `ConnectionClosed` + `Reconnecting` between connections, and `EventsDropped` when the
     application fell more than `buffer_size` market records behind (notices are never dropped).
-    Iteration ends after `aclose`; it raises `ConnectionError` when the policy gives up.
+    Refused subscriptions and server errors are also logged at WARNING on the ``kis_anyio``
+    logger. Iteration ends after `aclose`; it raises `ConnectionError` when the policy gives up.
     """
 
     def __init__(
@@ -110,10 +116,16 @@ class Feed:
         self._approval = approval
         self._credentials = credentials
         self._ready = anyio.Event()
+        self._answers = anyio.Event()  # set (and replaced) when subscription tickets were answered
+        self._close_requested = anyio.Event()
         self._stream: anyio.abc.ByteStream | None = None
+        self._receive_scope: anyio.CancelScope | None = None  # the reader's wait for bytes
         self._send_lock = anyio.Lock()
         self._finished = anyio.Event()
         self._error: BaseException | None = None
+        self._scope: anyio.CancelScope | None = None  # the reader's, when it runs detached (open_feed)
+        self._task: asyncio.Task[None] | None = None
+        core.on_answer = self._notify_answers
 
     def __repr__(self) -> str:
         return f"<kis_anyio.Feed {self._core!r}>"
@@ -124,10 +136,27 @@ class Feed:
         return self._core.closing
 
     # -- the application's side ------------------------------------------------------------------
-    async def subscribe(self, tr_id: str, keys: str | Iterable[str]) -> None:
-        """Subscribe `tr_id` for each key (a symbol, or your HTS ID for notices); kept across reconnects."""
-        self._core.subscribe(tr_id, keys, anyio.current_time())
+    # A str is also an Iterable[str]; the first overload wins for it, as the code does.
+    @overload
+    async def subscribe(self, tr_id: str, keys: str) -> Subscription: ...  # type: ignore[overload-overlap]
+    @overload
+    async def subscribe(self, tr_id: str, keys: Iterable[str]) -> list[Subscription]: ...
+    async def subscribe(self, tr_id: str, keys: str | Iterable[str]) -> Subscription | list[Subscription]:
+        """Subscribe `tr_id` for each key (a symbol, or your HTS ID for notices); kept across reconnects.
+
+        Returns a `Subscription` per key (a list for a list of keys) without waiting: ``await
+        sub.wait()`` gives the server's answer (`Subscribed`, or raises `SubscriptionRefused`),
+        ``await sub.unsubscribe()`` releases the key. Ignoring it is fine.
+        """
+        wanted = [keys] if isinstance(keys, str) else list(keys)
+        self._core.subscribe(tr_id, wanted, anyio.current_time())
+        tickets = [
+            Subscription(tr_id, key, news=self._answer_news, release=self.unsubscribe) for key in wanted
+        ]
+        for ticket in tickets:
+            self._core.track(ticket)
         await self._flush()
+        return tickets[0] if isinstance(keys, str) else tickets
 
     async def unsubscribe(self, tr_id: str, keys: str | Iterable[str]) -> None:
         """Stop receiving `tr_id` for each key."""
@@ -159,25 +188,76 @@ class Feed:
 
     async def batches(self) -> AsyncIterator[list[FeedEvent]]:
         """Iterate events a batch at a time: everything waiting, in order (cheaper per event)."""
+        while (batch := await self._next_batch()) is not None:
+            yield batch
+
+    async def _next_batch(self) -> list[FeedEvent] | None:
+        """Everything waiting, once there is something; None when the feed has ended."""
         while True:
             self._ready = anyio.Event()
             batch = self._core.drain()
             if batch:
-                yield batch
-                continue
+                return batch
             if self._finished.is_set():
                 if self._error is not None:
                     raise self._error
-                return
+                return None
             await self._ready.wait()
 
     async def aclose(self) -> None:
-        """Close the connection cleanly and stop reconnecting; iteration then ends."""
+        """Close the connection cleanly and stop reconnecting; iteration then ends.
+
+        Returns once the reader has ended (at most the config's `close_timeout`); the events
+        that came before the close can still be iterated. A feed from `open_feed` has its
+        reader stopped here, after that time if it must.
+        """
         self._core.close(anyio.current_time())
+        self._close_requested.set()
         await self._flush()
         self._ready.set()
+        with anyio.move_on_after(self._core.config.close_timeout):
+            await self._finished.wait()
+        if self._scope is not None:
+            self._scope.cancel()
+            await self._finished.wait()
+
+    # -- subscription tickets --------------------------------------------------------------------
+    def _notify_answers(self) -> None:
+        self._answers.set()
+        self._answers = anyio.Event()
+
+    async def _answer_news(self) -> bool:
+        if self._finished.is_set():
+            return False
+        await self._answers.wait()
+        return True
 
     # -- the reader ------------------------------------------------------------------------------
+    def _detach(self) -> None:
+        """Run the reader as a task of its own, outside any task group the caller holds.
+
+        For `open_feed`: notebook cells and ``python -m asyncio`` inputs are separate tasks,
+        and a task group (a cancel scope) must be entered and left by one task.
+        """
+        scope = self._scope = anyio.CancelScope()
+
+        async def reader() -> None:
+            with scope:
+                try:
+                    await self._run()
+                except Exception as exc:  # a bug: hand it to the application, never to the loop
+                    logger.exception("the feed's reader failed")
+                    self._error = exc
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio: trio, the other backend anyio runs on
+            import trio
+
+            trio.lowlevel.spawn_system_task(reader, name="kis_anyio reader")
+        else:
+            self._task = loop.create_task(reader(), name="kis_anyio reader")
+
     async def _run(self) -> None:
         core = self._core
         try:
@@ -207,12 +287,14 @@ class Feed:
                     decision.delay,
                     decision.reason,
                 )
-                await anyio.sleep(decision.delay)
+                with anyio.move_on_after(decision.delay):
+                    await self._close_requested.wait()  # aclose() cuts the wait short
         except ConnectionError as exc:
             self._error = exc
         finally:
             self._finished.set()
             self._ready.set()
+            self._notify_answers()
 
     async def _session(self) -> None:
         core = self._core
@@ -225,10 +307,12 @@ class Feed:
                 deadline = conn.timer()
                 data = b""
                 with anyio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
+                    self._receive_scope = scope
                     try:
                         data = await stream.receive()
                     except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
                         data = b""
+                self._receive_scope = None
                 now = anyio.current_time()
                 if scope.cancelled_caught:
                     conn.handle_timer(now)
@@ -250,12 +334,74 @@ class Feed:
             return
         async with self._send_lock:
             data = conn.data_to_send()
-            if not data:
-                return
-            try:
-                await stream.send(data)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                conn.receive_eof(now=anyio.current_time())
+            if data:
+                try:
+                    await stream.send(data)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    conn.receive_eof(now=anyio.current_time())
+        scope = self._receive_scope
+        if scope is not None:
+            # A command (from the application) may have ended the connection (a close while
+            # connecting) or set an earlier deadline (a subscribe's ack timeout): the reader,
+            # waiting for bytes, must see it now rather than at its old deadline.
+            deadline = conn.timer()
+            if conn.closed:
+                scope.cancel()
+            elif deadline is not None and deadline < scope.deadline:
+                scope.deadline = deadline
+
+
+class ConnectOptions(TypedDict, total=False):
+    """The keyword arguments of `connect` and `open_feed` (for the faces that pass them on)."""
+
+    credentials: Credentials | None
+    approval_key: str | None
+    max_retries: int | None
+    retry_delay: float
+    policy: ReconnectPolicy | None
+    config: KISConfig | None
+    buffer_size: int
+    approval_host: str | None
+    approval_port: int | None
+    ssl_context: ssl.SSLContext | None
+    approval_tls: bool
+
+
+def _make_feed(
+    url: str | None,
+    *,
+    credentials: Credentials | None = None,
+    approval_key: str | None = None,
+    max_retries: int | None = 5,
+    retry_delay: float = 1.0,
+    policy: ReconnectPolicy | None = None,
+    config: KISConfig | None = None,
+    buffer_size: int = 10_000,
+    approval_host: str | None = None,
+    approval_port: int | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    approval_tls: bool = True,
+) -> Feed:
+    core = feed_core(
+        url,
+        credentials=credentials,
+        approval_key=approval_key,
+        config=config,
+        policy=policy
+        or ReconnectPolicy(rand=random.random, retry_delay=retry_delay, max_retries=max_retries),
+        buffer_size=buffer_size,
+        log=logger,
+    )
+    approval = None
+    if credentials is not None:
+        creds = credentials
+
+        async def approval() -> str:
+            return await fetch_approval_key(
+                creds, host=approval_host, port=approval_port, ssl_context=ssl_context, tls=approval_tls
+            )
+
+    return Feed(core, approval, credentials)
 
 
 @asynccontextmanager
@@ -279,26 +425,24 @@ async def connect(
     The URL defaults to the credentials' environment (real :21000, paper :31000). Give
     `approval_key` to skip the REST call (the simulator, or keys you manage yourself); otherwise
     it is fetched once over HTTPS and again only after ``invalid approval``.
+
+    The block must be entered and left by one task (it holds a task group). Where that cannot
+    be, in a notebook or ``python -m asyncio`` whose inputs are separate tasks, use `open_feed`.
     """
-    core = feed_core(
+    feed = _make_feed(
         url,
         credentials=credentials,
         approval_key=approval_key,
+        max_retries=max_retries,
+        retry_delay=retry_delay,
+        policy=policy,
         config=config,
-        policy=policy
-        or ReconnectPolicy(rand=random.random, retry_delay=retry_delay, max_retries=max_retries),
         buffer_size=buffer_size,
+        approval_host=approval_host,
+        approval_port=approval_port,
+        ssl_context=ssl_context,
+        approval_tls=approval_tls,
     )
-    approval = None
-    if credentials is not None:
-        creds = credentials
-
-        async def approval() -> str:
-            return await fetch_approval_key(
-                creds, host=approval_host, port=approval_port, ssl_context=ssl_context, tls=approval_tls
-            )
-
-    feed = Feed(core, approval, credentials)
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(feed._run)
@@ -306,8 +450,6 @@ async def connect(
                 yield feed
             finally:
                 await feed.aclose()
-                with anyio.move_on_after(core.config.close_timeout):
-                    await feed._finished.wait()
                 tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # The reader never raises; an error here is the application's (or ConnectionError from
@@ -317,91 +459,79 @@ async def connect(
         raise
 
 
-class WSClient:
-    """The original design's callback client, on the anyio feed.
+async def open_feed(
+    url: str | None = None,
+    *,
+    credentials: Credentials | None = None,
+    approval_key: str | None = None,
+    max_retries: int | None = 5,
+    retry_delay: float = 1.0,
+    policy: ReconnectPolicy | None = None,
+    config: KISConfig | None = None,
+    buffer_size: int = 10_000,
+    approval_host: str | None = None,
+    approval_port: int | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    approval_tls: bool = True,
+) -> Feed:
+    """Open a KIS feed without a block: ``feed = await kis_anyio.open_feed(...)``, later ``await feed.aclose()``.
 
-    ``ws = WSClient(credentials)``; ``await ws.subscribe("H0STCNT0", ["005930"], on_price)``
-    (before or after `run` starts); ``await ws.run()`` until ``await ws.close()``. Callbacks get
-    each record (``data["price"]`` works), may be sync or async, several per (tr_id, key); one
-    that raises is logged and the feed goes on. `run` raises `ConnectionError` after
-    `max_retries` failed reconnects.
+    For notebooks and ``python -m asyncio``, where each cell or input runs as a task of its own:
+    the reader runs as a task of its own too, so opening, iterating and closing may each happen
+    in a different task. The arguments are `connect`'s. Close the feed with `Feed.aclose`; until
+    then it keeps its connection (and reconnects).
+    """
+    feed = _make_feed(
+        url,
+        credentials=credentials,
+        approval_key=approval_key,
+        max_retries=max_retries,
+        retry_delay=retry_delay,
+        policy=policy,
+        config=config,
+        buffer_size=buffer_size,
+        approval_host=approval_host,
+        approval_port=approval_port,
+        ssl_context=ssl_context,
+        approval_tls=approval_tls,
+    )
+    feed._detach()
+    return feed
+
+
+class _Workers:
+    """Lane tasks in the client's task group; sync callbacks in anyio's worker threads."""
+
+    def __init__(self, tg: anyio.abc.TaskGroup) -> None:
+        self._tg = tg
+        # Its own limiter, one thread per subscription (+ on_error): a lane never waits for a
+        # thread that another subscription's slow callback holds, nor for the application's
+        # own `to_thread` calls.
+        self._limiter = anyio.CapacityLimiter(KIS_MAX_SUBSCRIPTIONS + 1)
+
+    def spawn(self, fn: Callable[[], Coroutine[Any, Any, None]], /) -> None:
+        self._tg.start_soon(fn)
+
+    async def run_sync(self, fn: Callable[[], T], /) -> T:
+        return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
+
+
+class WSClient(CallbackClient[Feed]):
+    """The original design's callback client, on the anyio feed (trio or asyncio).
+
+    ``ws = WSClient(credentials)``; ``await ws.subscribe("H0STCNT0", ["005930"], on_price)``;
+    ``await ws.run()`` until ``await ws.close()``. Options: ``sync_callbacks="thread"`` runs
+    plain callbacks in worker threads, in order per subscription; ``on_error=`` gets refused
+    subscriptions and server errors. The full story is `kis_proto.CallbackClient`'s; for code
+    with no ``async`` at all, see ``kis_anyio.blocking.WSClient``.
     """
 
-    def __init__(
-        self,
-        kis: Credentials | None,
-        max_retries: int | None = 5,
-        retry_delay: float = 1.0,
-        *,
-        url: str | None = None,
-        approval_key: str | None = None,
-        **options: Any,
-    ) -> None:
-        self.kis = kis
-        self.max_retries = max_retries
-        self.retry_delay = retry_delay
-        self._url = url
-        self._approval_key = approval_key
-        self._options = options
-        self._callbacks = CallbackTable()
-        self._feed: Feed | None = None
-        self._closed = False
+    _log = logger
 
-    async def subscribe(self, tr_id: str, symbols: str | Iterable[str], callback: Callback) -> None:
-        """Call `callback` with every record of `tr_id` for these symbols."""
-        symbols = self._callbacks.add(tr_id, symbols, callback)
-        if self._feed is not None:
-            await self._feed.subscribe(tr_id, symbols)
+    def _connect(self, url: str | None, **options: Any) -> AbstractAsyncContextManager[Feed]:
+        return connect(url, **options)
 
-    async def subscribe_notices(
-        self, callback: Callback, market: Literal["domestic", "overseas"] = "domestic"
-    ) -> str:
-        """Call `callback` with your own execution notices (the TR follows `kis.env`); returns the TR id."""
-        if self.kis is None:
-            raise LocalProtocolError("execution notices need Credentials with your hts_id")
-        tr_id, key = self.kis.notice_subscription(market)
-        await self.subscribe(tr_id, [key], callback)
-        return tr_id
-
-    async def unsubscribe(self, tr_id: str, symbols: str | Iterable[str]) -> None:
-        """Stop the callbacks of these symbols and release them on the server."""
-        symbols = self._callbacks.remove(tr_id, symbols)
-        if self._feed is not None:
-            await self._feed.unsubscribe(tr_id, symbols)
-
-    async def run(self) -> None:
-        """Receive until `close`; raises `ConnectionError` when reconnecting gives up."""
-        options = {"max_retries": self.max_retries, "retry_delay": self.retry_delay} | self._options
-        async with connect(
-            self._url, credentials=self.kis, approval_key=self._approval_key, **options
-        ) as feed:
-            self._feed = feed
-            for tr_id, symbol in self._callbacks.subscriptions():
-                await feed.subscribe(tr_id, symbol)
-            if self._closed:
-                await feed.aclose()
-            async for batch in feed.batches():
-                for event in batch:
-                    if isinstance(event, Record):
-                        for pending in self._callbacks.call(event):
-                            try:
-                                await pending
-                            except Exception:
-                                logger.exception(
-                                    "a callback for %s %s raised; the feed goes on", event.tr_id, event.tr_key
-                                )
-        self._feed = None
-
-    async def close(self) -> None:
-        """Stop `run`: close the connection cleanly."""
-        self._closed = True
-        if self._feed is not None:
-            await self._feed.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
+    @asynccontextmanager
+    async def _workers(self) -> AsyncIterator[_Workers]:
+        async with anyio.create_task_group() as tg:
+            yield _Workers(tg)

@@ -14,30 +14,34 @@ import contextlib
 import logging
 import random
 import ssl
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from kis_proto import (
+    KIS_MAX_SUBSCRIPTIONS,
     ApprovalError,
     ApprovalExchange,
     ApprovalFailure,
     Callback,
-    CallbackTable,
+    CallbackClient,
     Credentials,
     FeedCore,
     FeedEvent,
     KISConfig,
     LocalProtocolError,
     ReconnectPolicy,
-    Record,
+    Subscription,
     feed_core,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-    from types import TracebackType
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+    from contextlib import AbstractAsyncContextManager
 
-__all__ = ["Callback", "Feed", "WSClient", "connect", "fetch_approval_key"]
+__all__ = ["Callback", "Feed", "WSClient", "connect", "fetch_approval_key", "open_feed"]
+
+T = TypeVar("T")
 
 logger = logging.getLogger("kis_asyncio")
 
@@ -89,10 +93,11 @@ async def fetch_approval_key(
 
 
 class Feed:
-    """A live KIS feed: `subscribe`, then `async for event in feed`. Made by `connect`.
+    """A live KIS feed: `subscribe`, then `async for event in feed`. Made by `connect` or `open_feed`.
 
     Behaves as `kis_anyio.Feed`: reconnects and restores subscriptions by itself, never lets a
-    slow application stall the socket, ends after `aclose`, raises `ConnectionError` on give-up.
+    slow application stall the socket, logs refusals and server errors at WARNING on the
+    ``kis_asyncio`` logger, ends after `aclose`, raises `ConnectionError` on give-up.
     """
 
     def __init__(
@@ -105,11 +110,15 @@ class Feed:
         self._approval = approval
         self._credentials = credentials
         self._ready = asyncio.Event()
+        self._answers = asyncio.Event()  # set (and replaced) when subscription tickets were answered
+        self._close_requested = asyncio.Event()
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._session_over: asyncio.Future[None] | None = None
         self._finished = asyncio.Event()
         self._error: BaseException | None = None
+        self._task: asyncio.Task[None] | None = None
+        core.on_answer = self._notify_answers
 
     def __repr__(self) -> str:
         return f"<kis_asyncio.Feed {self._core!r}>"
@@ -119,10 +128,25 @@ class Feed:
         """True once `aclose` was called."""
         return self._core.closing
 
-    async def subscribe(self, tr_id: str, keys: str | Iterable[str]) -> None:
-        """Subscribe `tr_id` for each key (a symbol, or your HTS ID for notices); kept across reconnects."""
-        self._core.subscribe(tr_id, keys, asyncio.get_running_loop().time())
+    # A str is also an Iterable[str]; the first overload wins for it, as the code does.
+    @overload
+    async def subscribe(self, tr_id: str, keys: str) -> Subscription: ...  # type: ignore[overload-overlap]
+    @overload
+    async def subscribe(self, tr_id: str, keys: Iterable[str]) -> list[Subscription]: ...
+    async def subscribe(self, tr_id: str, keys: str | Iterable[str]) -> Subscription | list[Subscription]:
+        """Subscribe `tr_id` for each key (a symbol, or your HTS ID for notices); kept across reconnects.
+
+        Returns a `Subscription` per key (a list for a list of keys), as `kis_anyio.Feed.subscribe`.
+        """
+        wanted = [keys] if isinstance(keys, str) else list(keys)
+        self._core.subscribe(tr_id, wanted, asyncio.get_running_loop().time())
+        tickets = [
+            Subscription(tr_id, key, news=self._answer_news, release=self.unsubscribe) for key in wanted
+        ]
+        for ticket in tickets:
+            self._core.track(ticket)
         await self._flush()
+        return tickets[0] if isinstance(keys, str) else tickets
 
     async def unsubscribe(self, tr_id: str, keys: str | Iterable[str]) -> None:
         """Stop receiving `tr_id` for each key."""
@@ -167,10 +191,36 @@ class Feed:
             await self._ready.wait()
 
     async def aclose(self) -> None:
-        """Close the connection cleanly and stop reconnecting; iteration then ends."""
+        """Close the connection cleanly and stop reconnecting; iteration then ends.
+
+        Returns once the reader has ended: at most the config's `close_timeout`, after which it
+        is cancelled. The events that came before the close can still be iterated.
+        """
         self._core.close(asyncio.get_running_loop().time())
+        self._close_requested.set()
         await self._flush()
         self._ready.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._core.config.close_timeout):
+                await self._finished.wait()
+        task = self._task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _notify_answers(self) -> None:
+        self._answers.set()
+        self._answers = asyncio.Event()
+
+    async def _answer_news(self) -> bool:
+        if self._finished.is_set():
+            return False
+        await self._answers.wait()
+        return True
+
+    def _start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="kis_asyncio reader")
 
     async def _run(self) -> None:
         core = self._core
@@ -202,12 +252,15 @@ class Feed:
                     decision.delay,
                     decision.reason,
                 )
-                await asyncio.sleep(decision.delay)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(decision.delay):
+                        await self._close_requested.wait()  # aclose() cuts the wait short
         except ConnectionError as exc:
             self._error = exc
         finally:
             self._finished.set()
             self._ready.set()
+            self._notify_answers()
 
     async def _session(self) -> None:
         """One connection, driven from protocol callbacks: bytes are fed as they arrive."""
@@ -277,7 +330,10 @@ class Feed:
                 transport.write(data)
 
     async def _flush(self) -> None:
-        self._write()
+        # After a command: its bytes out, and what it changed seen at once (a close while
+        # connecting ends the session, a subscribe's ack timeout is an earlier deadline).
+        if self._transport is not None:
+            self._after(asyncio.get_running_loop().time())
 
 
 class _Protocol(asyncio.BufferedProtocol):
@@ -307,6 +363,45 @@ class _Protocol(asyncio.BufferedProtocol):
         self._feed._on_eof()
 
 
+def _make_feed(
+    url: str | None,
+    *,
+    credentials: Credentials | None = None,
+    approval_key: str | None = None,
+    max_retries: int | None = 5,
+    retry_delay: float = 1.0,
+    policy: ReconnectPolicy | None = None,
+    config: KISConfig | None = None,
+    buffer_size: int = 10_000,
+    approval_host: str | None = None,
+    approval_port: int | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    approval_tls: bool = True,
+) -> Feed:
+    core = feed_core(
+        url,
+        credentials=credentials,
+        approval_key=approval_key,
+        config=config,
+        policy=policy
+        or ReconnectPolicy(rand=random.random, retry_delay=retry_delay, max_retries=max_retries),
+        buffer_size=buffer_size,
+        log=logger,
+    )
+    approval = None
+    if credentials is not None:
+        creds = credentials
+
+        async def approval() -> str:
+            return await fetch_approval_key(
+                creds, host=approval_host, port=approval_port, ssl_context=ssl_context, tls=approval_tls
+            )
+
+    feed = Feed(core, approval, credentials)
+    feed._start()
+    return feed
+
+
 @asynccontextmanager
 async def connect(
     url: str | None = None,
@@ -324,116 +419,95 @@ async def connect(
     approval_tls: bool = True,
 ) -> AsyncIterator[Feed]:
     """Open a KIS feed on the running asyncio loop; see `kis_anyio.connect` for the arguments."""
-    core = feed_core(
+    feed = _make_feed(
         url,
         credentials=credentials,
         approval_key=approval_key,
+        max_retries=max_retries,
+        retry_delay=retry_delay,
+        policy=policy,
         config=config,
-        policy=policy
-        or ReconnectPolicy(rand=random.random, retry_delay=retry_delay, max_retries=max_retries),
         buffer_size=buffer_size,
+        approval_host=approval_host,
+        approval_port=approval_port,
+        ssl_context=ssl_context,
+        approval_tls=approval_tls,
     )
-    approval = None
-    if credentials is not None:
-        creds = credentials
-
-        async def approval() -> str:
-            return await fetch_approval_key(
-                creds, host=approval_host, port=approval_port, ssl_context=ssl_context, tls=approval_tls
-            )
-
-    feed = Feed(core, approval, credentials)
-    task = asyncio.create_task(feed._run(), name="kis_asyncio reader")
     try:
         yield feed
     finally:
         await feed.aclose()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(core.config.close_timeout):
-                await feed._finished.wait()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
-class WSClient:
-    """The original design's callback client on asyncio alone; see `kis_anyio.WSClient`."""
+async def open_feed(
+    url: str | None = None,
+    *,
+    credentials: Credentials | None = None,
+    approval_key: str | None = None,
+    max_retries: int | None = 5,
+    retry_delay: float = 1.0,
+    policy: ReconnectPolicy | None = None,
+    config: KISConfig | None = None,
+    buffer_size: int = 10_000,
+    approval_host: str | None = None,
+    approval_port: int | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    approval_tls: bool = True,
+) -> Feed:
+    """Open a KIS feed without a block: ``feed = await kis_asyncio.open_feed(...)``, later ``await feed.aclose()``.
 
-    def __init__(
-        self,
-        kis: Credentials | None,
-        max_retries: int | None = 5,
-        retry_delay: float = 1.0,
-        *,
-        url: str | None = None,
-        approval_key: str | None = None,
-        **options: Any,
-    ) -> None:
-        self.kis = kis
-        self.max_retries = max_retries
-        self.retry_delay = retry_delay
-        self._url = url
-        self._approval_key = approval_key
-        self._options = options
-        self._callbacks = CallbackTable()
-        self._feed: Feed | None = None
-        self._closed = False
+    As `kis_anyio.open_feed`: for notebooks and ``python -m asyncio``, where opening, iterating
+    and closing may each run in a task of its own. The arguments are `connect`'s.
+    """
+    return _make_feed(
+        url,
+        credentials=credentials,
+        approval_key=approval_key,
+        max_retries=max_retries,
+        retry_delay=retry_delay,
+        policy=policy,
+        config=config,
+        buffer_size=buffer_size,
+        approval_host=approval_host,
+        approval_port=approval_port,
+        ssl_context=ssl_context,
+        approval_tls=approval_tls,
+    )
 
-    async def subscribe(self, tr_id: str, symbols: str | Iterable[str], callback: Callback) -> None:
-        """Call `callback` (sync or async) with every record of `tr_id` for these symbols."""
-        symbols = self._callbacks.add(tr_id, symbols, callback)
-        if self._feed is not None:
-            await self._feed.subscribe(tr_id, symbols)
 
-    async def subscribe_notices(
-        self, callback: Callback, market: Literal["domestic", "overseas"] = "domestic"
-    ) -> str:
-        """Call `callback` with your own execution notices (the TR follows `kis.env`); returns the TR id."""
-        if self.kis is None:
-            raise LocalProtocolError("execution notices need Credentials with your hts_id")
-        tr_id, key = self.kis.notice_subscription(market)
-        await self.subscribe(tr_id, [key], callback)
-        return tr_id
+class _Workers:
+    """Lane tasks in an `asyncio.TaskGroup`; sync callbacks in the client's own thread pool."""
 
-    async def unsubscribe(self, tr_id: str, symbols: str | Iterable[str]) -> None:
-        """Stop the callbacks of these symbols and release them on the server."""
-        symbols = self._callbacks.remove(tr_id, symbols)
-        if self._feed is not None:
-            await self._feed.unsubscribe(tr_id, symbols)
+    def __init__(self, tg: asyncio.TaskGroup, executor: ThreadPoolExecutor) -> None:
+        self._tg = tg
+        self._executor = executor
 
-    async def run(self) -> None:
-        """Receive until `close`; raises `ConnectionError` when reconnecting gives up."""
-        options = {"max_retries": self.max_retries, "retry_delay": self.retry_delay} | self._options
-        async with connect(
-            self._url, credentials=self.kis, approval_key=self._approval_key, **options
-        ) as feed:
-            self._feed = feed
-            for tr_id, symbol in self._callbacks.subscriptions():
-                await feed.subscribe(tr_id, symbol)
-            if self._closed:
-                await feed.aclose()
-            async for batch in feed.batches():
-                for event in batch:
-                    if isinstance(event, Record):
-                        for pending in self._callbacks.call(event):
-                            try:
-                                await pending
-                            except Exception:
-                                logger.exception(
-                                    "a callback for %s %s raised; the feed goes on", event.tr_id, event.tr_key
-                                )
-        self._feed = None
+    def spawn(self, fn: Callable[[], Coroutine[Any, Any, None]], /) -> None:
+        self._tg.create_task(fn())
 
-    async def close(self) -> None:
-        """Stop `run`: close the connection cleanly."""
-        self._closed = True
-        if self._feed is not None:
-            await self._feed.aclose()
+    async def run_sync(self, fn: Callable[[], T], /) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
-    async def __aenter__(self) -> Self:
-        return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
+class WSClient(CallbackClient[Feed]):
+    """The original design's callback client on asyncio alone; see `kis_anyio.WSClient`.
+
+    ``sync_callbacks="thread"`` runs plain callbacks in a thread pool of the client's own (one
+    thread per subscription at most, created as needed), in order per subscription.
+    """
+
+    _log = logger
+
+    def _connect(self, url: str | None, **options: Any) -> AbstractAsyncContextManager[Feed]:
+        return connect(url, **options)
+
+    @asynccontextmanager
+    async def _workers(self) -> AsyncIterator[_Workers]:
+        # Not the loop's default executor: its few threads would make one subscription's slow
+        # callback hold up another's, and the application may need them for its own work.
+        executor = ThreadPoolExecutor(KIS_MAX_SUBSCRIPTIONS + 1, thread_name_prefix="kis_asyncio-callback")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                yield _Workers(tg, executor)
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)

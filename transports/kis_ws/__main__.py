@@ -253,6 +253,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING, handlers=[handler], force=True
     )
+    if not args.debug:  # refusals and server errors: kis-ws shows those events itself, once
+        for name in ("kis_anyio", "kis_asyncio"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     try:
         return _run(args, out or sys.stdout, err)
     except BaseException as raised:
