@@ -33,7 +33,9 @@ from ._callbacks import (
     ClientFeed,
     ErrorCallback,
     SyncCallbacks,
+    TypedCallback,
     Workers,
+    tr_id_of,
 )
 from ._codec import (
     MessageDecoder,
@@ -171,6 +173,7 @@ __all__ = [
     "TRKind",
     "TRSpec",
     "TextReceived",
+    "TypedCallback",
     "UndecodableMessage",
     "Unsubscribed",
     "Workers",
@@ -192,6 +195,7 @@ __all__ = [
     "replay_lines",
     "split_ws_url",
     "subscribe_message",
+    "tr_id_of",
     "tr_spec",
     "unsubscribe_message",
     "us_session",

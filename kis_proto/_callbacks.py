@@ -20,7 +20,19 @@ import inspect
 import logging
 from collections import defaultdict
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, Self, TypeAlias, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Generic,
+    Literal,
+    Protocol,
+    Self,
+    TypeAlias,
+    TypeVar,
+    cast,
+    overload,
+)
 
 from ._buffer import EventBuffer, EventsDropped
 from ._codec import check_subscription
@@ -28,6 +40,7 @@ from ._errors import LocalProtocolError
 from ._events import ServerError, SubscribeFailed
 from ._feed import shown_key
 from ._fields import Record
+from .records import TRS
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
@@ -44,13 +57,29 @@ __all__ = [
     "ClientFeed",
     "ErrorCallback",
     "SyncCallbacks",
+    "TypedCallback",
     "Workers",
+    "tr_id_of",
 ]
 
 logger = logging.getLogger("kis_proto.callbacks")
 
 #: A record callback: plain or async.
 Callback: TypeAlias = "Callable[[Record], Awaitable[None]] | Callable[[Record], None]"
+R = TypeVar("R", bound="Record")
+#: A callback for one TR's records, typed by its record class.
+TypedCallback: TypeAlias = "Callable[[R], Awaitable[None]] | Callable[[R], None]"
+
+
+def tr_id_of(tr: str | type[Record]) -> str:
+    """The TR id of `tr`: a TR id as given, or the main id of a record class's TR (any era)."""
+    if isinstance(tr, str):
+        return tr
+    for spec in TRS.values():
+        if isinstance(tr, type) and issubclass(tr, spec.record_class):
+            return spec.tr_id
+    raise LocalProtocolError(f"{tr!r} is not a record class of kis_proto.records: give its TR id")
+
 
 #: What `WSClient(on_error=...)` gets: a refused subscription or a session-level server error.
 ErrorCallback: TypeAlias = "Callable[[SubscribeFailed | ServerError], Awaitable[None] | None]"
@@ -227,12 +256,24 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
         """Tasks and worker threads for one `run`; leaving it waits for the tasks."""
 
     # -- the application's side -------------------------------------------------------------------
-    async def subscribe(self, tr_id: str, symbols: str | Iterable[str], callback: Callback) -> None:
+    @overload
+    async def subscribe(
+        self, tr_id: type[R], symbols: str | Iterable[str], callback: TypedCallback[R]
+    ) -> None: ...
+    @overload
+    async def subscribe(self, tr_id: str, symbols: str | Iterable[str], callback: Callback) -> None: ...
+    async def subscribe(
+        self, tr_id: str | type[R], symbols: str | Iterable[str], callback: Callback | TypedCallback[R]
+    ) -> None:
         """Call `callback` (sync or async) with every record of `tr_id` for these symbols.
 
-        Raises `LocalProtocolError` at once for a malformed tr_id or symbol; a well-formed one the
-        server refuses reaches `on_error` and the log.
+        `tr_id` may be a record class (``records.H0STCNT0``): the callback is then typed for it
+        (``def on_trade(rec: records.H0STCNT0)``), as every record of a TR is an instance of its
+        class, whatever its era. Raises `LocalProtocolError` at once for a malformed tr_id or
+        symbol; a well-formed one the server refuses reaches `on_error` and the log.
         """
+        tr_id = tr_id_of(tr_id)
+        callback = cast("Callback", callback)
         symbols = [symbols] if isinstance(symbols, str) else list(symbols)
         for symbol in symbols:
             check_subscription(tr_id, symbol)

@@ -11,7 +11,18 @@ from typing import Any
 
 import pytest
 
-from kis_proto import ERAS, TRS, FieldType, Market, MarketSession, Record, TRKind, records, tr_spec
+from kis_proto import (
+    ERAS,
+    TRS,
+    FieldType,
+    LocalProtocolError,
+    Market,
+    MarketSession,
+    Record,
+    TRKind,
+    records,
+    tr_spec,
+)
 from kis_proto._fields import SignedChange
 
 from . import gen_records
@@ -207,3 +218,13 @@ def test_friendly_names_on_the_common_trs() -> None:
 
 def test_field_type_values_are_the_python_types() -> None:
     assert [t.value for t in FieldType] == [str, int, Decimal, date, time, MarketSession]
+
+
+def test_a_record_class_names_its_tr_for_typed_callbacks() -> None:
+    from kis_proto import tr_id_of
+
+    assert tr_id_of(records.H0STCNT0) == tr_id_of(records.H0STCNT0_2026_08) == "H0STCNT0"
+    assert tr_id_of(records.HDFFF2C0) == "HDFFF2C0"
+    assert tr_id_of("H0STCNI9") == "H0STCNI9"
+    with pytest.raises(LocalProtocolError, match="not a record class"):
+        tr_id_of(Record)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import time
 from decimal import Decimal
-from typing import assert_never, assert_type
+from typing import TYPE_CHECKING, assert_never, assert_type
 
 from kis_proto import (
     Connected,
@@ -24,6 +24,10 @@ from kis_proto import (
     decode_message,
     records,
 )
+
+if TYPE_CHECKING:
+    import kis_anyio
+    from kis_anyio import blocking
 
 
 def typed_attributes(rec: records.H0STCNT0, overseas: records.HDFSCNT0) -> None:
@@ -48,6 +52,20 @@ def vwap(trades: list[records.H0STCNT0]) -> Decimal:
     amount = sum(trade.price * trade.volume for trade in trades)
     volume = sum(trade.volume for trade in trades)
     return Decimal(amount) / volume if volume else Decimal(0)
+
+
+async def typed_callbacks(ws: kis_anyio.WSClient, blocking_ws: blocking.WSClient) -> None:
+    """A callback per TR, typed by its record class: no isinstance, no casts."""
+
+    def on_trade(rec: records.H0STCNT0) -> None:
+        assert_type(rec.price * rec.volume, int)
+
+    async def on_book(rec: records.H0STASP0) -> None:
+        assert_type(rec.askp1, int | None)
+
+    await ws.subscribe(records.H0STCNT0, "005930", on_trade)
+    await ws.subscribe(records.H0STASP0, ["005930"], on_book)
+    blocking_ws.subscribe(records.H0STCNT0, "005930", on_trade)
 
 
 def exhaustive(text: str) -> None:

@@ -26,12 +26,19 @@ import threading
 from collections import deque
 from contextlib import ExitStack, contextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal, Self, Unpack, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, Unpack, cast, overload
 
 import anyio
 from anyio.from_thread import start_blocking_portal
 
-from kis_proto import LocalProtocolError, SubscribeFailed, SubscriptionError, check_subscription
+from kis_proto import (
+    LocalProtocolError,
+    Record,
+    SubscribeFailed,
+    SubscriptionError,
+    check_subscription,
+    tr_id_of,
+)
 
 from . import _client
 
@@ -48,10 +55,13 @@ if TYPE_CHECKING:
         FeedEvent,
         Subscribed,
         SyncCallbacks,
+        TypedCallback,
     )
     from kis_proto import Subscription as AsyncSubscription
 
 __all__ = ["Backend", "Feed", "Subscription", "WSClient", "connect", "open_feed"]
+
+R = TypeVar("R", bound=Record)
 
 #: The event loop run in the background thread.
 Backend = Literal["asyncio", "trio"]
@@ -366,12 +376,22 @@ class WSClient:
             )
         portal.call(fn)
 
-    def subscribe(self, tr_id: str, symbols: str | Iterable[str], callback: Callback) -> None:
-        """Call `callback` with every record of `tr_id` for these symbols (now, or once running)."""
+    @overload
+    def subscribe(self, tr_id: type[R], symbols: str | Iterable[str], callback: TypedCallback[R]) -> None: ...
+    @overload
+    def subscribe(self, tr_id: str, symbols: str | Iterable[str], callback: Callback) -> None: ...
+    def subscribe(
+        self, tr_id: str | type[R], symbols: str | Iterable[str], callback: Callback | TypedCallback[R]
+    ) -> None:
+        """Call `callback` with every record of `tr_id` for these symbols (now, or once running).
+
+        `tr_id` may be a record class (``records.H0STCNT0``), which types the callback's record.
+        """
+        tr = tr_id_of(tr_id)
         symbols = [symbols] if isinstance(symbols, str) else list(symbols)
         for symbol in symbols:
-            check_subscription(tr_id, symbol)
-        self._call(partial(self._client.subscribe, tr_id, symbols, callback))
+            check_subscription(tr, symbol)
+        self._call(partial(self._client.subscribe, tr, symbols, cast("Callback", callback)))
 
     def subscribe_notices(
         self, callback: Callback, market: Literal["domestic", "overseas"] = "domestic"
