@@ -50,3 +50,12 @@ def test_api_page_names_every_public_name() -> None:
         named = set(re.findall(r"`(\w+)`", sections[module.__name__]))
         missing = set(module.__all__) - named
         assert not missing, f"docs/api.md does not mention {sorted(missing)} of {module.__name__}"
+
+
+def test_the_api_reference_is_generated_from_the_docstrings() -> None:
+    """Each package has a reference page that mkdocstrings fills from its docstrings."""
+    reference = gen_docs.DOCS / "reference"
+    for module in ("kis_proto", "kis_anyio", "kis_anyio.blocking", "kis_asyncio", "kis_proto.records"):
+        pages = [p for p in reference.glob("*.md") if f"::: {module}\n" in p.read_text(encoding="utf-8")]
+        assert len(pages) == 1, module
+        assert f"reference/{pages[0].name}" in (gen_docs.DOCS.parent / "mkdocs.yml").read_text(encoding="utf-8")
