@@ -62,7 +62,7 @@ from ._events import (
     UndecodableMessage,
     Unsubscribed,
 )
-from ._feed import FeedCore, Subscription, SubscriptionError, feed_core, split_ws_url
+from ._feed import FeedCore, Subscription, SubscriptionError, connect_failure, feed_core, split_ws_url
 from ._fields import (
     KST,
     EmptyFieldError,
@@ -179,6 +179,7 @@ __all__ = [
     "Workers",
     "__version__",
     "check_subscription",
+    "connect_failure",
     "decode_message",
     "decrypt_payload",
     "demo_session",

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
+from ._approval import ApprovalError
 from ._buffer import EventBuffer, EventsDropped, FeedEvent, Reconnecting
 from ._codes import MsgCode
 from ._connection import ConnState, KISConfig, KISConnection
@@ -28,7 +29,15 @@ if TYPE_CHECKING:
     from ._approval import Credentials
     from ._reconnect import ReconnectDecision, ReconnectPolicy
 
-__all__ = ["FeedCore", "Subscription", "SubscriptionError", "feed_core", "shown_key", "split_ws_url"]
+__all__ = [
+    "FeedCore",
+    "Subscription",
+    "SubscriptionError",
+    "connect_failure",
+    "feed_core",
+    "shown_key",
+    "split_ws_url",
+]
 
 logger = logging.getLogger("kis_proto.feed")
 
@@ -285,29 +294,10 @@ class FeedCore:
         return decision
 
     def failure_cause(self, error: BaseException) -> str:
-        """A connection failure in a few words: refused, DNS, TLS, a timeout, the approval key.
-
-        Decided by the exception's type (and its module, for ``socket.gaierror`` and ``ssl``
-        errors, which the core does not import).
-        """
-        where = f"{self.host}:{self.port}"
-        # anyio and asyncio wrap the attempts' errors ("All connection attempts failed"): the
-        # first underlying one says more.
-        while isinstance(error.__cause__, BaseException) and str(error).startswith("All connection attempts"):
-            cause = error.__cause__
-            error = cause.exceptions[0] if isinstance(cause, BaseExceptionGroup) else cause
-        module, name = type(error).__module__, type(error).__name__
-        if isinstance(error, ConnectionRefusedError):
-            return f"connection refused by {where} (nothing listens there?)"
-        if name == "gaierror":
-            return f"cannot resolve {self.host} (DNS): {getattr(error, 'strerror', None) or error}"
-        if module == "ssl" or name.startswith("SSL"):
-            return f"TLS failed with {self.host}: {error}"
-        if isinstance(error, TimeoutError):
-            return f"connecting to {where} timed out"
-        if isinstance(error, OSError):
-            return f"cannot connect to {where}: {error.strerror or error}"
-        return str(error) or name
+        """Why this feed could not connect (or fetch its approval key), in a few words."""
+        if isinstance(error, ApprovalError):  # its text says what the approval endpoint answered
+            return str(error)
+        return connect_failure(error, self.host, self.port)
 
     # -- the application's side ---------------------------------------------------------------------
     def subscribe(self, tr_id: str, keys: str | Iterable[str], now: float) -> None:
@@ -408,6 +398,33 @@ class FeedCore:
     def _usable(self) -> bool:
         conn = self.conn
         return conn is not None and conn.state in (ConnState.CONNECTING, ConnState.OPEN)
+
+
+def connect_failure(error: BaseException, host: str, port: int) -> str:
+    """A failure to reach `host:port` in a few words: refused, DNS, TLS, a timeout.
+
+    Decided by the exception's type (and its module, for ``socket.gaierror`` and ``ssl`` errors,
+    which the core does not import). Both transports word their connection and approval-key
+    failures with it.
+    """
+    where = f"{host}:{port}"
+    # anyio and asyncio wrap the attempts' errors ("All connection attempts failed"): the first
+    # underlying one says more.
+    while isinstance(error.__cause__, BaseException) and str(error).startswith("All connection attempts"):
+        cause = error.__cause__
+        error = cause.exceptions[0] if isinstance(cause, BaseExceptionGroup) else cause
+    module, name = type(error).__module__, type(error).__name__
+    if isinstance(error, ConnectionRefusedError):
+        return f"connection refused by {where} (nothing listens there?)"
+    if name == "gaierror":
+        return f"cannot resolve {host} (DNS): {getattr(error, 'strerror', None) or error}"
+    if module == "ssl" or name.startswith("SSL"):
+        return f"TLS failed with {host}: {error}"
+    if isinstance(error, TimeoutError):
+        return f"no answer from {where} in time"
+    if isinstance(error, OSError):
+        return f"cannot connect to {where}: {error.strerror or error}"
+    return str(error) or name
 
 
 def _close_cause(event: ConnectionClosed) -> str:

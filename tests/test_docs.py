@@ -58,4 +58,6 @@ def test_the_api_reference_is_generated_from_the_docstrings() -> None:
     for module in ("kis_proto", "kis_anyio", "kis_anyio.blocking", "kis_asyncio", "kis_proto.records"):
         pages = [p for p in reference.glob("*.md") if f"::: {module}\n" in p.read_text(encoding="utf-8")]
         assert len(pages) == 1, module
-        assert f"reference/{pages[0].name}" in (gen_docs.DOCS.parent / "mkdocs.yml").read_text(encoding="utf-8")
+        assert f"reference/{pages[0].name}" in (gen_docs.DOCS.parent / "mkdocs.yml").read_text(
+            encoding="utf-8"
+        )

@@ -35,6 +35,7 @@ from kis_proto import (
     LocalProtocolError,
     ReconnectPolicy,
     Subscription,
+    connect_failure,
     feed_core,
 )
 
@@ -86,7 +87,7 @@ async def fetch_approval_key(
                         exchange.receive_eof()
     except (OSError, TimeoutError, anyio.BrokenResourceError) as exc:
         failure = ApprovalFailure(
-            status=None, code="", message=f"{type(exc).__name__}: {exc}", retryable=True
+            status=None, code="", message=connect_failure(exc, host, port), retryable=True
         )
         raise ApprovalError(failure) from None
     result = exchange.result
