@@ -10,6 +10,7 @@ on an unexpected error, the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import sys
@@ -25,7 +26,7 @@ from ._errors import EXIT_FEED, EXIT_INTERRUPTED, EXIT_USAGE, CLIError
 from ._inputs import faults, port, price
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
 __all__ = ["main"]
 
@@ -234,6 +235,35 @@ class _LevelFormatter(logging.Formatter):
         return super().format(record).replace(record.levelname, record.levelname.lower(), 1)
 
 
+@contextlib.contextmanager
+def _logging_to(err: TextIO, *, debug: bool) -> Iterator[None]:
+    """Show the libraries' log records on `err` while a command runs; put everything back after.
+
+    Without --debug: warnings only (a field that does not convert, records dropped), and not the
+    transports' lines about refusals and server errors, which kis-ws shows itself, once. Restoring
+    matters when `main` runs inside another program (the tests).
+    """
+    handler = logging.StreamHandler(err)
+    if debug:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    else:
+        handler.setFormatter(_LevelFormatter("%(levelname)s: %(message)s"))
+    loggers = [logging.getLogger(), logging.getLogger("kis_anyio"), logging.getLogger("kis_asyncio")]
+    levels = [logger.level for logger in loggers]
+    root = loggers[0]
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    if not debug:
+        for transport in loggers[1:]:
+            transport.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def _single(error: BaseException) -> BaseException:
     """The one exception inside (nested) exception groups, as the task groups raise them."""
     while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
@@ -245,19 +275,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run ``kis-ws``; returns the exit status (see the module docstring)."""
     args = build_parser().parse_args(argv)  # bad usage: argparse prints it and exits with 2
     err = sys.stderr
-    handler = logging.StreamHandler(err)
-    if args.debug:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    else:  # the libraries' warnings (a field that does not convert, records dropped, a refusal)
-        handler.setFormatter(_LevelFormatter("%(levelname)s: %(message)s"))
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING, handlers=[handler], force=True
-    )
-    if not args.debug:  # refusals and server errors: kis-ws shows those events itself, once
-        for name in ("kis_anyio", "kis_asyncio"):
-            logging.getLogger(name).setLevel(logging.ERROR)
     try:
-        return _run(args, out or sys.stdout, err)
+        with _logging_to(err, debug=args.debug):
+            return _run(args, out or sys.stdout, err)
     except BaseException as raised:
         error = _single(raised)
         if isinstance(error, KeyboardInterrupt):
