@@ -188,6 +188,11 @@ class MarketModel:
         self._overseas: dict[str, _Stock] = {}
         self._orders = 0
 
+    @property
+    def orders(self) -> int:
+        """Simulated orders so far; each gave an acceptance and a fill notice (`order_notices`)."""
+        return self._orders
+
     def reference_price(self, key: str) -> Decimal | None:
         """The start price given for `key`, or its listing's reference price, or None."""
         given = self._prices.get(key)

@@ -21,7 +21,7 @@ from kis_anyio import simulate
 
 from kis_proto import ERAS, ApprovalError, KISServerConfig, __version__
 
-from . import _book, _files, _live
+from . import _book, _export, _files, _live
 from ._errors import EXIT_FEED, EXIT_INTERRUPTED, EXIT_USAGE, CLIError
 from ._inputs import faults, port, price
 
@@ -151,6 +151,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="give up after N failed reconnects in a row (default: retry forever)",
     )
+    record.add_argument(
+        "--parquet",
+        default=None,
+        metavar="DIR",
+        help="also write the records as Parquet while recording: DIR/<table>/<part>.parquet, "
+        "each part a complete file (needs the data extra)",
+    )
+    record.add_argument(
+        "--roll",
+        type=_export.duration,
+        default=300.0,
+        metavar="TIME",
+        help="with --parquet: write the buffered records as parts this often, e.g. 30s, 5m, 1h "
+        "(default 5m: a crash loses at most that)",
+    )
+    record.add_argument(
+        "--roll-size",
+        type=_export.size,
+        default=16 << 20,
+        metavar="SIZE",
+        help="with --parquet: write a part early once this much record text is buffered, "
+        "e.g. 64MB (default 16MB; bounds memory)",
+    )
     _add_server_options(record)
     record.add_argument(
         "--env", choices=["real", "paper"], default=None, help="with credentials: the KIS server"
@@ -165,6 +188,18 @@ def build_parser() -> argparse.ArgumentParser:
     pace = replay.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=float, default=1.0, help="replay speed (2 = twice as fast)")
     pace.add_argument("--fast", action="store_true", help="no pauses: as fast as possible")
+
+    export = commands.add_parser(
+        "export", parents=[common], help="a recording's records as Parquet files, one per TR and era"
+    )
+    export.add_argument("file", help="a kis-ws recording")
+    export.add_argument(
+        "--to", required=True, metavar="DIR", help="the folder to write to (created readable by you only)"
+    )
+    export.add_argument("--format", choices=["parquet"], default="parquet", help="the file format (parquet)")
+    export.add_argument(
+        "--overwrite", action="store_true", help="replace files of the same names already in DIR"
+    )
 
     sim = commands.add_parser("sim", parents=[common], help="run the KIS simulator alone")
     sim.add_argument("--host", default="127.0.0.1")
@@ -225,6 +260,8 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return anyio.run(_live.record, args, err)
     if args.command == "replay":
         return anyio.run(_files.replay, args, out, err)
+    if args.command == "export":
+        return _export.export(args, out, err)
     return anyio.run(_sim, args, err)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,8 @@ from ._output import describe, json_line, status_line
 if TYPE_CHECKING:
     import argparse
     from collections.abc import AsyncIterator
+
+    from kis_data import ParquetRecorder
 
     from kis_proto import FeedEvent
 
@@ -194,42 +197,88 @@ async def _watch_table(feed: Feed, source: str, count: int | None, answers: Answ
 
 
 async def record(args: argparse.Namespace, err: TextIO) -> int:
-    """Append every message of a live session to a recording; retries forever by default."""
+    """Append every message of a live session to a recording; retries forever by default.
+
+    The recording is created readable by its owner only (it holds the session's AES keys and the
+    user's own notices) and written line by line. With ``--parquet DIR`` the records also go to
+    Parquet as they arrive (`kis_data.ParquetRecorder`: parts that survive a crash).
+    """
     subscriptions = check_subscriptions(args.keys)
     answers = Answers(subscriptions)
     path = Path(args.file)
     if path.is_dir():
         raise CLIError(f"{path} is a directory", hint="give the recording's file name, e.g. day.kisrec")
+    parquet: ParquetRecorder | None = None
+    if getattr(args, "parquet", None) is not None:
+        from ._export import open_recorder  # pyarrow is loaded only when asked for
+
+        parquet = open_recorder(args)
     new_file = not path.exists() or path.stat().st_size == 0
     written = 0
     config = KISConfig(emit_text=True)
-    async with open_feed(args, err, config=config, max_retries=args.max_retries) as (feed, _):
-        try:
-            # A local file, appended line by line as messages arrive: blocking writes are negligible.
-            out = path.open("a", encoding="utf-8")  # noqa: ASYNC230
-        except OSError as exc:
-            raise CLIError(f"cannot write {path}: {exc.strerror or exc}") from None
-        with out:
-            if new_file:
-                out.write(RECORDING_HEADER + "\n")
-            for tr_id, key in subscriptions:
-                await feed.subscribe(tr_id, key)
-            with anyio.move_on_after(args.duration if args.duration is not None else math.inf):
-                async for event in feed:
-                    if isinstance(event, TextReceived):
-                        out.write(recording_line(time.time(), event.text) + "\n")
-                        written += 1
-                        if args.count is not None and written >= args.count:
-                            break
-                        continue
-                    answers.note(event)
-                    if (line := status_line(event)) is not None:
-                        err.write(line + "\n")
-                    if answers.all_refused:
-                        break
+    try:
+        async with open_feed(args, err, config=config, max_retries=args.max_retries) as (feed, _):
+            try:
+                out = _append_private(path)
+            except OSError as exc:
+                raise CLIError(f"cannot write {path}: {exc.strerror or exc}") from None
+            with out:
+                if new_file:
+                    out.write(RECORDING_HEADER + "\n")
+                for tr_id, key in subscriptions:
+                    await feed.subscribe(tr_id, key)
+                async with anyio.create_task_group() as tasks:
+                    if parquet is not None:
+                        tasks.start_soon(_roll_when_due, parquet)
+                    with anyio.move_on_after(args.duration if args.duration is not None else math.inf):
+                        async for event in feed:
+                            if isinstance(event, TextReceived):
+                                now = time.time()
+                                out.write(recording_line(now, event.text) + "\n")
+                                if parquet is not None:
+                                    parquet.add(now, event.text)
+                                written += 1
+                                if args.count is not None and written >= args.count:
+                                    break
+                                continue
+                            answers.note(event)
+                            if (line := status_line(event)) is not None:
+                                err.write(line + "\n")
+                            if answers.all_refused:
+                                break
+                    tasks.cancel_scope.cancel()
+    finally:
+        if parquet is not None:
+            summary = parquet.close()
+            err.write(
+                f"wrote {summary.records} records to {len(summary.files)} Parquet "
+                f"part{'s' if len(summary.files) != 1 else ''} in {parquet.directory}\n"
+            )
     err.write(f"recorded {written} messages to {path}\n")
     if answers.all_refused:
         raise answers.error()
     if (failure := answers.never_connected(args.url or "the server")) is not None:
         raise failure
     return 0
+
+
+def _append_private(path: Path) -> TextIO:
+    """Open a recording for appending, line-buffered (a killed recorder loses no line it wrote);
+    a new one is created readable by its owner only (0o600).
+
+    A local file written line by line as messages arrive: the blocking writes are negligible.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    return os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+
+
+async def _roll_when_due(parquet: ParquetRecorder) -> None:
+    """Write the Parquet parts that are due, also while the feed is quiet.
+
+    A part is written in the event loop: a batch of at most 32768 records takes a few tenths of a
+    second, while the socket buffers what arrives (the feed's reader catches up after).
+    """
+    interval = min(1.0, parquet.roll_seconds / 4)
+    while True:
+        await anyio.sleep(interval)
+        parquet.roll_if_due(time.time())
