@@ -197,7 +197,11 @@ def test_a_flapping_server_never_ends_the_watch(capsys: pytest.CaptureFixture[st
     assert code == 0
     reconnects = [line for line in err.splitlines() if line.startswith("reconnecting")]
     assert len(reconnects) >= 5
-    assert all("(attempt 1)" in line for line in reconnects), reconnects  # the streak never grows
+    # Each session delivered data, so the streak ends every time: attempt 1 (2 at most when the
+    # machine is so loaded that a session drops before its first record).
+    attempts = [int(re.search(r"\(attempt (\d+)\)", line).group(1)) for line in reconnects]  # type: ignore[union-attr]
+    assert max(attempts) <= 2, reconnects
+    assert attempts.count(1) > len(attempts) // 2, reconnects
     assert all(
         line.endswith("the server closed the socket without a close frame (1006)") for line in reconnects
     )

@@ -25,7 +25,14 @@ def test_each_face_loads_only_what_it_needs() -> None:
         "import sys, {module}; "
         "print(sorted(m for m in ('anyio', 'trio', 'rich', 'pyarrow', 'nats', 'kis_ws') if m in sys.modules))"
     )
-    expected = {"kis_proto": [], "kis_asyncio": [], "kis_anyio": ["anyio"], "kis_ws": ["kis_ws"]}
+    expected = {
+        "kis_proto": [],
+        "kis_asyncio": [],
+        "kis_anyio": ["anyio"],
+        "kis_ws": ["kis_ws"],
+        "kis_nats": ["nats"],
+        "kis_data": ["pyarrow"],
+    }
     for module, loaded in expected.items():
         done = subprocess.run(  # noqa: S603 - our own interpreter
             [sys.executable, "-c", probe.format(module=module)], capture_output=True, text=True, check=True

@@ -74,10 +74,23 @@ def _add_simulator_options(parser: argparse.ArgumentParser, *, prefix: str = "")
     )
 
 
-def _add_server_options(parser: argparse.ArgumentParser) -> None:
+def _add_server_options(parser: argparse.ArgumentParser, *, gateway: bool = True) -> None:
     parser.add_argument(
         "--url", default=None, help="a KIS-compatible server, ws://host:port (without credentials)"
     )
+    if gateway:
+        parser.add_argument(
+            "--gateway",
+            default=None,
+            metavar="NATS_URL",
+            help="stream from a `kis-ws gateway` through NATS, e.g. nats://127.0.0.1:4222 (needs the nats extra)",
+        )
+        parser.add_argument(
+            "--gateway-env",
+            choices=["real", "paper", "sim"],
+            default="sim",
+            help="with --gateway: the gateway's env (default sim)",
+        )
     parser.add_argument(
         "--approval-url",
         default=None,
@@ -201,6 +214,48 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace files of the same names already in DIR"
     )
 
+    gateway = commands.add_parser(
+        "gateway",
+        parents=[common],
+        help="share KIS sessions through NATS (many programs, more than 41 subscriptions)",
+        description="Hold KIS sessions (one per app key) and share them through NATS; see docs/gateway.md. "
+        "Credentials: --credentials FILE (TOML: env = 'real'|'paper', then [[app]] tables with "
+        "name, app_key, app_secret, hts_id), or KIS_APP_KEY/KIS_APP_SECRET, or none: the simulator.",
+    )
+    gateway.add_argument(
+        "action", nargs="?", choices=["run", "status"], default="run", help="run (default) or status"
+    )
+    gateway.add_argument(
+        "--nats", default=None, metavar="URL", help="your NATS (default: start an embedded one)"
+    )
+    gateway.add_argument(
+        "--nats-port", type=port, default=4222, help="the embedded NATS's port (default 4222)"
+    )
+    gateway.add_argument("--credentials", default=None, metavar="FILE", help="app keys (TOML, see above)")
+    gateway.add_argument(
+        "--url",
+        action="append",
+        default=[],
+        metavar="WS_URL",
+        help="without credentials: a KIS-compatible server (kis-ws sim) for one session; repeatable",
+    )
+    gateway.add_argument(
+        "--sim-sessions", type=int, default=1, metavar="N", help="without credentials: N simulated app keys"
+    )
+    gateway.add_argument(
+        "--state-dir", default="~/.kis-proto/gateway", help="held notices, the embedded NATS's store"
+    )
+    gateway.add_argument(
+        "--lease", type=float, default=30.0, help="seconds a consumer's demand lives without a heartbeat"
+    )
+    gateway.add_argument("--id", default=None, help="this gateway's id (default: random)")
+    gateway.add_argument(
+        "--env", choices=["real", "paper", "sim"], default="sim", help="status: the gateway's env"
+    )
+    gateway.add_argument("--json", action="store_true", help="status: print the JSON as the gateway sent it")
+    gateway.add_argument("--seed", type=int, default=None, help="simulator: the random seed")
+    gateway.add_argument("--tick", type=float, default=0.25, help="simulator: seconds between market updates")
+
     sim = commands.add_parser("sim", parents=[common], help="run the KIS simulator alone")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=port, default=21000, help="0 for any free port (default: 21000)")
@@ -262,6 +317,10 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return anyio.run(_files.replay, args, out, err)
     if args.command == "export":
         return _export.export(args, out, err)
+    if args.command == "gateway":
+        from . import _gateway
+
+        return _gateway.gateway(args, out, err)
     return anyio.run(_sim, args, err)
 
 

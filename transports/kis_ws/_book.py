@@ -19,14 +19,13 @@ from kis_proto import MarketSession, Record, Subscribed, listing
 
 from ._errors import CLIError
 from ._inputs import check_subscriptions
-from ._live import Answers, open_feed
+from ._live import Answers, LiveFeed, open_feed
 from ._output import status_line
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable
 
-    from kis_anyio import Feed
     from rich.console import RenderableType
 
     from kis_proto import FieldValue
@@ -152,7 +151,12 @@ async def book(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 async def _follow(
-    feed: Feed, view: BookView, answers: Answers, err: TextIO, count: int | None, show: Callable[[], object]
+    feed: LiveFeed,
+    view: BookView,
+    answers: Answers,
+    err: TextIO,
+    count: int | None,
+    show: Callable[[], object],
 ) -> None:
     books = 0
     async for batch in feed.batches():

@@ -8,10 +8,10 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import anyio
-from kis_anyio import Feed, connect, simulate
+from kis_anyio import connect, simulate
 
 from kis_proto import (
     RECORDING_HEADER,
@@ -21,6 +21,7 @@ from kis_proto import (
     Record,
     Subscribed,
     SubscribeFailed,
+    SubscriptionError,
     TextReceived,
     recording_line,
 )
@@ -37,7 +38,17 @@ if TYPE_CHECKING:
 
     from kis_proto import FeedEvent
 
-__all__ = ["record", "simulator_options", "watch"]
+__all__ = ["LiveFeed", "record", "simulator_options", "watch"]
+
+
+class LiveFeed(Protocol):
+    """What a live command needs of a feed: a KIS transport's, or a gateway consumer's."""
+
+    def __aiter__(self) -> AsyncIterator[FeedEvent]: ...
+
+    def batches(self) -> AsyncIterator[list[FeedEvent]]: ...
+
+    async def subscribe(self, tr_id: str, keys: str, /) -> object: ...
 
 
 def simulator_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -99,8 +110,15 @@ class Answers:
 @contextlib.asynccontextmanager
 async def open_feed(
     args: argparse.Namespace, err: TextIO, *, config: KISConfig | None = None, max_retries: int | None = 5
-) -> AsyncIterator[tuple[Feed, str]]:
-    """The feed a live command streams from (and the simulator, when it is the source); says which."""
+) -> AsyncIterator[tuple[LiveFeed, str]]:
+    """The feed a live command streams from (and the simulator, when it is the source); says which.
+
+    With ``--gateway URL`` it is a `kis_nats` feed from a ``kis-ws gateway`` (the same face).
+    """
+    if getattr(args, "gateway", None) is not None:
+        async with _gateway_feed(args, err) as opened:
+            yield opened
+        return
     server: Server = server_for(args.url, getattr(args, "env", None), args.approval_url)
     async with contextlib.AsyncExitStack() as stack:
         url = server.url
@@ -133,13 +151,37 @@ async def open_feed(
         yield feed, url or ""
 
 
+@contextlib.asynccontextmanager
+async def _gateway_feed(args: argparse.Namespace, err: TextIO) -> AsyncIterator[tuple[LiveFeed, str]]:
+    try:
+        import kis_nats
+    except ImportError:
+        raise CLIError("--gateway needs nats-py", hint="pip install 'kis-proto[nats]'") from None
+    env = args.gateway_env
+    err.write(f"streaming from the kis-ws gateway ({env}) at {args.gateway}\n")
+    err.flush()
+    try:
+        async with kis_nats.connect(args.gateway, env=env, max_retries=5) as feed:
+            yield feed, args.gateway
+    except kis_nats.GatewayUnavailableError as exc:
+        raise CLIError(str(exc), hint="is `kis-ws gateway` running, for this env?", code=EXIT_FEED) from None
+
+
+async def _subscribe_all(feed: LiveFeed, subscriptions: list[tuple[str, str]]) -> None:
+    """Subscribe each; a gateway's refusal (its capacity, KIS's answer) ends the command clearly."""
+    for tr_id, key in subscriptions:
+        try:
+            await feed.subscribe(tr_id, key)
+        except SubscriptionError as exc:
+            raise CLIError(str(exc), code=EXIT_FEED) from None
+
+
 async def watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Stream records: a live table in a terminal, lines or JSON otherwise."""
     subscriptions = check_subscriptions(args.keys)
     answers = Answers(subscriptions)
     async with open_feed(args, err) as (feed, url):
-        for tr_id, key in subscriptions:
-            await feed.subscribe(tr_id, key)
+        await _subscribe_all(feed, subscriptions)
         live = out.isatty() and not args.jsonl and not args.plain
         with anyio.move_on_after(args.duration if args.duration is not None else math.inf):
             if live:
@@ -154,7 +196,7 @@ async def watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 async def _watch_lines(
-    feed: Feed, args: argparse.Namespace, out: TextIO, err: TextIO, answers: Answers
+    feed: LiveFeed, args: argparse.Namespace, out: TextIO, err: TextIO, answers: Answers
 ) -> None:
     seen = 0
     async for event in feed:
@@ -172,7 +214,7 @@ async def _watch_lines(
             return
 
 
-async def _watch_table(feed: Feed, source: str, count: int | None, answers: Answers) -> None:
+async def _watch_table(feed: LiveFeed, source: str, count: int | None, answers: Answers) -> None:
     from rich.live import Live
 
     from ._table import LiveBoard
@@ -225,8 +267,7 @@ async def record(args: argparse.Namespace, err: TextIO) -> int:
             with out:
                 if new_file:
                     out.write(RECORDING_HEADER + "\n")
-                for tr_id, key in subscriptions:
-                    await feed.subscribe(tr_id, key)
+                await _subscribe_all(feed, subscriptions)
                 async with anyio.create_task_group() as tasks:
                     if parquet is not None:
                         tasks.start_soon(_roll_when_due, parquet)

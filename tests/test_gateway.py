@@ -1,0 +1,284 @@
+"""The gateway against a real nats-server: KIS sessions shared through NATS by the documented contract."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+pytest.importorskip("nats", reason="nats-py is not installed: pip install 'kis-proto[nats]'")
+
+import kis_anyio
+import kis_asyncio
+import kis_nats
+import nats
+from kis_nats._gateway import Gateway, SessionSpec
+
+from kis_proto import KISServerConfig, ReconnectPolicy, Record
+
+from .nats_fixture import nats_server_fixture
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from .nats_fixture import NatsProcess
+
+pytestmark = pytest.mark.anyio
+__all__ = ["nats_server_fixture"]  # the fixture, used by name
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # nats-py is asyncio-only
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(url: str, specs: list[SessionSpec], **options: Any) -> AsyncIterator[Gateway]:
+    nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    gateway = Gateway(nc, "sim", specs, **options)
+    task = asyncio.create_task(gateway.run())
+    try:
+        async with asyncio.timeout(10):
+            while gateway.role != "active":
+                await asyncio.sleep(0.02)
+        yield gateway
+    finally:
+        gateway.stop()
+        async with asyncio.timeout(15):
+            await task
+        await nc.close()
+
+
+def rows(symbol: str, n: int) -> list[list[str]]:
+    """`n` trades of `symbol` with distinct prices, 47 fields each (today's layout)."""
+    out = []
+    for i in range(n):
+        row = ["0"] * 47
+        row[0], row[1], row[2], row[12], row[46] = symbol, "093000", str(70_000 + i * 100), str(i + 1), "2"
+        out.append(row)
+    return out
+
+
+async def test_records_through_the_gateway_equal_the_direct_ones(nats_server: NatsProcess) -> None:
+    # One KIS server broadcasts the same frames to the gateway's session and to a direct client.
+    async with kis_anyio.serve() as server:
+        spec = SessionSpec("app1", url=server.url, approval_key="k1")
+        async with running_gateway(nats_server.url, [spec]) as gateway:
+            policy = ReconnectPolicy(rand=random.Random(1).random, retry_delay=0.05)
+            async with kis_asyncio.connect(server.url, approval_key="k2", policy=policy) as direct:
+                async with kis_nats.connect(nats_server.url, env="sim", client="t") as shared:
+                    await direct.subscribe("H0STCNT0", "005930")
+                    ticket = await shared.subscribe("H0STCNT0", "005930")
+                    await server.wait_for(lambda: len(server.subscribed("H0STCNT0", "005930")) == 2)
+                    del ticket
+                    sent = rows("005930", 6)
+                    await server.broadcast("H0STCNT0", sent[:1])  # one-record frames and a 5-record one
+                    await server.broadcast("H0STCNT0", sent[1:])
+                    got_direct = await records(direct, 6)
+                    got_shared = await records(shared, 6)
+            status = gateway.status()
+    assert [r.raw for r in got_shared] == [r.raw for r in got_direct] == [tuple(r) for r in sent]
+    assert [type(r) for r in got_shared] == [type(r) for r in got_direct]
+    assert [r["price"] for r in got_shared] == [70_000 + i * 100 for i in range(6)]
+    assert status["published"] >= 6
+
+
+async def records(feed: Any, n: int) -> list[Record]:
+    out: list[Record] = []
+    async with asyncio.timeout(10):
+        async for event in feed:
+            if isinstance(event, Record):
+                out.append(event)
+                if len(out) == n:
+                    return out
+    return out
+
+
+async def test_three_app_keys_carry_100_subscriptions_and_refuse_the_124th(nats_server: NatsProcess) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        specs = []
+        for n in range(3):
+            sim = await stack.enter_async_context(
+                kis_anyio.simulate(seed=n, tick=0.1, config=KISServerConfig())
+            )
+            specs.append(SessionSpec(f"sim{n}", url=sim.url, approval_key=f"key{n}"))
+        gateway = await stack.enter_async_context(running_gateway(nats_server.url, specs))
+        nc = await nats.connect(nats_server.url)
+        stack.push_async_callback(nc.close)
+        symbols = [f"{i:06d}" for i in range(1, 125)]
+
+        async def ask(symbol: str) -> dict[str, Any]:
+            body = json.dumps({"tr_id": "H0STCNT0", "tr_key": symbol, "client": "bulk"}).encode()
+            reply = await nc.request("kis.sim.ctl.subscribe", body, timeout=5)
+            answer: dict[str, Any] = json.loads(reply.data)
+            return answer
+
+        answers = [await ask(s) for s in symbols[:123]]
+        assert all(a["ok"] for a in answers), [a for a in answers if not a["ok"]][:3]
+        refused = await ask(symbols[123])
+        assert refused["ok"] is False
+        assert refused["error"] == "capacity"
+        assert "at most 41 each" in refused["message"]
+        # 100 of them stream: a record of each arrives through NATS.
+        seen: set[str] = set()
+        done = asyncio.Event()
+
+        async def on_msg(msg: Any) -> None:
+            seen.add(msg.headers["Kis-Key"])
+            if len(seen) >= 100:
+                done.set()
+
+        sub = await nc.subscribe("kis.sim.H0STCNT0.>", cb=on_msg)
+        async with asyncio.timeout(20):
+            await done.wait()
+        await sub.unsubscribe()
+        status = gateway.status()
+        assert sorted(s["subscriptions"] for s in status["sessions"]) == [41, 41, 41]
+        assert all(s["state"] == "connected" for s in status["sessions"])
+        assert all(p["state"] == "active" for p in status["subscriptions"])
+
+
+async def test_status_and_bad_requests_answer_by_the_contract(nats_server: NatsProcess) -> None:
+    async with kis_anyio.simulate(seed=1, tick=0.1) as sim:
+        spec = SessionSpec("app1", url=sim.url, approval_key="k")
+        async with running_gateway(nats_server.url, [spec], gateway_id="gw-test") as gateway:
+            nc = await nats.connect(nats_server.url)
+            try:
+                for body, error in (
+                    (b"not json", "bad_request"),
+                    (b'{"tr_id": "H0STCNT0"}', "bad_request"),
+                    (
+                        json.dumps({"tr_id": "FOOBAR00", "tr_key": "005930", "client": "c"}).encode(),
+                        "invalid",
+                    ),
+                    (json.dumps({"tr_id": "H0STCNT0", "tr_key": "5930", "client": "c"}).encode(), "invalid"),
+                ):
+                    reply = json.loads((await nc.request("kis.sim.ctl.subscribe", body, timeout=5)).data)
+                    assert (reply["ok"], reply["error"]) == (False, error), reply
+                    assert reply["message"]
+                ok = json.loads(
+                    (
+                        await nc.request(
+                            "kis.sim.ctl.subscribe",
+                            json.dumps({"tr_id": "H0STCNT0", "tr_key": "005930", "client": "c"}).encode(),
+                            timeout=5,
+                        )
+                    ).data
+                )
+                assert ok == {"ok": True, "subject": "kis.sim.H0STCNT0.005930"}
+                beat = json.loads(
+                    (await nc.request("kis.sim.ctl.heartbeat", b'{"client": "c"}', timeout=5)).data
+                )
+                assert beat == {"ok": True, "lease": 30.0, "gateway": "gw-test", "subscriptions": 1}
+                status = json.loads((await nc.request("kis.sim.ctl.status", b"{}", timeout=5)).data)
+            finally:
+                await nc.close()
+            assert gateway.id == "gw-test"
+    assert status["gateway"] == "gw-test"
+    assert status["role"] == "active"
+    assert status["capacity"] == {"used": 1, "total": 41}
+    assert status["clients"][0]["client"] == "c"
+    assert status["subscriptions"][0]["tr_key"] == "005930"
+    assert {"published", "notices", "notices_held", "dropped"} <= set(status)
+
+
+async def test_a_subscription_acked_by_kis_is_active(nats_server: NatsProcess) -> None:
+    async with kis_anyio.serve() as server:
+        spec = SessionSpec("app1", url=server.url, approval_key="k")
+        async with running_gateway(nats_server.url, [spec]) as gateway:
+            async with kis_nats.connect(nats_server.url, env="sim", client="t") as feed:
+                await feed.subscribe("H0STASP0", "005930")
+                await server.wait_for(lambda: bool(server.subscribed("H0STASP0", "005930")))
+                async with asyncio.timeout(5):
+                    while gateway.status()["subscriptions"][0]["state"] != "active":
+                        await asyncio.sleep(0.02)
+
+
+async def read_stream(url: str) -> list[Any]:
+    """Every message of KIS_NOTICES, read with plain nats-py (an ephemeral ordered view)."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info("KIS_NOTICES")
+        sub = await js.pull_subscribe("kis.sim.notice.>", durable=None, stream="KIS_NOTICES")
+        msgs: list[Any] = []
+        while len(msgs) < info.state.messages:
+            msgs += await sub.fetch(info.state.messages - len(msgs), timeout=5)
+        return msgs
+    finally:
+        await nc.close()
+
+
+def orders_of(msgs: list[Any]) -> list[tuple[str, str]]:
+    """(order number, 1 acceptance / 2 fill) of each H0STCNI0 notice payload, read by position."""
+    fields = [m.data.decode().split("^") for m in msgs]
+    return [(f[2], f[13]) for f in fields]
+
+
+async def test_nats_restarted_under_the_gateway(nats_server: NatsProcess) -> None:
+    async with kis_anyio.simulate(seed=3, tick=0.05, notice_rate=1.0) as sim:
+        spec = SessionSpec("app1", url=sim.url, approval_key="k")
+        async with running_gateway(nats_server.url, [spec]) as gateway:
+            async with kis_nats.connect(nats_server.url, env="sim", client="t", retry_delay=0.2) as feed:
+                await feed.subscribe("H0STCNT0", "005930")
+                await feed.subscribe_notices("myhtsid", tr_id="H0STCNI0")
+                await records(feed, 3)
+                nats_server.stop()
+                async with asyncio.timeout(10):  # notices keep coming from KIS: held, not dropped
+                    while gateway.status()["notices_held"] < 4:
+                        await asyncio.sleep(0.05)
+                nats_server.start()  # the same port and store
+                async with asyncio.timeout(20):  # held notices delivered, market data resumes
+                    while gateway.status()["notices_held"]:
+                        await asyncio.sleep(0.05)
+                await records(feed, 3)
+            orders_sent = sim.market.orders
+        assert gateway.status()["notices_held"] == 0
+    # Every notice KIS sent while the gateway was up is in the stream, once.
+    received = orders_of(await read_stream(nats_server.url))
+    assert len(received) == len(set(received))
+    numbers = sorted({int(n) for n, _ in received})
+    assert numbers[0] == 1
+    assert len(numbers) >= orders_sent - 1  # the last order may be in flight as the gateway stops
+    assert set(range(1, len(numbers) + 1)) == set(numbers)
+    assert all((f"{n:010d}", kind) in set(received) for n in numbers[:-1] for kind in ("1", "2"))
+
+
+async def test_a_consumer_with_nats_py_alone_reads_trades_by_the_contract(nats_server: NatsProcess) -> None:
+    """No kis_proto in the consumer: the subjects, headers and payload of docs/gateway.md suffice."""
+    async with kis_anyio.simulate(seed=4, tick=0.05) as sim:
+        spec = SessionSpec("app1", url=sim.url, approval_key="k")
+        async with running_gateway(nats_server.url, [spec]):
+            nc = await nats.connect(nats_server.url)
+            try:
+                trades: list[tuple[str, int, int]] = []
+                got = asyncio.Event()
+
+                async def on_trade(msg: Any) -> None:
+                    fields = msg.data.decode().split("^")
+                    assert len(fields) == int(msg.headers["Kis-Width"])
+                    assert msg.headers["Kis-Tr-Id"] == "H0STCNT0"
+                    assert msg.headers["Kis-Era"] == "2026-09"
+                    assert float(msg.headers["Kis-Received"]) > 1.7e9
+                    trades.append((fields[0], int(fields[2]), int(msg.headers["Kis-Seq"])))
+                    if len(trades) >= 5:
+                        got.set()
+
+                await nc.subscribe("kis.sim.H0STCNT0.000660", cb=on_trade)
+                request = {"tr_id": "H0STCNT0", "tr_key": "000660", "client": "plain-nats"}
+                reply = json.loads(
+                    (await nc.request("kis.sim.ctl.subscribe", json.dumps(request).encode())).data
+                )
+                assert reply == {"ok": True, "subject": "kis.sim.H0STCNT0.000660"}
+                async with asyncio.timeout(10):
+                    await got.wait()
+            finally:
+                await nc.close()
+    assert {symbol for symbol, _, _ in trades} == {"000660"}
+    assert all(price > 100_000 for _, price, _ in trades)  # SK하이닉스 near its real level
+    seqs = [seq for _, _, seq in trades]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # no gap

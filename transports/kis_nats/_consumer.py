@@ -1,0 +1,1147 @@
+"""The gateway's consumer: a `Feed` over NATS with the face of `kis_asyncio.Feed`, and `WSClient`.
+
+``async with kis_nats.connect("nats://host:4222", env="real") as feed:``, then
+``await feed.subscribe("H0STCNT0", "005930")`` and ``async for event in feed`` — the same code as
+against KIS directly, but the KIS session is the gateway's, shared with every other consumer.
+
+What it does, by the contract of docs/gateway.md:
+
+* ``subscribe`` listens on the data subject, then asks the gateway (``kis.<env>.ctl.subscribe``)
+  to place the key on a KIS session. The gateway's refusal (capacity, invalid, …) answers the
+  returned ticket and is a `SubscribeFailed` event in the feed, as KIS's refusals are.
+* Each message is one record; its payload is decoded into the record class of its width's era
+  by kis_proto's own decoder, with a `LayoutDrift` event once per (TR, width) no era has.
+* A gap in ``Kis-Seq`` (messages lost between the gateway and this process, e.g. while NATS was
+  away) is an `EventsDropped` event with the number lost; the feed's own bounded buffer drops the
+  oldest market data when the application falls behind and reports it the same way.
+* The demand is a lease: a heartbeat renews it every third of the lease (the smaller of
+  `lease` and the gateway's). After a NATS reconnect, or when the gateway comes back or changes
+  (a standby took over), every subscription is requested again.
+* The NATS connection going away and coming back are `Reconnecting` and `Connected` events;
+  `aclose` ends the feed with `ConnectionClosed`.
+* Execution notices come from the JetStream stream ``KIS_NOTICES`` through a pull consumer,
+  durable when `notices_durable` is given (a consumer that was down gets every notice it
+  missed), ephemeral otherwise. A notice is acknowledged when the feed hands it to the
+  application; one still waiting in the feed when the feed closes is given back (a negative
+  ack) and comes first to the durable consumer's next run.
+
+asyncio only: nats-py runs on asyncio (under trio, use kis_anyio against KIS, or a thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import secrets
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from kis_proto import (
+    KIS_MAX_SUBSCRIPTIONS,
+    Callback,
+    CallbackClient,
+    Connected,
+    ConnectionClosed,
+    Credentials,
+    DecodeFailure,
+    Event,
+    EventBuffer,
+    EventsDropped,
+    FeedEvent,
+    LocalProtocolError,
+    MessageDecoder,
+    Reconnecting,
+    SubscribeFailed,
+    SubscriptionError,
+    SyncCallbacks,
+    UndecodableMessage,
+    check_subscription,
+    tr_spec,
+)
+
+from ._subjects import (
+    H_GATEWAY,
+    H_SEQ,
+    H_TR_ID,
+    NOTICE_STREAM,
+    ctl_subject,
+    data_subject,
+    escape_token,
+    notice_subject,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
+    from contextlib import AbstractAsyncContextManager
+
+    from nats.aio.client import Client as NATSClient
+    from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription as NATSSubscription
+    from nats.js import JetStreamContext
+
+    from kis_proto import ErrorCallback
+
+__all__ = [
+    "DEFAULT_URL",
+    "Feed",
+    "GatewayRefusedError",
+    "GatewaySubscription",
+    "GatewayUnavailableError",
+    "WSClient",
+    "connect",
+    "open_feed",
+]
+
+T = TypeVar("T")
+
+logger = logging.getLogger("kis_nats")
+
+#: Where `connect` looks when given no URL: the gateway's embedded server on this machine.
+DEFAULT_URL = "nats://127.0.0.1:4222"
+
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+# How long one pull request for notices waits on the server before the next one is sent; closing
+# waits for the one in flight (see `Feed._give_back_notices`).
+_PULL_WAIT = 1.0
+# How long the server waits for the ack of a notice before it delivers it again: it bounds the
+# delay of a notice handed to a process that died (or to its last pull request) just then.
+_NOTICE_ACK_WAIT = 10.0
+_USERINFO = re.compile(r"(?<=//)[^/@]*@")
+# nats.connect options the feed sets itself: its state events and reconnect settings hang on them.
+_OURS = frozenset(
+    {"servers", "disconnected_cb", "reconnected_cb", "closed_cb", "error_cb", "max_reconnect_attempts"}
+    | {"reconnect_time_wait", "allow_reconnect"}
+)
+_NOTICE_TRS = {"domestic": ("H0STCNI0", "H0STCNI9"), "overseas": ("H0GSCNI0", "H0GSCNI9")}
+
+
+class GatewayUnavailableError(ConnectionError):
+    """No gateway answered a control request in time: none runs on this NATS and env, or only a standby."""
+
+
+class GatewayRefusedError(SubscriptionError):
+    """The gateway refused a subscription; `error` is its code, `event` the `SubscribeFailed`.
+
+    Codes (docs/gateway.md): ``capacity`` (every KIS session is full), ``invalid`` (an unknown TR
+    or a malformed key), ``refused`` (KIS refused it: the message has the OPSP code),
+    ``bad_request``, ``standby``; ``bad_reply`` when the reply was not the contract's JSON.
+    A `SubscriptionError`, so code written for a direct KIS feed catches it unchanged.
+    """
+
+    def __init__(self, event: SubscribeFailed) -> None:
+        super().__init__(event)
+        key = f"{event.tr_id} {_shown(event.tr_id, event.tr_key)}"
+        self.args = (f"the gateway refused {key}: {event.msg_cd}: {event.message}",)
+
+    @property
+    def error(self) -> str:
+        """The gateway's error code."""
+        return self.event.msg_cd
+
+
+class GatewaySubscription:
+    """One (tr_id, key) asked of the gateway with `Feed.subscribe`: its answer, and its release.
+
+    The counterpart of `kis_proto.Subscription`. The gateway answers at once, so the answer is
+    known when ``subscribe`` returns: `ok` and `refusal` say which; ``await sub.wait()`` returns
+    the ticket or raises `GatewayRefusedError`. Ok means the gateway placed the key on a KIS session;
+    KIS's own acknowledgement follows there (a refusal by KIS shows in the gateway's status).
+    """
+
+    __slots__ = ("_feed", "refusal", "subject", "tr_id", "tr_key")
+
+    def __init__(
+        self, feed: Feed, tr_id: str, tr_key: str, subject: str, refusal: SubscribeFailed | None = None
+    ) -> None:
+        self._feed = feed
+        self.tr_id = tr_id
+        self.tr_key = tr_key
+        #: The NATS subject the records (or notices) arrive on.
+        self.subject = subject
+        #: The gateway's refusal, or None when it placed the key.
+        self.refusal = refusal
+
+    def __repr__(self) -> str:
+        state = "placed" if self.refusal is None else f"refused {self.refusal.msg_cd}"
+        return f"<GatewaySubscription {self.tr_id} {_shown(self.tr_id, self.tr_key)} {state}>"
+
+    @property
+    def ok(self) -> bool:
+        """True when the gateway placed the key."""
+        return self.refusal is None
+
+    async def wait(self) -> GatewaySubscription:
+        """This ticket when the gateway placed the key; raises `GatewayRefusedError` when it refused it."""
+        if self.refusal is not None:
+            raise GatewayRefusedError(self.refusal)
+        return self
+
+    async def unsubscribe(self) -> None:
+        """Release the key (the same as the feed's ``unsubscribe``)."""
+        await self._feed.unsubscribe(self.tr_id, self.tr_key)
+
+
+def _is_notice(tr_id: str) -> bool:
+    spec = tr_spec(tr_id)
+    return spec is not None and spec.encrypted
+
+
+def _shown(tr_id: str, key: str) -> str:
+    """A key as logs show it: an HTS ID (the key of notices) masked."""
+    return key[:2] + "***" if _is_notice(tr_id) else key
+
+
+def _shown_url(url: str) -> str:
+    """A NATS URL without its user and password."""
+    return _USERINFO.sub("", url)
+
+
+def _default_client() -> str:
+    """A client id that reads well in the gateway's status: host, process, and a random suffix."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:32] or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def _parse_reply(data: bytes, *, need_ok: bool = True) -> dict[str, Any]:
+    """A control reply as a dict with a bool ``ok``; anything else becomes a ``bad_reply`` refusal.
+
+    The status reply of the contract has no ``ok``: `need_ok` False takes any JSON object.
+    """
+    try:
+        reply = json.loads(data)
+    except (ValueError, RecursionError):
+        reply = None
+    if not isinstance(reply, dict) or (need_ok and not isinstance(reply.get("ok"), bool)):
+        shown = data[:200].decode("utf-8", errors="replace")
+        return {"ok": False, "error": "bad_reply", "message": f"not a reply of the contract: {shown!r}"}
+    return reply
+
+
+class _Want:
+    """One key this feed wants: where it arrives, and the NATS (or JetStream) subscription reading it."""
+
+    __slots__ = ("key", "notice", "puller", "sub", "subject", "tr_id")
+
+    def __init__(self, tr_id: str, key: str, subject: str, notice: bool) -> None:
+        self.tr_id = tr_id
+        self.key = key
+        self.subject = subject
+        self.notice = notice
+        self.sub: NATSSubscription | JetStreamContext.PullSubscription | None = None
+        #: The task fetching notices (notice keys only).
+        self.puller: asyncio.Task[None] | None = None
+
+
+class Feed:
+    """Records from the gateway over NATS: the face of `kis_asyncio.Feed`. Made by `connect`.
+
+    ``await feed.subscribe(tr_id, key_or_keys)``, ``await feed.unsubscribe(...)``,
+    ``await feed.subscribe_notices(hts_id)``, ``async for event in feed``, ``feed.batches()``,
+    ``await feed.aclose()``; ``await feed.status()`` is the gateway's status.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str | Sequence[str],
+        env: str,
+        client: str,
+        lease: float,
+        buffer_size: int,
+        notices_durable: str | None,
+        credentials: Credentials | None,
+        retry_delay: float,
+        request_timeout: float,
+    ) -> None:
+        self.env = env
+        #: This consumer's id in the gateway's leases and status.
+        self.client = client
+        self.lease = lease
+        self.notices_durable = notices_durable
+        self._urls = [url] if isinstance(url, str) else list(url)
+        self._credentials = credentials
+        self._retry_delay = retry_delay
+        self._request_timeout = request_timeout
+        self._buffer = EventBuffer(buffer_size)
+        self._decoder = MessageDecoder()
+        self._nc: NATSClient | None = None
+        self._js: JetStreamContext | None = None
+        self._wants: dict[tuple[str, str], _Want] = {}
+        self._seq: dict[str, tuple[str, int]] = {}  # subject -> (gateway, last Kis-Seq)
+        self._gateway: str | None = None  # the id of the gateway last heard from
+        self._gateway_lease: float | None = None
+        self._stale = False  # the gateway may not know our demand: repeat every subscribe
+        self._away = False  # the last heartbeat got no answer
+        self._check_consumers = False  # after a NATS reconnect: do the notice consumers still exist?
+        self._unacked: dict[int, int] = {}  # id(last event of a notice) -> its stream sequence
+        self._unacked_msgs: dict[int, Msg] = {}  # stream sequence -> the message to ack
+        self._ready = asyncio.Event()
+        self._wake = asyncio.Event()  # the lease keeper: act now
+        self._finished = asyncio.Event()
+        self._closing = False
+        self._error: BaseException | None = None
+        self._keeper: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        where = ", ".join(_shown_url(u) for u in self._urls)
+        state = "closed" if self._finished.is_set() else "closing" if self._closing else "open"
+        return f"<kis_nats.Feed {where} env={self.env} client={self.client} {len(self._wants)} keys, {state}>"
+
+    @property
+    def closing(self) -> bool:
+        """True once `aclose` was called (or the NATS connection closed for good)."""
+        return self._closing or self._finished.is_set()
+
+    @property
+    def subscriptions(self) -> list[tuple[str, str]]:
+        """Every (tr_id, key) this feed wants, in the order first subscribed."""
+        return list(self._wants)
+
+    # -- connecting --------------------------------------------------------------------------------
+    async def _connect(self, max_retries: int | None, nats_options: Mapping[str, Any]) -> None:
+        options: dict[str, Any] = {
+            "name": f"kis_nats {self.client}",
+            "reconnect_time_wait": self._retry_delay,
+            # nats-py's first connect tries until the attempts run out (forever for -1): give it a
+            # bound, so a wrong URL is an error at once; reconnects get `max_retries` below.
+            "max_reconnect_attempts": 1,
+            "disconnected_cb": self._on_disconnected,
+            "reconnected_cb": self._on_reconnected,
+            "closed_cb": self._on_closed,
+            "error_cb": self._on_error,
+        }
+        options.update(nats_options)
+        shown = ", ".join(_shown_url(u) for u in self._urls)
+        try:
+            self._nc = await nats.connect(self._urls, **options)
+        except (OSError, nats.errors.Error, TimeoutError) as exc:
+            raise ConnectionError(f"cannot connect to NATS at {shown}: {exc or type(exc).__name__}") from None
+        # Read by nats-py at each reconnect (`Client.options` is its public settings dict).
+        self._nc.options["max_reconnect_attempts"] = -1 if max_retries is None else max_retries
+        self._js = self._nc.jetstream()
+        logger.info("connected to NATS at %s as client %s (env %s)", self._server(), self.client, self.env)
+        self._put(Connected(path=self._server()))
+        self._keeper = asyncio.create_task(self._keep_leases(), name=f"kis_nats lease keeper {self.client}")
+
+    def _server(self) -> str:
+        """The NATS server connected to, as ``nats://host:port`` (never with credentials)."""
+        url = self._nc.connected_url if self._nc is not None else None
+        if url is None:
+            return _shown_url(self._urls[0])
+        return f"{url.scheme}://{url.hostname}:{url.port}"
+
+    async def _on_disconnected(self) -> None:
+        if self._closing:
+            return
+        reason = f"lost the connection to NATS at {self._server()}"
+        logger.warning("%s; reconnecting every %.1f s", reason, self._retry_delay)
+        self._put(Reconnecting(attempt=1, delay=self._retry_delay, reason=reason))
+
+    async def _on_reconnected(self) -> None:
+        logger.info("reconnected to NATS at %s: repeating the subscriptions", self._server())
+        self._put(Connected(path=self._server()))
+        self._stale = self._check_consumers = True
+        self._wake.set()
+
+    async def _on_closed(self) -> None:
+        if not self._closing:
+            self._error = ConnectionError(
+                f"the NATS connection to {self._server()} closed for good (reconnecting gave up)"
+            )
+            logger.error("%s", self._error)
+            self._closing = True
+            self._finish()
+
+    async def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, nats.errors.SlowConsumerError):
+            logger.warning("NATS dropped messages of %s: this process reads too slowly", exc.subject)
+        elif self._nc is None or self._nc.is_reconnecting:
+            logger.debug("a NATS connect attempt failed: %s", exc)
+        else:
+            logger.warning("NATS error: %s", exc or type(exc).__name__)
+
+    # -- the control requests ----------------------------------------------------------------------
+    async def _control(self, verb: str, body: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """Send a control request; the reply as a dict (``ok`` a bool).
+
+        No responders, or a standby's ``standby`` reply, is retried until `timeout` (a gateway
+        starting, a standby taking over); then `GatewayUnavailableError`.
+        """
+        nc = self._nc
+        if nc is None or nc.is_closed:
+            raise GatewayUnavailableError("the NATS connection is closed")
+        subject = ctl_subject(self.env, verb)
+        payload = json.dumps(body).encode()
+        loop = asyncio.get_running_loop()
+        timeout = self._request_timeout if timeout is None else timeout
+        deadline = loop.time() + timeout
+        why = "no answer"
+        while (remaining := deadline - loop.time()) > 0:
+            try:
+                msg = await nc.request(subject, payload, timeout=remaining)
+            except nats.errors.NoRespondersError:
+                why = "no gateway listens there"
+            except nats.errors.TimeoutError:
+                why = "no answer"
+                break
+            except nats.errors.Error as exc:
+                why = str(exc) or type(exc).__name__
+                break
+            else:
+                reply = _parse_reply(msg.data, need_ok=verb != "status")
+                if reply.get("error") != "standby":
+                    return reply
+                why = "only a standby gateway answered"
+            await asyncio.sleep(min(0.25, max(0.0, deadline - loop.time())))
+        raise GatewayUnavailableError(
+            f"no gateway answered {subject} within {timeout:.1f} s ({why}): is `kis-ws gateway` running "
+            f"for env {self.env!r} on the NATS at {self._server()}?"
+        )
+
+    async def status(self) -> dict[str, Any]:
+        """The gateway's status reply (sessions, subscriptions, clients, counts; docs/gateway.md).
+
+        The reply of whichever gateway answered first; its ``role`` says which. A reply that is
+        not a JSON object comes back as ``{"ok": False, "error": "bad_reply", ...}``.
+        """
+        self._check_open()
+        return await self._control("status", {})
+
+    # -- subscribing -------------------------------------------------------------------------------
+    # A str is also an Iterable[str]; the first overload wins for it, as the code does.
+    @overload
+    async def subscribe(self, tr_id: str, keys: str) -> GatewaySubscription: ...  # type: ignore[overload-overlap]
+    @overload
+    async def subscribe(self, tr_id: str, keys: Iterable[str]) -> list[GatewaySubscription]: ...
+    async def subscribe(
+        self, tr_id: str, keys: str | Iterable[str]
+    ) -> GatewaySubscription | list[GatewaySubscription]:
+        """Subscribe `tr_id` for each key through the gateway; kept across NATS reconnects.
+
+        Returns a `GatewaySubscription` per key (a list for a list of keys). A refusal by the
+        gateway answers the ticket (``await sub.wait()`` raises `GatewayRefusedError`) and is a
+        `SubscribeFailed` event in the feed; the key is then not wanted any more. A notice TR
+        (``H0STCNI0``…, the key your HTS ID) reads the notice stream, as `subscribe_notices`.
+        Raises `LocalProtocolError` for a malformed tr_id or key, `GatewayUnavailableError` when no
+        gateway answers within the request timeout (the key is then not kept).
+        """
+        self._check_open()
+        wanted = [keys] if isinstance(keys, str) else list(keys)
+        for key in wanted:
+            check_subscription(tr_id, key)
+        tickets = [await self._subscribe_one(tr_id, key) for key in wanted]
+        return tickets[0] if isinstance(keys, str) else tickets
+
+    async def subscribe_notices(
+        self, hts_id: str | None = None, tr_id: str | None = None
+    ) -> GatewaySubscription:
+        """Your execution notices for `hts_id` (default: the credentials'), from ``KIS_NOTICES``.
+
+        `tr_id` defaults to the domestic notice TR of the env (``H0STCNI9`` on paper, else
+        ``H0STCNI0``); overseas notices are ``H0GSCNI0`` / ``H0GSCNI9``. With `notices_durable`,
+        notices published while this process was down are delivered when it subscribes again.
+        """
+        if hts_id is None:
+            if self._credentials is None or self._credentials.hts_id is None:
+                raise LocalProtocolError(
+                    "give the HTS ID whose notices you want (or Credentials with hts_id)"
+                )
+            hts_id = self._credentials.hts_id
+        tr_id = tr_id or _notice_tr("domestic", self.env)
+        if not _is_notice(tr_id):
+            raise LocalProtocolError(f"{tr_id} is not an execution-notice TR (H0STCNI0, H0STCNI9, H0GSCNI0…)")
+        return await self.subscribe(tr_id, hts_id)
+
+    async def unsubscribe(self, tr_id: str, keys: str | Iterable[str]) -> None:
+        """Stop receiving `tr_id` for each key and release it at the gateway.
+
+        A release the gateway does not answer is logged: the lease releases the key anyway. A
+        durable notice consumer is kept on the server (delete it with the ``nats`` CLI).
+        """
+        for key in [keys] if isinstance(keys, str) else list(keys):
+            want = self._wants.pop((tr_id, key), None)
+            if want is None:
+                continue
+            await self._stop_listening(want)
+            await self._release(want, self._request_timeout)
+
+    async def _subscribe_one(self, tr_id: str, key: str) -> GatewaySubscription:
+        notice = _is_notice(tr_id)
+        subject = notice_subject(self.env, tr_id, key) if notice else data_subject(self.env, tr_id, key)
+        want = self._wants.get((tr_id, key))
+        new = want is None
+        if want is None:
+            want = _Want(tr_id, key, subject, notice)
+            # Listen first: the gateway may publish as soon as it has placed the key.
+            await self._listen(want)
+            self._wants[(tr_id, key)] = want
+        try:
+            reply = await self._control("subscribe", {"tr_id": tr_id, "tr_key": key, "client": self.client})
+        except BaseException:
+            if new:
+                self._wants.pop((tr_id, key), None)
+                await self._stop_listening(want)
+            raise
+        if reply["ok"]:
+            if reply.get("subject") not in (None, subject) and not notice:
+                logger.warning(
+                    "the gateway names %s for %s, the contract %s", reply.get("subject"), tr_id, subject
+                )
+            logger.debug("subscribed %s %s", tr_id, _shown(tr_id, key))
+            self._start_keeper()
+            return GatewaySubscription(self, tr_id, key, subject)
+        refusal = await self._refused(want, reply)
+        return GatewaySubscription(self, tr_id, key, subject, refusal)
+
+    async def _refused(self, want: _Want, reply: dict[str, Any]) -> SubscribeFailed:
+        """The gateway refused `want`: forget it, log it, and tell the application with an event."""
+        self._wants.pop((want.tr_id, want.key), None)
+        await self._stop_listening(want)
+        event = SubscribeFailed(
+            tr_id=want.tr_id,
+            tr_key=want.key,
+            msg_cd=str(reply.get("error") or "error"),
+            message=str(reply.get("message") or ""),
+        )
+        logger.warning(
+            "the gateway refused %s %s: %s: %s",
+            want.tr_id,
+            _shown(want.tr_id, want.key),
+            event.msg_cd,
+            event.message,
+        )
+        self._put(event)
+        return event
+
+    async def _listen(self, want: _Want) -> None:
+        """Subscribe the NATS subject of `want` (a JetStream consumer for notices)."""
+        assert self._nc is not None
+        if not want.notice:
+            self._seq.pop(want.subject, None)  # no gap across a time we did not listen
+            want.sub = await self._nc.subscribe(want.subject, cb=self._on_data)
+            return
+        assert self._js is not None
+        durable = None
+        if self.notices_durable is not None:
+            durable = f"{self.notices_durable}-{want.tr_id}-{escape_token(want.key)}"
+        # A pull consumer: the server hands out a notice only against a pending fetch, so none
+        # goes to a process that has just left (a push consumer's deliveries can, and then wait
+        # out the 30 s ack wait). A new consumer starts with the next notice; a durable one
+        # resumes where it stopped.
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.NEW,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=_NOTICE_ACK_WAIT,
+            inactive_threshold=None if durable else 60.0,
+        )
+        try:
+            sub = await self._js.pull_subscribe(
+                want.subject, durable=durable, stream=NOTICE_STREAM, config=config
+            )
+        except nats.js.errors.NotFoundError:
+            raise GatewayUnavailableError(
+                f"there is no JetStream stream {NOTICE_STREAM} on the NATS at {self._server()}: "
+                "the gateway creates it when it starts; start the gateway first"
+            ) from None
+        except (nats.errors.Error, TimeoutError) as exc:
+            shown = f" through the durable consumer {self.notices_durable}-{want.tr_id}-…" if durable else ""
+            raise GatewayUnavailableError(
+                f"cannot read notices of {want.tr_id} from {NOTICE_STREAM}{shown}: {exc or type(exc).__name__}"
+            ) from None
+        want.sub = sub
+        want.puller = asyncio.create_task(self._pull(want, sub), name=f"kis_nats notices {want.tr_id}")
+
+    async def _pull(self, want: _Want, sub: JetStreamContext.PullSubscription) -> None:
+        """Fetch notices one at a time (each fetch returns as soon as one is there) while wanted."""
+        while want.sub is sub and not self._closing:
+            try:
+                msgs = await sub.fetch(1, timeout=_PULL_WAIT)
+            except TimeoutError:
+                continue  # nothing came: ask again
+            except (nats.errors.Error, OSError) as exc:
+                if self._closing or want.sub is not sub:
+                    return
+                logger.debug("fetching notices of %s failed (%s); trying again", want.tr_id, exc)
+                await asyncio.sleep(max(self._retry_delay, 0.1))
+                continue
+            for msg in msgs:
+                await self._on_notice(msg)
+
+    async def _stop_listening(self, want: _Want, *, finish_fetch: bool = False) -> None:
+        """Stop reading `want`; `finish_fetch` lets a notice fetch in flight end first.
+
+        A pull request left behind on the server (a fetch cancelled mid-way) can still be handed
+        a notice, which then waits out the ack wait before anyone else gets it.
+        """
+        sub, want.sub = want.sub, None
+        puller, want.puller = want.puller, None
+        if puller is not None and puller is not asyncio.current_task():
+            if finish_fetch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(puller), _PULL_WAIT + 1.0)
+            puller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await puller
+        if sub is not None and self._nc is not None and not self._nc.is_closed:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+    async def _release(self, want: _Want, timeout: float) -> None:
+        """Tell the gateway we no longer want `want` (best effort: the lease releases it anyway)."""
+        body = {"tr_id": want.tr_id, "tr_key": want.key, "client": self.client}
+        try:
+            reply = await self._control("unsubscribe", body, timeout)
+        except GatewayUnavailableError as exc:
+            logger.warning("could not release %s %s: %s", want.tr_id, _shown(want.tr_id, want.key), exc)
+            return
+        if not reply["ok"]:
+            logger.warning(
+                "the gateway did not release %s %s: %s: %s",
+                want.tr_id,
+                _shown(want.tr_id, want.key),
+                reply.get("error"),
+                reply.get("message"),
+            )
+
+    def _check_open(self) -> None:
+        if self.closing:
+            raise LocalProtocolError("this feed is closed")
+
+    # -- the lease ---------------------------------------------------------------------------------
+    def _interval(self) -> float:
+        lease = self.lease if self._gateway_lease is None else min(self.lease, self._gateway_lease)
+        return lease / 3
+
+    def _start_keeper(self) -> None:
+        # The first heartbeat goes out at once: it tells the gateway's lease, which may be shorter.
+        if self._gateway_lease is None:
+            self._wake.set()
+
+    async def _keep_leases(self) -> None:
+        """Renew the lease every third of it; repeat every subscribe when the gateway may have lost them."""
+        loop = asyncio.get_running_loop()
+        next_at = loop.time() + self._interval()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, next_at - loop.time())):
+                    await self._wake.wait()
+            self._wake.clear()
+            if self._closing:
+                return
+            started = loop.time()
+            next_at = started + self._interval()
+            if not self._wants:
+                continue
+            try:
+                if self._stale:
+                    await self._renew_all(timeout=min(self._request_timeout, self._interval()))
+                else:
+                    await self._heartbeat(timeout=min(self._request_timeout, self._interval()))
+            except Exception:
+                logger.exception("renewing the lease failed; trying again in %.1f s", self._interval())
+            # A third of the lease from this one (the reply may have told a shorter lease), and
+            # never at once again, however long this one took.
+            next_at = max(started + self._interval(), loop.time() + 0.05)
+
+    async def _heartbeat(self, timeout: float) -> bool:
+        """One heartbeat; False when no gateway answered (the subscriptions are then repeated later)."""
+        try:
+            reply = await self._control("heartbeat", {"client": self.client}, timeout)
+        except GatewayUnavailableError as exc:
+            if not self._away:
+                logger.warning(
+                    "%s; our leases run out unless it comes back: the subscriptions are repeated when it does",
+                    exc,
+                )
+            self._away = self._stale = True
+            return False
+        if self._away:
+            logger.info("the gateway answers again")
+            self._away = False
+        if not reply["ok"]:
+            logger.warning(
+                "the gateway refused a heartbeat: %s: %s", reply.get("error"), reply.get("message")
+            )
+            self._stale = True
+            return False
+        self._heard_from(reply.get("gateway"))
+        lease = reply.get("lease")
+        if isinstance(lease, int | float) and not isinstance(lease, bool) and lease > 0:
+            if lease != self._gateway_lease:
+                logger.debug("the gateway's lease is %.1f s", lease)
+            self._gateway_lease = float(lease)
+        return True
+
+    def _heard_from(self, gateway: object) -> None:
+        """Note the gateway id of a reply or a message: a new one does not know our demand."""
+        if not isinstance(gateway, str) or not gateway or gateway == self._gateway:
+            return
+        if self._gateway is not None:
+            logger.warning("gateway %s replaced %s: repeating the subscriptions", gateway, self._gateway)
+            self._stale = True
+            self._wake.set()
+        self._gateway = gateway
+
+    async def _renew_all(self, timeout: float) -> None:
+        """Request every wanted key again (idempotent at the gateway); stays stale if it cannot."""
+        if not await self._heartbeat(timeout):
+            return
+        check, self._check_consumers = self._check_consumers, False
+        renewed = 0
+        for want in list(self._wants.values()):
+            if (want.tr_id, want.key) not in self._wants:
+                continue  # unsubscribed meanwhile
+            if want.notice and (check or want.sub is None):
+                await self._recheck_consumer(want)
+            body = {"tr_id": want.tr_id, "tr_key": want.key, "client": self.client}
+            try:
+                reply = await self._control("subscribe", body, timeout)
+            except GatewayUnavailableError as exc:
+                logger.warning("repeating the subscriptions stopped: %s", exc)
+                self._check_consumers = self._check_consumers or check
+                return
+            if reply["ok"]:
+                renewed += 1
+            else:
+                await self._refused(want, reply)
+        self._stale = False
+        logger.info("repeated %d subscriptions at the gateway", renewed)
+
+    async def _recheck_consumer(self, want: _Want) -> None:
+        """After a reconnect: a notice consumer the server lost (a new server, an expired one) is made again."""
+        sub = want.sub
+        if isinstance(sub, nats.js.JetStreamContext.PullSubscription):
+            try:
+                await sub.consumer_info()
+            except nats.js.errors.NotFoundError:
+                pass
+            except (nats.errors.Error, TimeoutError) as exc:
+                logger.debug("could not check the notice consumer: %s", exc)
+                return
+            else:
+                return
+        logger.warning("the notice consumer of %s was gone: making it again", want.tr_id)
+        await self._stop_listening(want)
+        try:
+            await self._listen(want)
+        except GatewayUnavailableError as exc:
+            logger.warning("%s", exc)
+
+    # -- receiving ---------------------------------------------------------------------------------
+    def _put(self, event: FeedEvent) -> None:
+        self._buffer.put(event)
+        self._ready.set()
+
+    def _decode(self, tr_id: str, data: bytes) -> list[Event]:
+        """One message's payload as events: kis_proto's decoder, so width → era and drift are its own."""
+        try:
+            payload = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raw = data.decode("utf-8", errors="replace")
+            return [
+                UndecodableMessage(
+                    failure=DecodeFailure.BAD_FRAME, reason="the payload is not UTF-8", raw=raw, tr_id=tr_id
+                )
+            ]
+        # One record, framed as KIS frames it: the decoder picks the class by width.
+        return self._decoder.decode(f"0|{tr_id}|1|{payload}")
+
+    async def _on_data(self, msg: Msg) -> None:
+        headers = msg.headers or {}
+        tr_id = headers.get(H_TR_ID) or msg.subject.split(".")[2]
+        seq_text = headers.get(H_SEQ)
+        if seq_text:
+            self._track_seq(msg.subject, headers.get(H_GATEWAY, ""), seq_text)
+        for event in self._decode(tr_id, msg.data):
+            self._buffer.put(event)
+        self._ready.set()
+
+    def _track_seq(self, subject: str, gateway: str, seq_text: str) -> None:
+        """Report a gap in a subject's ``Kis-Seq`` as `EventsDropped` (a new gateway run starts again)."""
+        try:
+            seq = int(seq_text)
+        except ValueError:
+            return
+        self._heard_from(gateway)
+        last = self._seq.get(subject)
+        self._seq[subject] = (gateway, seq)
+        if last is None or last[0] != gateway or seq <= last[1]:
+            return
+        lost = seq - last[1] - 1
+        if lost:
+            logger.warning(
+                "%d messages of %s were lost on the way (Kis-Seq %d after %d)", lost, subject, seq, last[1]
+            )
+            self._buffer.put(EventsDropped(count=lost))
+
+    async def _on_notice(self, msg: Msg) -> None:
+        seq = msg.metadata.sequence.stream
+        if seq in self._unacked_msgs:
+            # Delivered again (the application has not taken it yet): ack the newest delivery later.
+            self._unacked_msgs[seq] = msg
+            return
+        headers = msg.headers or {}
+        tr_id = headers.get(H_TR_ID) or msg.subject.split(".")[3]
+        events = self._decode(tr_id, msg.data)
+        for event in events:
+            self._buffer.put(event)
+        self._unacked[id(events[-1])] = seq
+        self._unacked_msgs[seq] = msg
+        self._ready.set()
+
+    async def _handed_out(self, events: Iterable[FeedEvent]) -> None:
+        """Acknowledge the notices among `events`, now that the application has them."""
+        for event in events:
+            seq = self._unacked.pop(id(event), None)
+            if seq is None:
+                continue
+            msg = self._unacked_msgs.pop(seq)
+            if self._nc is None or self._nc.is_closed:
+                continue  # delivered again to a durable consumer next time
+            try:
+                await msg.ack()
+            except (nats.errors.Error, OSError) as exc:
+                logger.warning("could not acknowledge a notice (%s): it may be delivered again", exc)
+
+    def __aiter__(self) -> Feed:
+        return self
+
+    async def __anext__(self) -> FeedEvent:
+        while True:
+            dropped = self._buffer.dropped
+            event = self._buffer.get()
+            if event is not None:
+                if dropped and not self._buffer.dropped:
+                    # The buffer's own report (gaps upstream are logged where they are found).
+                    _log_drop(EventsDropped(count=dropped))
+                if self._unacked:
+                    await self._handed_out((event,))
+                return event
+            if self._finished.is_set():
+                if self._error is not None:
+                    raise self._error
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+
+    async def batches(self) -> AsyncIterator[list[FeedEvent]]:
+        """Iterate events a batch at a time: everything waiting, in order (cheaper per event)."""
+        while True:
+            dropped = self._buffer.dropped
+            batch = self._buffer.drain()
+            if batch:
+                if dropped:
+                    _log_drop(EventsDropped(count=dropped))
+                if self._unacked:
+                    await self._handed_out(batch)
+                yield batch
+                continue
+            if self._finished.is_set():
+                if self._error is not None:
+                    raise self._error
+                return
+            self._ready.clear()
+            await self._ready.wait()
+
+    # -- closing -----------------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Release the subscriptions at the gateway, close the NATS connection; iteration then ends.
+
+        The events that came before can still be iterated; the last one is `ConnectionClosed`.
+        Durable notice subscriptions are kept at the gateway and on the server: notices that come
+        while this process is away wait for it. Notices not yet taken from the feed are not
+        acknowledged: a durable consumer delivers them again.
+        """
+        if self._closing:
+            if not self._finished.is_set():
+                await self._finished.wait()
+            return
+        self._closing = True
+        self._wake.set()
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None and keeper is not asyncio.current_task():
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        nc = self._nc
+        try:
+            await self._give_back_notices()
+            if nc is not None and nc.is_connected:
+                release = [
+                    w for w in self._wants.values() if not (w.notice and self.notices_durable is not None)
+                ]
+                timeout = min(1.0, self._request_timeout)
+                await asyncio.gather(*(self._release(want, timeout) for want in release))
+        finally:
+            self._wants.clear()
+            if nc is not None and not nc.is_closed:
+                with contextlib.suppress(nats.errors.Error, OSError):
+                    await nc.close()
+            self._put(ConnectionClosed(code=1000, reason="closed by the application", clean=True))
+            self._finish()
+
+    async def _give_back_notices(self) -> None:
+        """Stop the notice consumers; notices not yet handed out go back to the server at once.
+
+        Without the negative ack the server would deliver them again only when their ack wait
+        (30 s) has passed; with it, the next fetch of a durable consumer gets them first.
+        """
+        notices = [want for want in self._wants.values() if want.notice]
+        await asyncio.gather(*(self._stop_listening(want, finish_fetch=True) for want in notices))
+        unacked, self._unacked_msgs = self._unacked_msgs, {}
+        self._unacked.clear()
+        if self._nc is None or not self._nc.is_connected:
+            return
+        try:
+            # A round trip: the server has processed our unsubscribes before the negative acks.
+            await self._nc.flush(timeout=max(1, round(self._request_timeout)))
+        except (nats.errors.Error, TimeoutError) as exc:
+            logger.debug("could not flush before closing: %s", exc)
+        for msg in unacked.values():
+            try:
+                await msg.nak()
+            except (nats.errors.Error, OSError) as exc:
+                logger.debug("could not give back a notice: %s", exc)
+
+    def _finish(self) -> None:
+        self._finished.set()
+        self._ready.set()
+        self._wake.set()
+
+
+def _log_drop(event: EventsDropped) -> None:
+    logger.warning(
+        "the application fell behind: %d market-data records dropped, oldest first "
+        "(notices are never dropped; raise buffer_size or consume faster)",
+        event.count,
+    )
+
+
+def _notice_tr(market: Literal["domestic", "overseas"], env: str) -> str:
+    real, paper = _NOTICE_TRS[market]
+    return paper if env == "paper" else real
+
+
+async def _open(
+    nats_url: str | Sequence[str] | None,
+    *,
+    env: str,
+    client: str | None,
+    lease: float,
+    buffer_size: int,
+    notices_durable: str | None,
+    credentials: Credentials | None,
+    max_retries: int | None,
+    retry_delay: float,
+    request_timeout: float,
+    nats_options: Mapping[str, Any] | None,
+) -> Feed:
+    try:
+        ctl_subject(env, "subscribe")
+    except ValueError as exc:
+        raise LocalProtocolError(str(exc)) from None
+    client = _default_client() if client is None else client
+    if not isinstance(client, str) or not client or not client.isprintable() or len(client) > 128:
+        raise LocalProtocolError(f"client must be a printable id of 1 to 128 characters, not {client!r}")
+    if notices_durable is not None and not _NAME.match(notices_durable):
+        raise LocalProtocolError(
+            f"notices_durable must be 1 to 64 letters, digits, '-' or '_', not {notices_durable!r}"
+        )
+    taken = sorted(set(nats_options or {}) & _OURS)
+    if taken:
+        raise LocalProtocolError(
+            f"nats_options may not set {', '.join(taken)}: the feed needs its own (use max_retries, retry_delay)"
+        )
+    if not lease > 0 or not request_timeout > 0 or not retry_delay >= 0:
+        raise LocalProtocolError("lease and request_timeout must be positive, retry_delay not negative")
+    feed = Feed(
+        url=nats_url or DEFAULT_URL,
+        env=env,
+        client=client,
+        lease=lease,
+        buffer_size=buffer_size,
+        notices_durable=notices_durable,
+        credentials=credentials,
+        retry_delay=retry_delay,
+        request_timeout=request_timeout,
+    )
+    await feed._connect(max_retries, nats_options or {})
+    return feed
+
+
+@asynccontextmanager
+async def connect(
+    nats_url: str | Sequence[str] | None = None,
+    *,
+    env: str = "sim",
+    client: str | None = None,
+    lease: float = 30.0,
+    buffer_size: int = 10_000,
+    notices_durable: str | None = None,
+    credentials: Credentials | None = None,
+    max_retries: int | None = None,
+    retry_delay: float = 2.0,
+    request_timeout: float = 5.0,
+    nats_options: Mapping[str, Any] | None = None,
+) -> AsyncIterator[Feed]:
+    """``async with kis_nats.connect(url, env="real") as feed:`` a `Feed` from the gateway (asyncio).
+
+    `nats_url`: a NATS URL or a list of a cluster's (default `DEFAULT_URL`, the gateway's
+    embedded server on this machine). `env`: ``real``, ``paper`` or ``sim``, as the gateway's.
+    `client`: this consumer's id in the gateway's leases and status (default: host, pid and a
+    random suffix). `lease`: seconds; the heartbeat renews it every third (or a third of the
+    gateway's lease, if shorter). `buffer_size`: market records held for a slow application.
+    `notices_durable`: the name of a durable JetStream consumer for notices (see
+    `Feed.subscribe_notices`). `credentials`: only their `hts_id` is used, for notices.
+    `max_retries`: NATS reconnect attempts before the feed ends with `ConnectionError` (None:
+    forever), `retry_delay` seconds apart. `request_timeout`: how long a control request waits.
+    `nats_options`: passed to ``nats.connect`` (``user_credentials``, ``token``, ``tls``, …).
+    Raises `ConnectionError` when NATS cannot be reached.
+    """
+    feed = await _open(
+        nats_url,
+        env=env,
+        client=client,
+        lease=lease,
+        buffer_size=buffer_size,
+        notices_durable=notices_durable,
+        credentials=credentials,
+        max_retries=max_retries,
+        retry_delay=retry_delay,
+        request_timeout=request_timeout,
+        nats_options=nats_options,
+    )
+    try:
+        yield feed
+    finally:
+        await feed.aclose()
+
+
+async def open_feed(
+    nats_url: str | Sequence[str] | None = None,
+    *,
+    env: str = "sim",
+    client: str | None = None,
+    lease: float = 30.0,
+    buffer_size: int = 10_000,
+    notices_durable: str | None = None,
+    credentials: Credentials | None = None,
+    max_retries: int | None = None,
+    retry_delay: float = 2.0,
+    request_timeout: float = 5.0,
+    nats_options: Mapping[str, Any] | None = None,
+) -> Feed:
+    """``feed = await kis_nats.open_feed(...)`` without a block (notebooks); later ``await feed.aclose()``.
+
+    The arguments are `connect`'s.
+    """
+    return await _open(
+        nats_url,
+        env=env,
+        client=client,
+        lease=lease,
+        buffer_size=buffer_size,
+        notices_durable=notices_durable,
+        credentials=credentials,
+        max_retries=max_retries,
+        retry_delay=retry_delay,
+        request_timeout=request_timeout,
+        nats_options=nats_options,
+    )
+
+
+class _Workers:
+    """Lane tasks in an `asyncio.TaskGroup`; sync callbacks in the client's own thread pool."""
+
+    def __init__(self, tg: asyncio.TaskGroup, executor: ThreadPoolExecutor) -> None:
+        self._tg = tg
+        self._executor = executor
+
+    def spawn(self, fn: Callable[[], Coroutine[Any, Any, None]], /) -> None:
+        self._tg.create_task(fn())
+
+    async def run_sync(self, fn: Callable[[], T], /) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+
+class WSClient(CallbackClient[Feed]):
+    """The original design's callback client, fed by the gateway over NATS (asyncio).
+
+    ``ws = kis_nats.WSClient("nats://host:4222", env="real")``;
+    ``await ws.subscribe("H0STCNT0", ["005930"], on_trade)``; ``await ws.run()`` until
+    ``await ws.close()``: the same as `kis_asyncio.WSClient`, the gateway holding the KIS session.
+    `sync_callbacks` and `on_error` are as there (a gateway's refusal reaches `on_error` as a
+    `SubscribeFailed` whose ``msg_cd`` is the gateway's error code). The other keyword options
+    are `connect`'s (`client`, `lease`, `buffer_size`, `notices_durable`, `nats_options`…).
+    `run` raises `ConnectionError` when NATS is lost for good (`max_retries` reconnects; None,
+    the default, tries forever) and `GatewayUnavailableError` when no gateway answers a subscribe.
+    """
+
+    _log = logger
+
+    def __init__(
+        self,
+        nats_url: str | None = None,
+        *,
+        env: str = "sim",
+        credentials: Credentials | None = None,
+        max_retries: int | None = None,
+        retry_delay: float = 2.0,
+        sync_callbacks: SyncCallbacks = "inline",
+        on_error: ErrorCallback | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            credentials,
+            max_retries,
+            retry_delay,
+            url=nats_url,
+            sync_callbacks=sync_callbacks,
+            on_error=on_error,
+            env=env,
+            **options,
+        )
+
+    def _connect(self, url: str | None, **options: Any) -> AbstractAsyncContextManager[Feed]:
+        options.pop("approval_key", None)  # the gateway holds the approval keys
+        return connect(url, **options)
+
+    async def subscribe_notices(
+        self,
+        callback: Callback,
+        market: Literal["domestic", "overseas"] = "domestic",
+        *,
+        hts_id: str | None = None,
+    ) -> str:
+        """Call `callback` with execution notices of `hts_id` (default: the credentials'); returns the TR id.
+
+        The TR follows the env (paper: ``H0STCNI9`` / ``H0GSCNI9``). The notices come from the
+        gateway's JetStream stream; give ``notices_durable=`` to get those sent while away.
+        """
+        if hts_id is None:
+            return await super().subscribe_notices(callback, market)
+        if market not in _NOTICE_TRS:
+            raise LocalProtocolError(f"market must be 'domestic' or 'overseas', not {market!r}")
+        tr_id = _notice_tr(market, self._options["env"])
+        await self.subscribe(tr_id, [hts_id], callback)
+        return tr_id
+
+    @asynccontextmanager
+    async def _workers(self) -> AsyncIterator[_Workers]:
+        executor = ThreadPoolExecutor(KIS_MAX_SUBSCRIPTIONS + 1, thread_name_prefix="kis_nats-callback")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                yield _Workers(tg, executor)
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,522 @@
+"""The gateway: KIS sessions (one per app key) shared through NATS, as docs/gateway.md specifies.
+
+Each session is a `kis_asyncio` feed with every guarantee it has (reconnect with backoff, restore,
+PINGPONG, the approval key fetched once); the gateway publishes one NATS message per record on
+``kis.<env>.<TR_ID>.<KEY>``, puts decrypted execution notices into the JetStream stream
+``KIS_NOTICES`` (holding them while NATS is away), answers the control requests, and keeps the
+leader lease so that a standby gateway on the same app keys waits instead of fighting over them.
+nats-py is asyncio-only, so the gateway runs on asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import kis_asyncio
+
+from kis_proto import (
+    Connected,
+    ConnectionClosed,
+    Credentials,
+    EventsDropped,
+    Reconnecting,
+    Record,
+    ServerError,
+    Subscribed,
+    SubscribeFailed,
+    key_problem,
+    tr_spec,
+)
+
+from . import _subjects as subjects
+from ._placement import Place, Planner, Release, Reply
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from pathlib import Path
+
+    from nats.aio.client import Client as NatsClient
+    from nats.aio.msg import Msg
+    from nats.js import JetStreamContext
+    from nats.js.kv import KeyValue
+
+__all__ = ["Gateway", "SessionSpec"]
+
+logger = logging.getLogger("kis_nats.gateway")
+
+#: The JetStream stream of execution notices, for every env.
+NOTICE_STREAM = "KIS_NOTICES"
+#: Seconds the leader key lives without renewal; the active gateway renews it every LEASE_RENEW.
+LEADER_TTL = 10.0
+LEADER_RENEW = 2.0
+_DAY = 24 * 3600
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """One KIS session the gateway holds: an app key (its credentials), or a URL and approval key."""
+
+    name: str
+    credentials: Credentials | None = field(default=None, repr=False)
+    url: str | None = None
+    approval_key: str | None = field(default=None, repr=False)
+
+
+@dataclass
+class _Live:
+    """A session while the gateway is active: its feed and counters."""
+
+    spec: SessionSpec
+    feed: kis_asyncio.Feed
+    task: asyncio.Task[None] | None = None
+    state: str = "connecting"
+    reconnects: int = 0
+    records: int = 0
+
+
+class Gateway:
+    """Share the KIS sessions of `sessions` through the NATS connection `nc` (see docs/gateway.md).
+
+    ``await gateway.run()`` until cancelled or `stop`: it waits for the leader lease (standby), then
+    opens the sessions and serves. `state_dir` keeps notices that could not be published yet.
+    """
+
+    def __init__(
+        self,
+        nc: NatsClient,
+        env: str,
+        sessions: list[SessionSpec],
+        *,
+        lease: float = 30.0,
+        state_dir: Path | None = None,
+        gateway_id: str | None = None,
+        leader_ttl: float = LEADER_TTL,
+        leader_renew: float = LEADER_RENEW,
+        capacity: int = 41,
+    ) -> None:
+        if env not in ("real", "paper", "sim"):
+            raise ValueError(f"env must be 'real', 'paper' or 'sim', not {env!r}")
+        self.nc = nc
+        self.env = env
+        self.specs = sessions
+        self.id = gateway_id or f"gw-{secrets.token_hex(3)}"
+        self.role = "starting"
+        self.planner = Planner([s.name for s in sessions], capacity=capacity, lease=lease, sticky=_encrypted)
+        self.state_dir = state_dir
+        self.leader_ttl, self.leader_renew = leader_ttl, leader_renew
+        self.published = self.notices = self.dropped = 0
+        self._live: dict[str, _Live] = {}
+        self._seq: dict[tuple[str, str], int] = {}
+        self._subject: dict[tuple[str, str], str] = {}
+        self._held: list[tuple[str, bytes, dict[str, str]]] = []
+        self._held_wake = asyncio.Event()
+        self._seen_notices: dict[str, int] = {}
+        self._ctl: list[Any] = []
+        self._stopping = asyncio.Event()
+        self._leader_lost = asyncio.Event()
+        self._js: JetStreamContext | None = None
+
+    def __repr__(self) -> str:
+        return f"<Gateway {self.id} {self.env} {self.role} sessions={len(self.specs)}>"
+
+    # -- running ---------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Serve until `stop`: standby until the leader lease is ours, then active."""
+        self._js = self.nc.jetstream()
+        await self._ensure_stream()
+        kv = await self._leader_bucket()
+        while not self._stopping.is_set():
+            self.role = "standby"
+            revision = await self._acquire(kv)
+            if revision is None:
+                return
+            self.role = "active"
+            logger.info("gateway %s is active for %s (%d sessions)", self.id, self.env, len(self.specs))
+            self._leader_lost.clear()
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._keep_lead(kv, revision))
+                    tg.create_task(self._serve())
+            except* _SteppedDownError:
+                logger.warning("gateway %s lost the leader lease: standing by", self.id)
+
+    def stop(self) -> None:
+        """End `run` (from the gateway's loop): sessions closed, the leader key let go."""
+        self._stopping.set()
+
+    async def _serve(self) -> None:
+        """Active: the sessions, the control subjects, lease expiry and held notices, until stopped.
+
+        Notices held on disk (by this gateway, or by an active one that died, when they share the
+        state dir) are published first.
+        """
+        self._load_held()
+        for spec in self.specs:
+            feed = await kis_asyncio.open_feed(
+                spec.url, credentials=spec.credentials, approval_key=spec.approval_key, max_retries=None
+            )
+            live = _Live(spec, feed)
+            live.task = asyncio.create_task(self._read(live), name=f"kis-session-{spec.name}")
+            self._live[spec.name] = live
+        for verb, handler in (
+            ("subscribe", self._on_subscribe),
+            ("unsubscribe", self._on_unsubscribe),
+            ("heartbeat", self._on_heartbeat),
+            ("status", self._on_status),
+        ):
+            self._ctl.append(await self.nc.subscribe(subjects.ctl_subject(self.env, verb), cb=_safe(handler)))
+        expiry = asyncio.create_task(self._expire_leases())
+        flusher = asyncio.create_task(self._flush_held())
+        try:
+            stop = asyncio.create_task(self._stopping.wait())
+            lost = asyncio.create_task(self._leader_lost.wait())
+            await asyncio.wait([stop, lost], return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            lost.cancel()
+        finally:
+            for sub in self._ctl:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+            self._ctl.clear()
+            expiry.cancel()
+            flusher.cancel()
+            for live in self._live.values():
+                await live.feed.aclose()
+                if live.task is not None:
+                    live.task.cancel()
+            self._live.clear()
+        if self._leader_lost.is_set():
+            raise _SteppedDownError
+
+    # -- the leader lease ------------------------------------------------------------------------------
+    async def _leader_bucket(self) -> KeyValue:
+        from nats.js.errors import BucketNotFoundError
+
+        assert self._js is not None
+        bucket = f"KIS_GATEWAY_{self.env.upper()}"
+        try:
+            return await self._js.key_value(bucket)
+        except BucketNotFoundError:
+            return await self._js.create_key_value(bucket=bucket, ttl=self.leader_ttl, history=1)
+
+    async def _acquire(self, kv: KeyValue) -> int | None:
+        """Wait until the leader key is ours (its revision), or None when stopped meanwhile."""
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        announced = False
+        while not self._stopping.is_set():
+            try:
+                return await kv.create("leader", self.id.encode())
+            except KeyWrongLastSequenceError:
+                if not announced:
+                    logger.info("gateway %s is on standby: another gateway holds the lease", self.id)
+                    announced = True
+            except Exception as exc:  # noqa: BLE001 - NATS away: keep trying, say why once
+                if not announced:
+                    logger.warning("gateway %s cannot reach the leader lease yet: %s", self.id, exc)
+                    announced = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.leader_renew)
+        return None
+
+    async def _keep_lead(self, kv: KeyValue, revision: int) -> None:
+        """Renew the leader key; step down when it is not ours any more or cannot be renewed in time."""
+        last_renewal = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self.leader_renew)
+                if self._stopping.is_set():
+                    break
+                try:
+                    revision = await kv.update("leader", self.id.encode(), last=revision)
+                    last_renewal = time.monotonic()
+                except Exception as exc:  # noqa: BLE001 - decided below, by how long it has been
+                    logger.warning("gateway %s could not renew its lease: %s", self.id, exc)
+                    taken = type(exc).__name__ == "KeyWrongLastSequenceError"
+                    if taken or time.monotonic() - last_renewal > self.leader_ttl - self.leader_renew:
+                        # Another gateway may take over now: never hold KIS sessions both at once.
+                        self._leader_lost.set()
+                        return
+        finally:
+            if self._stopping.is_set() and not self._leader_lost.is_set():
+                with contextlib.suppress(Exception):
+                    await kv.delete("leader", last=revision)  # let a standby in without waiting
+
+    # -- a session's events --------------------------------------------------------------------------
+    async def _read(self, live: _Live) -> None:
+        name = live.spec.name
+        try:
+            async for batch in live.feed.batches():
+                received = f"{time.time():.6f}"
+                for event in batch:
+                    if isinstance(event, Record):
+                        live.records += 1
+                        if _encrypted(event.tr_id):
+                            await self._notice(event, received)
+                        else:
+                            await self._publish(event, received)
+                    elif isinstance(event, Connected):
+                        live.state = "connected"
+                        await self._apply(self.planner.connected(name, up=True))
+                    elif isinstance(event, ConnectionClosed):
+                        live.state = "reconnecting"
+                        self.planner.connected(name, up=False)
+                    elif isinstance(event, Reconnecting):
+                        live.reconnects += 1
+                    elif isinstance(event, Subscribed):
+                        self.planner.subscribed(name, event.tr_id, event.tr_key)
+                    elif isinstance(event, SubscribeFailed) and not event.timed_out:
+                        await self._apply(
+                            self.planner.refused(name, event.tr_id, event.tr_key, event.msg_cd, event.message)
+                        )
+                    elif isinstance(event, ServerError):
+                        logger.warning(
+                            "session %s: KIS server error %s %s", name, event.msg_cd, event.message
+                        )
+                    elif isinstance(event, EventsDropped):
+                        self.dropped += event.count
+        except ConnectionError as exc:  # max_retries=None: only a definite refusal ends a feed
+            live.state = f"failed: {exc}"
+            logger.error("session %s failed: %s", name, exc)
+
+    async def _publish(self, rec: Record, received: str) -> None:
+        key = (rec.tr_id, rec.tr_key)
+        subject = self._subject.get(key)
+        if subject is None:
+            subject = self._subject[key] = subjects.data_subject(self.env, rec.tr_id, rec.tr_key)
+        seq = self._seq[key] = self._seq.get(key, 0) + 1
+        try:
+            await self.nc.publish(
+                subject, "^".join(rec.raw).encode(), headers=self._headers(rec, received, seq)
+            )
+        except Exception:  # noqa: BLE001 - NATS away or its buffer full: market data is at most once
+            self.dropped += 1
+            return
+        self.published += 1
+
+    def _headers(self, rec: Record, received: str, seq: int) -> dict[str, str]:
+        width = len(rec.raw)
+        known = tr_spec(rec.tr_id)
+        layout = known.layout_for_width(width) if known is not None else None
+        return {
+            subjects.H_TR_ID: rec.tr_id,
+            subjects.H_KEY: rec.tr_key,
+            subjects.H_WIDTH: str(width),
+            subjects.H_ERA: layout.era if layout is not None else "",
+            subjects.H_RECEIVED: received,
+            subjects.H_SEQ: str(seq),
+            subjects.H_GATEWAY: self.id,
+        }
+
+    async def _notice(self, rec: Record, received: str) -> None:
+        """Into JetStream, deduplicated by content (a repeat of the same text gets a new id)."""
+        text = "^".join(rec.raw)
+        digest = hashlib.sha256(f"{rec.tr_id}|{text}".encode()).hexdigest()[:32]
+        repeat = self._seen_notices.get(digest, 0)
+        self._seen_notices[digest] = repeat + 1
+        key = (rec.tr_id, rec.tr_key)
+        seq = self._seq[key] = self._seq.get(key, 0) + 1
+        headers = self._headers(rec, received, seq) | {
+            "Nats-Msg-Id": digest if not repeat else f"{digest}-{repeat}"
+        }
+        subject = subjects.notice_subject(self.env, rec.tr_id, rec.tr_key)
+        self.notices += 1
+        self._held.append((subject, text.encode(), headers))
+        self._save_held()
+        self._held_wake.set()
+
+    async def _flush_held(self) -> None:
+        """Publish held notices in order, retrying while NATS is away; never drop one."""
+        assert self._js is not None
+        while True:
+            await self._held_wake.wait()
+            self._held_wake.clear()
+            while self._held:
+                subject, payload, headers = self._held[0]
+                try:
+                    await self._js.publish(subject, payload, headers=headers, timeout=2.0)
+                except Exception as exc:  # noqa: BLE001 - held, and tried again shortly
+                    logger.info("holding %d notices: %s", len(self._held), exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                self._held.pop(0)
+                self._save_held()
+
+    # -- control requests ----------------------------------------------------------------------------
+    async def _on_subscribe(self, msg: Msg) -> None:
+        request = _request(msg, "tr_id", "tr_key", "client")
+        if isinstance(request, Reply):
+            await _respond(msg, request)
+            return
+        tr_id, tr_key, client = request
+        problem = key_problem(tr_id, tr_key)
+        if problem is not None:
+            await _respond(msg, Reply(False, "invalid", problem))
+            return
+        reply = self.planner.subscribe(client, tr_id, tr_key, time.monotonic())
+        await self._apply(list(reply.actions))
+        extra = {"subject": subjects.data_subject(self.env, tr_id, tr_key)} if reply.ok else {}
+        await _respond(msg, reply, extra)
+
+    async def _on_unsubscribe(self, msg: Msg) -> None:
+        request = _request(msg, "tr_id", "tr_key", "client")
+        if isinstance(request, Reply):
+            await _respond(msg, request)
+            return
+        tr_id, tr_key, client = request
+        reply = self.planner.unsubscribe(client, tr_id, tr_key, time.monotonic())
+        await self._apply(list(reply.actions))
+        await _respond(msg, reply)
+
+    async def _on_heartbeat(self, msg: Msg) -> None:
+        request = _request(msg, "client")
+        if isinstance(request, Reply):
+            await _respond(msg, request)
+            return
+        client = request[0]
+        self.planner.heartbeat(client, time.monotonic())
+        held = sum(1 for p in self.planner.placements() if client in p.clients)
+        await _respond(
+            msg, Reply(True), {"lease": self.planner.lease, "gateway": self.id, "subscriptions": held}
+        )
+
+    async def _on_status(self, msg: Msg) -> None:
+        await msg.respond(json.dumps(self.status()).encode())
+
+    def status(self) -> dict[str, Any]:
+        """What `kis-ws gateway status` shows (docs/gateway.md)."""
+        status = self.planner.status(time.monotonic())
+        for session in status["sessions"]:
+            live = self._live.get(session["name"])
+            session["state"] = live.state if live is not None else self.role
+            session["reconnects"] = live.reconnects if live is not None else 0
+            session["records"] = live.records if live is not None else 0
+        return {
+            "ok": True,
+            "gateway": self.id,
+            "env": self.env,
+            "role": self.role,
+            **status,
+            "published": self.published,
+            "notices": self.notices,
+            "notices_held": len(self._held),
+            "dropped": self.dropped,
+        }
+
+    async def _apply(self, actions: list[Place | Release]) -> None:
+        for action in actions:
+            live = self._live.get(action.session)
+            if live is None:
+                continue
+            if isinstance(action, Place):
+                await live.feed.subscribe(action.tr_id, action.tr_key)
+            else:
+                await live.feed.unsubscribe(action.tr_id, action.tr_key)
+
+    async def _expire_leases(self) -> None:
+        while True:
+            due = self.planner.next_expiry()
+            await asyncio.sleep(1.0 if due is None else max(0.05, min(1.0, due - time.monotonic())))
+            await self._apply(self.planner.expire(time.monotonic()))
+
+    # -- held notices on disk --------------------------------------------------------------------------
+    def _held_path(self) -> Path | None:
+        return self.state_dir / f"held-notices-{self.env}.jsonl" if self.state_dir is not None else None
+
+    def _save_held(self) -> None:
+        path = self._held_path()
+        if path is None:
+            return
+        lines = [
+            json.dumps({"subject": s, "payload": p.decode(), "headers": h}, ensure_ascii=False)
+            for s, p, h in self._held
+        ]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        tmp.chmod(0o600)  # the user's own orders
+        tmp.replace(path)
+
+    def _load_held(self) -> None:
+        path = self._held_path()
+        if path is None or not path.exists():
+            return
+        self._held.clear()
+        for line in path.read_text(encoding="utf-8").splitlines():
+            item = json.loads(line)
+            self._held.append((item["subject"], item["payload"].encode(), item["headers"]))
+        if self._held:
+            logger.info("%d notices held from an earlier run will be published", len(self._held))
+            self._held_wake.set()
+
+    async def _ensure_stream(self) -> None:
+        from nats.js.api import StorageType, StreamConfig
+
+        assert self._js is not None
+        config = StreamConfig(
+            name=NOTICE_STREAM,
+            subjects=["kis.*.notice.>"],
+            storage=StorageType.FILE,
+            max_age=30 * _DAY,
+            duplicate_window=2 * 60.0,
+        )
+        try:
+            await self._js.add_stream(config)
+        except Exception:  # noqa: BLE001 - it exists (another gateway made it): keep its settings
+            await self._js.stream_info(NOTICE_STREAM)
+
+
+class _SteppedDownError(Exception):
+    """The leader lease was lost: the sessions are closed, back to standby."""
+
+
+def _encrypted(tr_id: str) -> bool:
+    spec = tr_spec(tr_id)
+    return spec is not None and spec.encrypted
+
+
+def _request(msg: Msg, *names: str) -> tuple[str, ...] | Reply:
+    """The named string fields of a JSON request, or the `bad_request` reply."""
+    try:
+        body = json.loads(msg.data or b"{}")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not all(isinstance(body.get(n), str) and body.get(n) for n in names):
+        fields = ", ".join(f'"{n}"' for n in names)
+        return Reply(False, "bad_request", f"send a JSON object with the strings {fields}")
+    return tuple(body[n] for n in names)
+
+
+async def _respond(msg: Msg, reply: Reply, extra: dict[str, Any] | None = None) -> None:
+    if not msg.reply:
+        return
+    body: dict[str, Any] = (
+        {"ok": True, **(extra or {})}
+        if reply.ok
+        else {
+            "ok": False,
+            "error": reply.error,
+            "message": reply.message,
+        }
+    )
+    await msg.respond(json.dumps(body, ensure_ascii=False).encode())
+
+
+def _safe(handler: Callable[[Msg], Awaitable[None]]) -> Callable[[Msg], Awaitable[None]]:
+    """A NATS callback that logs instead of raising (one bad request must not stop the gateway)."""
+
+    async def run(msg: Msg) -> None:
+        try:
+            await handler(msg)
+        except Exception:
+            logger.exception("a control request on %s failed", msg.subject)
+
+    return run

