@@ -11,12 +11,16 @@ from hypothesis import strategies as st
 pytest.importorskip("nats", reason="kis_nats needs nats-py: pip install 'kis-proto[nats]'")
 
 from kis_nats._subjects import (
+    Meta,
     ParsedSubject,
     ctl_subject,
     data_subject,
     escape_token,
+    format_meta,
+    format_received,
     leader_bucket,
     notice_subject,
+    parse_meta,
     parse_subject,
     unescape_token,
 )
@@ -116,3 +120,43 @@ def test_parse_control_subjects_and_refuse_strangers() -> None:
     ):
         with pytest.raises(ValueError, match=r"contract|token"):
             parse_subject(subject)
+
+
+def test_the_meta_header_of_the_contract() -> None:
+    value = format_meta(47, "2026-09", format_received(1764035000.1234567), 12, "gw-a1")
+    assert value == "width=47 era=2026-09 received=1764035000.123457 seq=12 gateway=gw-a1"
+    assert parse_meta(value) == Meta(47, "2026-09", 1764035000.123457, 12, "gw-a1")
+    # A width no era has: the era item is there, empty.
+    assert parse_meta(format_meta(49, "", "1.000000", 1, "g")).era == ""
+
+
+def test_meta_items_in_any_order_and_unknown_items_are_read() -> None:
+    later = "gateway=g2 seq=3 zone=seoul received=5.5 era=2026-08 width=46"
+    assert parse_meta(later) == Meta(46, "2026-08", 5.5, 3, "g2")
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("width=47 era= received=1.0 seq=1", "no 'gateway' item"),
+        ("width=x era= received=1.0 seq=1 gateway=g", "invalid literal"),
+        ("width=47 era received=1.0 seq=1 gateway=g", "not name=value"),
+        ("", "no 'width' item"),
+    ],
+)
+def test_malformed_meta_is_a_value_error_that_says_why(value: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        parse_meta(value)
+
+
+@given(
+    st.integers(0, 10_000),
+    st.sampled_from(["", "2026-08", "2026-09"]),
+    st.floats(0, 4e9, allow_nan=False),
+    st.integers(1, 2**63),
+    st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True),
+)
+def test_meta_round_trips(width: int, era: str, received: float, seq: int, gateway: str) -> None:
+    meta = parse_meta(format_meta(width, era, format_received(received), seq, gateway))
+    assert (meta.width, meta.era, meta.seq, meta.gateway) == (width, era, seq, gateway)
+    assert meta.received == pytest.approx(received, abs=1e-6)

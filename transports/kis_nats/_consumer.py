@@ -11,7 +11,7 @@ What it does, by the contract of docs/gateway.md:
   returned ticket and is a `SubscribeFailed` event in the feed, as KIS's refusals are.
 * Each message is one record; its payload is decoded into the record class of its width's era
   by kis_proto's own decoder, with a `LayoutDrift` event once per (TR, width) no era has.
-* A gap in ``Kis-Seq`` (messages lost between the gateway and this process, e.g. while NATS was
+* A gap in the ``seq`` of ``Kis-Meta`` (messages lost between the gateway and this process, e.g. while NATS was
   away) is an `EventsDropped` event with the number lost; the feed's own bounded buffer drops the
   oldest market data when the application falls behind and reports it the same way.
 * The demand is a lease: a heartbeat renews it every third of the lease (the smaller of
@@ -71,14 +71,13 @@ from kis_proto import (
 )
 
 from ._subjects import (
-    H_GATEWAY,
-    H_SEQ,
-    H_TR_ID,
+    H_META,
     NOTICE_STREAM,
     ctl_subject,
     data_subject,
     escape_token,
     notice_subject,
+    parse_meta,
 )
 
 if TYPE_CHECKING:
@@ -278,7 +277,7 @@ class Feed:
         self._nc: NATSClient | None = None
         self._js: JetStreamContext | None = None
         self._wants: dict[tuple[str, str], _Want] = {}
-        self._seq: dict[str, tuple[str, int]] = {}  # subject -> (gateway, last Kis-Seq)
+        self._seq: dict[str, tuple[str, int]] = {}  # subject -> (gateway, last seq of Kis-Meta)
         self._gateway: str | None = None  # the id of the gateway last heard from
         self._gateway_lease: float | None = None
         self._stale = False  # the gateway may not know our demand: repeat every subscribe
@@ -758,21 +757,21 @@ class Feed:
         return self._decoder.decode(f"0|{tr_id}|1|{payload}")
 
     async def _on_data(self, msg: Msg) -> None:
-        headers = msg.headers or {}
-        tr_id = headers.get(H_TR_ID) or msg.subject.split(".")[2]
-        seq_text = headers.get(H_SEQ)
-        if seq_text:
-            self._track_seq(msg.subject, headers.get(H_GATEWAY, ""), seq_text)
-        for event in self._decode(tr_id, msg.data):
+        meta = msg.headers.get(H_META) if msg.headers else None
+        if meta:
+            try:
+                parsed = parse_meta(meta)
+            except ValueError as exc:
+                logger.debug("no sequence check for a message of %s: %s", msg.subject, exc)
+            else:
+                self._track_seq(msg.subject, parsed.gateway, parsed.seq)
+        # kis.<env>.<TR>.<key>: the TR id is the third token
+        for event in self._decode(msg.subject.split(".", 3)[2], msg.data):
             self._buffer.put(event)
         self._ready.set()
 
-    def _track_seq(self, subject: str, gateway: str, seq_text: str) -> None:
-        """Report a gap in a subject's ``Kis-Seq`` as `EventsDropped` (a new gateway run starts again)."""
-        try:
-            seq = int(seq_text)
-        except ValueError:
-            return
+    def _track_seq(self, subject: str, gateway: str, seq: int) -> None:
+        """Report a gap in a subject's ``seq`` as `EventsDropped` (a new gateway run starts again)."""
         self._heard_from(gateway)
         last = self._seq.get(subject)
         self._seq[subject] = (gateway, seq)
@@ -781,7 +780,7 @@ class Feed:
         lost = seq - last[1] - 1
         if lost:
             logger.warning(
-                "%d messages of %s were lost on the way (Kis-Seq %d after %d)", lost, subject, seq, last[1]
+                "%d messages of %s were lost on the way (seq %d after %d)", lost, subject, seq, last[1]
             )
             self._buffer.put(EventsDropped(count=lost))
 
@@ -791,9 +790,8 @@ class Feed:
             # Delivered again (the application has not taken it yet): ack the newest delivery later.
             self._unacked_msgs[seq] = msg
             return
-        headers = msg.headers or {}
-        tr_id = headers.get(H_TR_ID) or msg.subject.split(".")[3]
-        events = self._decode(tr_id, msg.data)
+        # kis.<env>.notice.<TR>.<HTS ID>: the TR id is the fourth token
+        events = self._decode(msg.subject.split(".", 4)[3], msg.data)
         for event in events:
             self._buffer.put(event)
         self._unacked[id(events[-1])] = seq

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ NOTICE_STREAM = "KIS_NOTICES"
 LEADER_TTL = 10.0
 LEADER_RENEW = 2.0
 _DAY = 24 * 3600
+_GATEWAY_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,11 @@ class Gateway:
         self.nc = nc
         self.env = env
         self.specs = sessions
+        if gateway_id is not None and not _GATEWAY_ID.match(gateway_id):
+            raise ValueError(
+                f"gateway id {gateway_id!r}: use letters, digits, '-', '_' or '.' (it goes into the"
+                f" {subjects.H_META} header and the leader lease)"
+            )
         self.id = gateway_id or f"gw-{secrets.token_hex(3)}"
         self.role = "starting"
         self.planner = Planner([s.name for s in sessions], capacity=capacity, lease=lease, sticky=_encrypted)
@@ -116,6 +123,7 @@ class Gateway:
         self._live: dict[str, _Live] = {}
         self._seq: dict[tuple[str, str], int] = {}
         self._subject: dict[tuple[str, str], str] = {}
+        self._era: dict[tuple[str, int], str] = {}  # (TR, width) -> the era of that layout, or ""
         self._held: list[tuple[str, bytes, dict[str, str]]] = []
         self._held_wake = asyncio.Event()
         self._seen_notices: dict[str, int] = {}
@@ -305,17 +313,12 @@ class Gateway:
 
     def _headers(self, rec: Record, received: str, seq: int) -> dict[str, str]:
         width = len(rec.raw)
-        known = tr_spec(rec.tr_id)
-        layout = known.layout_for_width(width) if known is not None else None
-        return {
-            subjects.H_TR_ID: rec.tr_id,
-            subjects.H_KEY: rec.tr_key,
-            subjects.H_WIDTH: str(width),
-            subjects.H_ERA: layout.era if layout is not None else "",
-            subjects.H_RECEIVED: received,
-            subjects.H_SEQ: str(seq),
-            subjects.H_GATEWAY: self.id,
-        }
+        era = self._era.get((rec.tr_id, width))
+        if era is None:  # once per TR and width: the layout lookup is not per record
+            known = tr_spec(rec.tr_id)
+            layout = known.layout_for_width(width) if known is not None else None
+            era = self._era[(rec.tr_id, width)] = layout.era if layout is not None else ""
+        return {subjects.H_META: subjects.format_meta(width, era, received, seq, self.id)}
 
     async def _notice(self, rec: Record, received: str) -> None:
         """Into JetStream, deduplicated by content (a repeat of the same text gets a new id)."""

@@ -17,24 +17,21 @@ from typing import Final, Literal, NamedTuple
 __all__ = [
     "CTL_VERBS",
     "ENVS",
-    "H_ERA",
-    "H_GATEWAY",
-    "H_KEY",
+    "H_META",
     "H_MSG_ID",
-    "H_RECEIVED",
-    "H_SEQ",
-    "H_TR_ID",
-    "H_WIDTH",
     "LEADER_KEY",
     "NOTICE_STREAM",
     "NOTICE_STREAM_SUBJECTS",
+    "Meta",
     "ParsedSubject",
     "ctl_subject",
     "data_subject",
     "escape_token",
+    "format_meta",
     "format_received",
     "leader_bucket",
     "notice_subject",
+    "parse_meta",
     "parse_subject",
     "unescape_token",
 ]
@@ -44,20 +41,10 @@ ENVS: Final = ("real", "paper", "sim")
 #: The control verbs: ``kis.<env>.ctl.<verb>``.
 CTL_VERBS: Final = ("subscribe", "unsubscribe", "heartbeat", "status")
 
-#: The TR id of the frame (``H0STCNT0``).
-H_TR_ID: Final = "Kis-Tr-Id"
-#: The key, unescaped (the symbol; the HTS ID on notices).
-H_KEY: Final = "Kis-Key"
-#: The number of fields of the record.
-H_WIDTH: Final = "Kis-Width"
-#: The era of the layout of that width (``2026-09``), empty for a width no era has.
-H_ERA: Final = "Kis-Era"
-#: When the gateway received the frame: Unix time in seconds, 6 decimals (`format_received`).
-H_RECEIVED: Final = "Kis-Received"
-#: A per-subject sequence number from 1 per gateway run: a gap means lost messages.
-H_SEQ: Final = "Kis-Seq"
-#: The id of the gateway that published the message.
-H_GATEWAY: Final = "Kis-Gateway"
+#: The one metadata header of data and notice messages (`format_meta`, `parse_meta`). One header,
+#: not one per item: nats-py validates and encodes every header of every message in Python, and
+#: seven headers cost the gateway more CPU than the rest of a record's path (docs/decisions.md).
+H_META: Final = "Kis-Meta"
 #: JetStream's de-duplication header, set on every notice.
 H_MSG_ID: Final = "Nats-Msg-Id"
 
@@ -153,8 +140,58 @@ def leader_bucket(env: str) -> str:
 
 
 def format_received(unix_time: float) -> str:
-    """The `H_RECEIVED` value: Unix time in seconds with 6 decimals."""
+    """The ``received`` item of `H_META`: Unix time in seconds with 6 decimals."""
     return f"{unix_time:.6f}"
+
+
+class Meta(NamedTuple):
+    """The items of the `H_META` header of a data or notice message."""
+
+    #: The number of fields of the record.
+    width: int
+    #: The era of the layout of that width (``2026-09``); empty for a width no era has.
+    era: str
+    #: When the gateway received the frame: Unix time in seconds.
+    received: float
+    #: A per-subject sequence number from 1 per gateway run: a gap means lost messages.
+    seq: int
+    #: The id of the gateway that published the message.
+    gateway: str
+
+
+def format_meta(width: int, era: str, received: str, seq: int, gateway: str) -> str:
+    """The `H_META` value: ``width=47 era=2026-09 received=1764035000.123456 seq=1 gateway=gw-1``.
+
+    Space-separated ``name=value`` items, values never empty but `era` (``era=``). `received` is
+    already formatted (`format_received`): the gateway formats it once per frame, not per record.
+    """
+    return f"width={width} era={era} received={received} seq={seq} gateway={gateway}"
+
+
+def parse_meta(value: str) -> Meta:
+    """The items of an `H_META` value; raises ValueError when one is missing or malformed.
+
+    Items may come in any order and unknown items are ignored, so a later gateway can add one
+    without breaking this consumer.
+    """
+    items: dict[str, str] = {}
+    for item in value.split():
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"{H_META} item {item!r} is not name=value")
+        items[name] = text
+    try:
+        return Meta(
+            int(items["width"]),
+            items["era"],
+            float(items["received"]),
+            int(items["seq"]),
+            items["gateway"],
+        )
+    except KeyError as exc:
+        raise ValueError(f"{H_META} {value!r} has no {exc.args[0]!r} item") from None
+    except ValueError as exc:
+        raise ValueError(f"{H_META} {value!r}: {exc}") from None
 
 
 class ParsedSubject(NamedTuple):
