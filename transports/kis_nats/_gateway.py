@@ -131,6 +131,7 @@ class Gateway:
         self._stopping = asyncio.Event()
         self._leader_lost = asyncio.Event()
         self._js: JetStreamContext | None = None
+        self._revision = 0  # of the leader key, while it is ours
 
     def __repr__(self) -> str:
         return f"<Gateway {self.id} {self.env} {self.role} sessions={len(self.specs)}>"
@@ -149,12 +150,19 @@ class Gateway:
             self.role = "active"
             logger.info("gateway %s is active for %s (%d sessions)", self.id, self.env, len(self.specs))
             self._leader_lost.clear()
+            self._revision = revision
             try:
                 async with asyncio.TaskGroup() as tg:
-                    tg.create_task(self._keep_lead(kv, revision))
+                    tg.create_task(self._keep_lead(kv))
                     tg.create_task(self._serve())
             except* _SteppedDownError:
                 logger.warning("gateway %s lost the leader lease: standing by", self.id)
+            finally:
+                # Stopped or cancelled with the key ours, the sessions closed by now: let a standby
+                # in at once rather than after the TTL (never before: KIS allows one session per key).
+                if not self._leader_lost.is_set():
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(kv.delete("leader", last=self._revision), 2)
 
     def stop(self) -> None:
         """End `run` (from the gateway's loop): sessions closed, the leader key let go."""
@@ -196,8 +204,11 @@ class Gateway:
             self._ctl.clear()
             expiry.cancel()
             flusher.cancel()
+            # All at once: each waits up to close_timeout for KIS to answer its close.
+            await asyncio.gather(
+                *(live.feed.aclose() for live in self._live.values()), return_exceptions=True
+            )
             for live in self._live.values():
-                await live.feed.aclose()
                 if live.task is not None:
                     live.task.cancel()
             self._live.clear()
@@ -235,29 +246,24 @@ class Gateway:
                 await asyncio.wait_for(self._stopping.wait(), self.leader_renew)
         return None
 
-    async def _keep_lead(self, kv: KeyValue, revision: int) -> None:
+    async def _keep_lead(self, kv: KeyValue) -> None:
         """Renew the leader key; step down when it is not ours any more or cannot be renewed in time."""
         last_renewal = time.monotonic()
-        try:
-            while not self._stopping.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self.leader_renew)
-                if self._stopping.is_set():
-                    break
-                try:
-                    revision = await kv.update("leader", self.id.encode(), last=revision)
-                    last_renewal = time.monotonic()
-                except Exception as exc:  # noqa: BLE001 - decided below, by how long it has been
-                    logger.warning("gateway %s could not renew its lease: %s", self.id, exc)
-                    taken = type(exc).__name__ == "KeyWrongLastSequenceError"
-                    if taken or time.monotonic() - last_renewal > self.leader_ttl - self.leader_renew:
-                        # Another gateway may take over now: never hold KIS sessions both at once.
-                        self._leader_lost.set()
-                        return
-        finally:
-            if self._stopping.is_set() and not self._leader_lost.is_set():
-                with contextlib.suppress(Exception):
-                    await kv.delete("leader", last=revision)  # let a standby in without waiting
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.leader_renew)
+            if self._stopping.is_set():
+                break
+            try:
+                self._revision = await kv.update("leader", self.id.encode(), last=self._revision)
+                last_renewal = time.monotonic()
+            except Exception as exc:  # noqa: BLE001 - decided below, by how long it has been
+                logger.warning("gateway %s could not renew its lease: %s", self.id, exc)
+                taken = type(exc).__name__ == "KeyWrongLastSequenceError"
+                if taken or time.monotonic() - last_renewal > self.leader_ttl - self.leader_renew:
+                    # Another gateway may take over now: never hold KIS sessions both at once.
+                    self._leader_lost.set()
+                    return
 
     # -- a session's events --------------------------------------------------------------------------
     async def _read(self, live: _Live) -> None:

@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
+import signal
 import stat
 import sys
 import tomllib
@@ -32,14 +34,16 @@ from kis_anyio import Faults, simulate
 
 from kis_proto import Credentials, KISServerConfig, LocalProtocolError
 
-from ._errors import EXIT_FEED, CLIError
+from ._errors import EXIT_FEED, EXIT_INTERRUPTED, CLIError
 
 if TYPE_CHECKING:
     import argparse
 
-    from kis_nats._gateway import SessionSpec
+    from kis_nats._gateway import Gateway, SessionSpec
 
 __all__ = ["gateway", "read_credentials", "status"]
+
+logger = logging.getLogger("kis_ws")
 
 
 def read_credentials(path: Path) -> tuple[str, list[tuple[str, Credentials]]]:
@@ -138,14 +142,40 @@ async def _run_gateway(args: argparse.Namespace, err: TextIO) -> int:
                 f"cannot reach NATS at {url}: {exc}", hint="start nats-server, or omit --nats", code=EXIT_FEED
             ) from None
         stack.push_async_callback(nc.close)
-        gw = Gateway(nc, env, specs, lease=args.lease, state_dir=state_dir, gateway_id=args.id)
+        try:
+            gw = Gateway(nc, env, specs, lease=args.lease, state_dir=state_dir, gateway_id=args.id)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
         err.write(
             f"gateway {gw.id} ({env}): consumers connect to {url}, e.g. "
             f"`kis-ws watch --gateway {url} --gateway-env {env} 005930`; Ctrl-C stops it\n"
         )
         err.flush()
+        got = _stop_on_signals(gw)
         await gw.run()
-    return 0
+    # Stopped by Ctrl-C: 130 as every other command; by SIGTERM (systemd, docker stop): a clean 0.
+    return EXIT_INTERRUPTED if got == [signal.SIGINT] else 0
+
+
+def _stop_on_signals(gw: Gateway) -> list[signal.Signals]:
+    """Stop `gw` cleanly on SIGINT or SIGTERM: sessions closed, held notices kept, lease let go.
+
+    A standby then takes over at once instead of after the lease's TTL. A second signal is not
+    caught: it ends the process the default way. Returns the list the caught signal goes into.
+    """
+    loop = asyncio.get_running_loop()
+    got: list[signal.Signals] = []
+
+    def caught(signum: signal.Signals) -> None:
+        got.append(signum)
+        for each in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(each)
+        logger.info("gateway %s: %s, stopping", gw.id, signum.name)
+        gw.stop()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, caught, signum)
+    return got
 
 
 def gateway(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
