@@ -476,7 +476,7 @@ async def open_feed(
     )
 
 
-class _Workers:
+class Workers:
     """Lane tasks in an `asyncio.TaskGroup`; sync callbacks in the client's own thread pool."""
 
     def __init__(self, tg: asyncio.TaskGroup, executor: ThreadPoolExecutor) -> None:
@@ -488,6 +488,21 @@ class _Workers:
 
     async def run_sync(self, fn: Callable[[], T], /) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+
+@asynccontextmanager
+async def workers(thread_name_prefix: str) -> AsyncIterator[Workers]:
+    """A `WSClient`'s workers (this one's and `kis_nats.WSClient`'s): tasks, and threads of its own.
+
+    Not the loop's default executor: its few threads would make one subscription's slow callback
+    hold up another's, and the application may need them for its own work.
+    """
+    executor = ThreadPoolExecutor(KIS_MAX_SUBSCRIPTIONS + 1, thread_name_prefix=thread_name_prefix)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            yield Workers(tg, executor)
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
 
 
 class WSClient(CallbackClient[Feed]):
@@ -502,13 +517,5 @@ class WSClient(CallbackClient[Feed]):
     def _connect(self, url: str | None, **options: Any) -> AbstractAsyncContextManager[Feed]:
         return connect(url, **options)
 
-    @asynccontextmanager
-    async def _workers(self) -> AsyncIterator[_Workers]:
-        # Not the loop's default executor: its few threads would make one subscription's slow
-        # callback hold up another's, and the application may need them for its own work.
-        executor = ThreadPoolExecutor(KIS_MAX_SUBSCRIPTIONS + 1, thread_name_prefix="kis_asyncio-callback")
-        try:
-            async with asyncio.TaskGroup() as tg:
-                yield _Workers(tg, executor)
-        finally:
-            executor.shutdown(wait=False, cancel_futures=True)
+    def _workers(self) -> AbstractAsyncContextManager[Workers]:
+        return workers("kis_asyncio-callback")

@@ -38,17 +38,16 @@ import os
 import re
 import secrets
 import socket
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import nats
 import nats.errors
 import nats.js.errors
+from kis_asyncio._client import Workers, workers
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from kis_proto import (
-    KIS_MAX_SUBSCRIPTIONS,
     Callback,
     CallbackClient,
     Connected,
@@ -81,7 +80,7 @@ from ._subjects import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
     from contextlib import AbstractAsyncContextManager
 
     from nats.aio.client import Client as NATSClient
@@ -1059,20 +1058,6 @@ async def open_feed(
     )
 
 
-class _Workers:
-    """Lane tasks in an `asyncio.TaskGroup`; sync callbacks in the client's own thread pool."""
-
-    def __init__(self, tg: asyncio.TaskGroup, executor: ThreadPoolExecutor) -> None:
-        self._tg = tg
-        self._executor = executor
-
-    def spawn(self, fn: Callable[[], Coroutine[Any, Any, None]], /) -> None:
-        self._tg.create_task(fn())
-
-    async def run_sync(self, fn: Callable[[], T], /) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
-
-
 class WSClient(CallbackClient[Feed]):
     """The original design's callback client, fed by the gateway over NATS (asyncio).
 
@@ -1135,11 +1120,5 @@ class WSClient(CallbackClient[Feed]):
         await self.subscribe(tr_id, [hts_id], callback)
         return tr_id
 
-    @asynccontextmanager
-    async def _workers(self) -> AsyncIterator[_Workers]:
-        executor = ThreadPoolExecutor(KIS_MAX_SUBSCRIPTIONS + 1, thread_name_prefix="kis_nats-callback")
-        try:
-            async with asyncio.TaskGroup() as tg:
-                yield _Workers(tg, executor)
-        finally:
-            executor.shutdown(wait=False, cancel_futures=True)
+    def _workers(self) -> AbstractAsyncContextManager[Workers]:
+        return workers("kis_nats-callback")
