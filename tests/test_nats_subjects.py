@@ -19,6 +19,7 @@ from kis_nats._subjects import (
     format_meta,
     format_received,
     leader_bucket,
+    meta_sequence,
     notice_subject,
     parse_meta,
     parse_subject,
@@ -133,6 +134,7 @@ def test_the_meta_header_of_the_contract() -> None:
 def test_meta_items_in_any_order_and_unknown_items_are_read() -> None:
     later = "gateway=g2 seq=3 zone=seoul received=5.5 era=2026-08 width=46"
     assert parse_meta(later) == Meta(46, "2026-08", 5.5, 3, "g2")
+    assert meta_sequence(later) == ("g2", 3)  # the consumer's cheap reading falls back, not wrong
 
 
 @pytest.mark.parametrize(
@@ -142,11 +144,24 @@ def test_meta_items_in_any_order_and_unknown_items_are_read() -> None:
         ("width=x era= received=1.0 seq=1 gateway=g", "invalid literal"),
         ("width=47 era received=1.0 seq=1 gateway=g", "not name=value"),
         ("", "no 'width' item"),
+        ("width=47 era= received=1.0 seq=x gateway=g", "invalid literal"),
     ],
 )
 def test_malformed_meta_is_a_value_error_that_says_why(value: str, says: str) -> None:
     with pytest.raises(ValueError, match=says):
         parse_meta(value)
+
+
+def test_the_sequence_reading_needs_only_seq_and_gateway() -> None:
+    """The consumer's per-message reading: strict about what it uses, blind to the rest."""
+    assert meta_sequence("width=x era received=? seq=7 gateway=g") == ("g", 7)
+    for bad, says in [
+        ("width=47 era= received=1.0 seq=x gateway=g", "invalid literal"),
+        ("width=47 era= received=1.0 seq=1", "no 'gateway' item"),
+        ("seq=1", "no 'width' item"),  # too short to be the gateway's: read as parse_meta reads it
+    ]:
+        with pytest.raises(ValueError, match=says):
+            meta_sequence(bad)
 
 
 @given(
@@ -157,6 +172,8 @@ def test_malformed_meta_is_a_value_error_that_says_why(value: str, says: str) ->
     st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True),
 )
 def test_meta_round_trips(width: int, era: str, received: float, seq: int, gateway: str) -> None:
-    meta = parse_meta(format_meta(width, era, format_received(received), seq, gateway))
+    value = format_meta(width, era, format_received(received), seq, gateway)
+    meta = parse_meta(value)
     assert (meta.width, meta.era, meta.seq, meta.gateway) == (width, era, seq, gateway)
+    assert meta_sequence(value) == (gateway, seq)
     assert meta.received == pytest.approx(received, abs=1e-6)

@@ -75,8 +75,8 @@ from ._subjects import (
     ctl_subject,
     data_subject,
     escape_token,
+    meta_sequence,
     notice_subject,
-    parse_meta,
 )
 
 if TYPE_CHECKING:
@@ -759,11 +759,11 @@ class Feed:
         meta = msg.headers.get(H_META) if msg.headers else None
         if meta:
             try:
-                parsed = parse_meta(meta)
+                gateway, seq = meta_sequence(meta)
             except ValueError as exc:
                 logger.debug("no sequence check for a message of %s: %s", msg.subject, exc)
             else:
-                self._track_seq(msg.subject, parsed.gateway, parsed.seq)
+                self._track_seq(msg.subject, gateway, seq)
         # kis.<env>.<TR>.<key>: the TR id is the third token
         for event in self._decode(msg.subject.split(".", 3)[2], msg.data):
             self._buffer.put(event)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -487,6 +488,7 @@ class _SteppedDownError(Exception):
     """The leader lease was lost: the sessions are closed, back to standby."""
 
 
+@functools.lru_cache(maxsize=256)  # asked once per record; bounded, whatever TR ids a server sends
 def _encrypted(tr_id: str) -> bool:
     spec = tr_spec(tr_id)
     return spec is not None and spec.encrypted

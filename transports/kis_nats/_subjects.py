@@ -30,6 +30,7 @@ __all__ = [
     "format_meta",
     "format_received",
     "leader_bucket",
+    "meta_sequence",
     "notice_subject",
     "parse_meta",
     "parse_subject",
@@ -174,6 +175,21 @@ def parse_meta(value: str) -> Meta:
     Items may come in any order and unknown items are ignored, so a later gateway can add one
     without breaking this consumer.
     """
+    parts = value.split(" ")
+    if len(parts) == 5:  # the order the gateway writes: read without a dict (once per message)
+        width, era, received, seq, gateway = parts
+        if (
+            width[:6] == "width="
+            and era[:4] == "era="
+            and received[:9] == "received="
+            and seq[:4] == "seq="
+            and gateway[:8] == "gateway="
+            and len(gateway) > 8
+        ):
+            try:
+                return Meta(int(width[6:]), era[4:], float(received[9:]), int(seq[4:]), gateway[8:])
+            except ValueError:
+                pass  # the general reading below says what is wrong
     items: dict[str, str] = {}
     for item in value.split():
         name, sep, text = item.partition("=")
@@ -192,6 +208,24 @@ def parse_meta(value: str) -> Meta:
         raise ValueError(f"{H_META} {value!r} has no {exc.args[0]!r} item") from None
     except ValueError as exc:
         raise ValueError(f"{H_META} {value!r}: {exc}") from None
+
+
+def meta_sequence(value: str) -> tuple[str, int]:
+    """(gateway, seq) of an `H_META` value: all a consumer checks per message, read cheaply.
+
+    The gateway writes them last; a value in another order goes through `parse_meta`, which
+    also raises ValueError for a malformed one.
+    """
+    parts = value.rsplit(" ", 2)
+    if len(parts) == 3:
+        seq, gateway = parts[1], parts[2]
+        if seq[:4] == "seq=" and gateway[:8] == "gateway=" and len(gateway) > 8:
+            try:
+                return gateway[8:], int(seq[4:])
+            except ValueError:
+                pass  # parse_meta says what is wrong
+    meta = parse_meta(value)
+    return meta.gateway, meta.seq
 
 
 class ParsedSubject(NamedTuple):
