@@ -12,7 +12,8 @@ in its own process, and consumers. Rows:
 * through the gateway to 1 consumer (typed records from `kis_nats`, price read) and to 10
   consumer processes (the slowest one's rate);
 * paced at 2,000, 10,000 and 20,000 records/s (1-record frames carrying their send time):
-  p50/p99 latency direct and through the gateway, and the gateway process's CPU (utime+stime
+  p50/p99 latency of nats-py alone (a paced publisher process and a subscriber), direct, and
+  through the gateway, and the gateway process's CPU (utime+stime
   from /proc over the run). On a small machine the knee shows where the processes (server,
   gateway, nats-server, consumer) start to queue behind each other for the cores.
 
@@ -267,6 +268,54 @@ async def bare_nats(url: str, n: int) -> float:
     return got / max(last - first, 1e-9)
 
 
+async def bare_nats_paced(url: str, rate: int, seconds: float) -> list[float]:
+    """A paced publisher process and this subscriber: the latency (ms) of NATS and nats-py alone."""
+    latencies: list[float] = []
+    n = int(rate * seconds)
+    done = asyncio.Event()
+
+    async def on_msg(msg: Any) -> None:
+        now = time.monotonic_ns()
+        latencies.append((now - int(msg.data.split(b"^", 46)[45])) / 1e6)
+        if len(latencies) >= n:
+            done.set()
+
+    nc = await nats.connect(url)
+    await nc.subscribe("bench.paced", cb=on_msg)
+    await nc.flush()
+    fields = trade_fields()
+    head, tail = "^".join(fields[:45]), "^".join(fields[46:])
+    publisher = subprocess.Popen(  # noqa: S603, ASYNC220 - started once, before the measured part
+        [sys.executable, "-c", PACED_PUBLISHER, url, str(rate), str(n), head, tail]
+    )
+    try:
+        async with asyncio.timeout(seconds + 60):
+            await done.wait()
+    finally:
+        publisher.wait(30)
+        await nc.close()
+    return latencies
+
+
+PACED_PUBLISHER = """
+import asyncio, sys, time, nats
+async def main(url, rate, n, head, tail):
+    nc = await nats.connect(url)
+    per_ms, start = rate // 1000, time.monotonic()
+    for tick in range(n // per_ms):
+        ahead = start + tick / 1000 - time.monotonic()
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+        for i in range(per_ms):
+            meta = f"width=47 era=2026-09 received={time.time():.6f} seq={tick * per_ms + i + 1} gateway=gw-bench"
+            body = f"{head}^{time.monotonic_ns()}^{tail}".encode()
+            await nc.publish("bench.paced", body, headers={"Kis-Meta": meta})
+    await nc.flush()
+    await nc.close()
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]))
+"""
+
+
 PUBLISHER = """
 import asyncio, sys, nats
 async def main(url, n, payload):
@@ -340,9 +389,10 @@ async def main() -> int:
             rates = [rate for rate, _, _ in outcomes]
             complete = min(seen for _, seen, _ in outcomes) / full
 
-            paced: dict[int, tuple[list[float], list[float], float]] = {}
+            paced: dict[int, tuple[list[float], list[float], list[float], float]] = {}
             for rate in RATES:
                 plan: dict[str, Any] = {"mode": "paced", "rate": rate, "records": int(rate * seconds)}
+                lat_nats = await bare_nats_paced(server.url, rate, seconds)
                 _, lat_direct = await direct({**plan, "settle": 0.1})
                 kis = KisServer({**plan, "settle": 1.0})
                 gateway = GatewayProcess(server.url, kis.url, str(Path(tmp) / f"gwp{rate}"))
@@ -350,11 +400,8 @@ async def main() -> int:
                     cpu_before, wall_before = cpu_seconds(gateway.process.pid), time.perf_counter()
                     _, lat_gateway, _ = await consume(server.url, plan["records"], paced=True)
                     wall = time.perf_counter() - wall_before
-                    paced[rate] = (
-                        lat_direct,
-                        lat_gateway,
-                        (cpu_seconds(gateway.process.pid) - cpu_before) / wall,
-                    )
+                    cpu = (cpu_seconds(gateway.process.pid) - cpu_before) / wall
+                    paced[rate] = lat_nats, lat_direct, lat_gateway, cpu
                 finally:
                     gateway.stop()
                     kis.stop()
@@ -373,15 +420,20 @@ async def main() -> int:
     print(f"  {'gateway → 10 consumer processes (all together)':<46} {sum(rates):>10,.0f}")
     print(f"(the slowest of the 10 consumers received {complete:.1%} of the records)")
     print(
-        "\npaced, 1-record frames          direct p50/p99 ms   gateway p50/p99 ms   added p50/p99   gateway CPU"
+        "\npaced, 1-record frames (ms)   nats-py alone       direct           gateway          added        gateway"
     )
-    for rate, (lat_direct, lat_gateway, cpu) in paced.items():
+    print(
+        "                               p50     p99      p50     p99      p50      p99      p50     p99    CPU"
+    )
+    for rate, (lat_nats, lat_direct, lat_gateway, cpu) in paced.items():
+        n50, n99 = percentile(lat_nats, 50), percentile(lat_nats, 99)
         d50, d99 = percentile(lat_direct, 50), percentile(lat_direct, 99)
         g50, g99 = percentile(lat_gateway, 50), percentile(lat_gateway, 99)
         print(
-            f"  {rate:>6,} records/s          {d50:7.3f} {d99:8.3f}   {g50:8.3f} {g99:9.3f}"
-            f"   {g50 - d50:6.3f} {g99 - d99:7.3f}   {cpu:6.0%} of a core"
+            f"  {rate:>6,} records/s       {n50:7.3f} {n99:7.3f}  {d50:7.3f} {d99:7.3f}  {g50:7.3f} {g99:8.3f}"
+            f"  {g50 - d50:7.3f} {g99 - d99:7.3f}  {cpu:4.0%}"
         )
+    print("(added = through the gateway minus direct; nats-py alone = one publisher process, one subscriber)")
     return 0
 
 
