@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -59,6 +60,11 @@ def trade_fields() -> list[str]:
 
 
 async def _session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, plan: dict[str, Any]) -> None:
+    with contextlib.suppress(ConnectionError):  # a reader that has what it came for may leave mid-write
+        await _push(reader, writer, plan)
+
+
+async def _push(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, plan: dict[str, Any]) -> None:
     ws = WSConnection(ConnectionType.SERVER)
     subscribed = False
     while not subscribed:
