@@ -94,6 +94,23 @@ def test_a_port_in_use(capsys: pytest.CaptureFixture[str]) -> None:
     ]
 
 
+def test_the_gateway_s_nats_port_in_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("nats", reason="nats-py is not installed: pip install 'kis-proto[nats]'")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run(["gateway", "--nats-port", str(port), "--state-dir", str(tmp_path)], capsys)
+    assert code == USAGE
+    assert kis_ws_lines(err) == [
+        (
+            f"kis-ws: cannot start NATS on 127.0.0.1:{port}: the port is in use (a NATS already there,"
+            " perhaps left by a gateway that was killed?)"
+        ),
+        f"kis-ws: use it with --nats nats://127.0.0.1:{port}, or pick another --nats-port",
+    ]
+
+
 @pytest.mark.parametrize(
     ("environment", "said"),
     [

@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -158,7 +161,10 @@ async def test_ten_consumers_share_counted_demand_and_a_killed_one_lets_go(nats_
     assert 1.0 < released_after < 6.0  # after the lease, not at once and not much later
 
 
-async def test_a_stopped_gateway_lets_its_standby_in_at_once(nats_server: NatsProcess) -> None:
+async def test_a_stopped_gateway_lets_its_standby_in_at_once(
+    nats_server: NatsProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "kis_nats")
     async with kis_anyio.simulate(seed=6, tick=0.05, faults=Faults(in_use=True)) as sim:
         spec = SessionSpec("app1", url=sim.url, approval_key="k")
         async with running_gateway(nats_server.url, [spec], gateway_id="first") as first:
@@ -168,6 +174,7 @@ async def test_a_stopped_gateway_lets_its_standby_in_at_once(nats_server: NatsPr
             try:
                 await asyncio.sleep(0.5)
                 assert (first.role, standby.role) == ("active", "standby")
+                assert "gateway second is on standby: gateway first is active for sim" in caplog.text
                 first.stop()  # the lease's TTL is 10 s: deleting the key lets the standby in sooner
                 started = time.monotonic()
                 async with asyncio.timeout(5):
@@ -274,6 +281,7 @@ async def test_the_standby_takes_over_from_a_killed_gateway_and_no_notice_is_los
         watcher.cancel()
     log = (tmp_path / f"{'gw-b' if active == 'gw-a' else 'gw-a'}.log").read_text()
     assert "OPSP8996" not in log, log
+    assert f"is on standby: gateway {active} is active for sim" in log  # it said what it was doing
     assert "Traceback" not in log, log
     assert most_sessions == 1
     assert len(got) == len(set(got)), "a notice delivered twice"
@@ -283,3 +291,35 @@ async def test_the_standby_takes_over_from_a_killed_gateway_and_no_notice_is_los
     assert max(created) == sent
     assert len(delivered) >= 10
     assert any(created[n] > took_over for n in delivered)  # and from the standby, once it took over
+
+
+def test_ctrl_c_in_a_terminal_stops_the_gateway_and_its_embedded_nats_cleanly(tmp_path: Path) -> None:
+    """Ctrl-C signals the terminal's whole foreground group: the embedded nats-server must not die
+    first (the gateway still closes its sessions and lets go of its lease through it)."""
+    argv = ["-m", "kis_ws", "gateway", "--state-dir", str(tmp_path), "--nats-port", "0"]
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, *argv], stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert process.stderr is not None
+    try:
+        said = []
+        for line in process.stderr:
+            said.append(line)
+            if "is active for sim" in line:
+                break
+        url = next(line.split(" at ", 1)[1].strip() for line in said if line.startswith("NATS (embedded"))
+        os.killpg(process.pid, signal.SIGINT)  # as the terminal does
+        said += process.stderr.readlines()
+        assert process.wait(30) == 130
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+        process.stderr.close()
+    text = "".join(said)
+    assert "Traceback" not in text, text
+    assert "error" not in text.lower(), text
+    assert "lost NATS" not in text, text  # its own close is not news
+    port = int(url.rsplit(":", 1)[1])
+    with pytest.raises(ConnectionRefusedError):  # the embedded server is gone with it
+        socket.create_connection(("127.0.0.1", port), 1).close()

@@ -237,7 +237,15 @@ class Gateway:
                 return await kv.create("leader", self.id.encode())
             except KeyWrongLastSequenceError:
                 if not announced:
-                    logger.info("gateway %s is on standby: another gateway holds the lease", self.id)
+                    holder = await _holder(kv)
+                    logger.info(
+                        "gateway %s is on standby: %s is active for %s; this one takes over when it"
+                        " stops, or %.0f s after it dies",
+                        self.id,
+                        holder,
+                        self.env,
+                        self.leader_ttl,
+                    )
                     announced = True
             except Exception as exc:  # noqa: BLE001 - NATS away: keep trying, say why once
                 if not announced:
@@ -287,6 +295,13 @@ class Gateway:
                         self.planner.connected(name, up=False)
                     elif isinstance(event, Reconnecting):
                         live.reconnects += 1
+                        logger.warning(
+                            "session %s: reconnecting in %.1f s (attempt %d): %s",
+                            name,
+                            event.delay,
+                            event.attempt,
+                            event.reason,
+                        )
                     elif isinstance(event, Subscribed):
                         self.planner.subscribed(name, event.tr_id, event.tr_key)
                     elif isinstance(event, SubscribeFailed) and not event.timed_out:
@@ -347,6 +362,7 @@ class Gateway:
     async def _flush_held(self) -> None:
         """Publish held notices in order, retrying while NATS is away; never drop one."""
         assert self._js is not None
+        holding = False
         while True:
             await self._held_wake.wait()
             self._held_wake.clear()
@@ -355,11 +371,16 @@ class Gateway:
                 try:
                     await self._js.publish(subject, payload, headers=headers, timeout=2.0)
                 except Exception as exc:  # noqa: BLE001 - held, and tried again shortly
-                    logger.info("holding %d notices: %s", len(self._held), exc)
+                    if not holding:  # once per outage, not every half second
+                        logger.warning("notices held until NATS takes them (on disk too): %s", exc)
+                        holding = True
                     await asyncio.sleep(0.5)
                     continue
                 self._held.pop(0)
                 self._save_held()
+            if holding:
+                logger.info("the held notices are in the stream")
+                holding = False
 
     # -- control requests ----------------------------------------------------------------------------
     async def _on_subscribe(self, msg: Msg) -> None:
@@ -482,6 +503,15 @@ class Gateway:
             await self._js.add_stream(config)
         except Exception:  # noqa: BLE001 - it exists (another gateway made it): keep its settings
             await self._js.stream_info(NOTICE_STREAM)
+
+
+async def _holder(kv: KeyValue) -> str:
+    """The id of the gateway holding the leader key, as far as it can be read now."""
+    try:
+        entry = await kv.get("leader")
+    except Exception:  # noqa: BLE001 - only for a log line
+        return "another gateway"
+    return f"gateway {entry.value.decode(errors='replace')}" if entry.value else "another gateway"
 
 
 class _SteppedDownError(Exception):

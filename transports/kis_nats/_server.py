@@ -190,8 +190,15 @@ def start_server(
     # on a full pipe, and must be there to quote when it fails.
     stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by NatsServer.stop
     try:
+        # Its own process group: Ctrl-C in a terminal signals the whole foreground group, and the
+        # server must outlive its owner's clean stop (which still publishes and lets go of its
+        # lease); the owner stops it last.
         process = subprocess.Popen(  # noqa: S603 - our own binary, arguments we built
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            process_group=0 if os.name == "posix" else None,
         )
     except OSError as exc:
         stderr.close()

@@ -84,7 +84,7 @@ def read_credentials(path: Path) -> tuple[str, list[tuple[str, Credentials]]]:
 
 async def _run_gateway(args: argparse.Namespace, err: TextIO) -> int:
     import nats
-    from kis_nats import embedded_server
+    from kis_nats import NatsServerUnavailable, embedded_server
     from kis_nats._gateway import Gateway, SessionSpec
 
     state_dir = Path(args.state_dir).expanduser()
@@ -128,19 +128,35 @@ async def _run_gateway(args: argparse.Namespace, err: TextIO) -> int:
             err.write(f"no KIS credentials: {len(specs)} simulated app key(s), 41 subscriptions each\n")
         url = args.nats
         if url is None:
-            server = await stack.enter_async_context(
-                embedded_server("127.0.0.1", args.nats_port, store_dir=state_dir / "nats")
-            )
+            try:
+                server = await stack.enter_async_context(
+                    embedded_server("127.0.0.1", args.nats_port, store_dir=state_dir / "nats")
+                )
+            except NatsServerUnavailable as exc:
+                if "address already in use" not in str(exc):
+                    raise CLIError(str(exc), code=EXIT_FEED) from None
+                taken = f"nats://127.0.0.1:{args.nats_port}"
+                raise CLIError(
+                    f"cannot start NATS on 127.0.0.1:{args.nats_port}: the port is in use"
+                    " (a NATS already there, perhaps left by a gateway that was killed?)",
+                    hint=f"use it with --nats {taken}, or pick another --nats-port",
+                ) from None
             url = server.url
             err.write(f"NATS (embedded, JetStream in {state_dir / 'nats'}) at {url}\n")
+        news = _NatsNews(url)
         try:
             nc = await nats.connect(
-                url, name="kis-ws gateway", max_reconnect_attempts=-1, reconnect_time_wait=1
+                url,
+                name="kis-ws gateway",
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=1,
+                **news.callbacks(),
             )
         except Exception as exc:  # noqa: BLE001 - any failure to reach NATS is said in one line
             raise CLIError(
                 f"cannot reach NATS at {url}: {exc}", hint="start nats-server, or omit --nats", code=EXIT_FEED
             ) from None
+        news.nc = nc
         stack.push_async_callback(nc.close)
         try:
             gw = Gateway(nc, env, specs, lease=args.lease, state_dir=state_dir, gateway_id=args.id)
@@ -152,29 +168,77 @@ async def _run_gateway(args: argparse.Namespace, err: TextIO) -> int:
         )
         err.flush()
         got = _stop_on_signals(gw)
-        await gw.run()
+        # Its role (active, standby, taking over) and held notices are news to the operator.
+        nats_logger = logging.getLogger("kis_nats")
+        level = nats_logger.level
+        nats_logger.setLevel(logging.INFO)
+        try:
+            await gw.run()
+        finally:
+            nats_logger.setLevel(level)
     # Stopped by Ctrl-C: 130 as every other command; by SIGTERM (systemd, docker stop): a clean 0.
     return EXIT_INTERRUPTED if got == [signal.SIGINT] else 0
 
 
+class _NatsNews:
+    """nats-py's connection callbacks as one line each (its default logs a traceback per retry)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.nc: Any = None  # set once connected: its own close is no news
+        self.lost = False
+
+    def callbacks(self) -> dict[str, Any]:
+        return {
+            "disconnected_cb": self.disconnected,
+            "reconnected_cb": self.reconnected,
+            "error_cb": self.error,
+        }
+
+    async def disconnected(self) -> None:
+        if self.lost or (self.nc is not None and self.nc.is_closed):
+            return
+        logger.warning("lost NATS at %s: market data is dropped, notices held, until it is back", self.url)
+        self.lost = True
+
+    async def reconnected(self) -> None:
+        if self.lost:
+            logger.warning("NATS at %s is back", self.url)
+            self.lost = False
+
+    async def error(self, exc: Exception) -> None:
+        if not self.lost:  # while it is away, every retry fails the same way
+            logger.warning("NATS at %s: %s", self.url, exc or type(exc).__name__)
+
+
+#: Ctrl-C, a service manager's stop, a closed terminal (no SIGHUP on Windows).
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
 def _stop_on_signals(gw: Gateway) -> list[signal.Signals]:
-    """Stop `gw` cleanly on SIGINT or SIGTERM: sessions closed, held notices kept, lease let go.
+    """Stop `gw` cleanly on SIGINT, SIGTERM or SIGHUP: sessions closed, held notices kept, lease let go.
 
     A standby then takes over at once instead of after the lease's TTL. A second signal is not
     caught: it ends the process the default way. Returns the list the caught signal goes into.
+    Where the loop cannot catch signals (Windows), Ctrl-C stops it as any other command.
     """
     loop = asyncio.get_running_loop()
     got: list[signal.Signals] = []
 
     def caught(signum: signal.Signals) -> None:
         got.append(signum)
-        for each in (signal.SIGINT, signal.SIGTERM):
+        for each in _STOP_SIGNALS:
             loop.remove_signal_handler(each)
         logger.info("gateway %s: %s, stopping", gw.id, signum.name)
         gw.stop()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, caught, signum)
+    for signum in _STOP_SIGNALS:
+        try:
+            loop.add_signal_handler(signum, caught, signum)
+        except (NotImplementedError, RuntimeError, ValueError):  # not here, or not the main thread
+            break
     return got
 
 
