@@ -206,6 +206,33 @@ def test_a_server_that_is_never_reached(capsys: pytest.CaptureFixture[str]) -> N
     )
 
 
+def test_a_server_that_never_answers_is_said_so_when_the_run_ends(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KIS_APP_KEY", "PS" + "a" * 34)
+    monkeypatch.setenv("KIS_APP_SECRET", "s" * 180)
+    with socket.socket() as silent:  # accepts, never answers: the approval request waits
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"127.0.0.1:{silent.getsockname()[1]}"
+        argv = [
+            "watch",
+            "005930",
+            "--url",
+            f"ws://{url}",
+            "--approval-url",
+            f"http://{url}",
+            "--duration",
+            "1",
+        ]
+        code, _, err = run(argv, capsys)
+    assert code == FEED
+    assert kis_ws_lines(err)[0] == (
+        f"kis-ws: never connected to ws://{url} (no answer before the run ended: the approval key"
+        " request or the connection was still waiting)"
+    )
+
+
 def test_a_flapping_server_never_ends_the_watch(capsys: pytest.CaptureFixture[str]) -> None:
     # The simulator drops every session 0.6 s in (as a flaky line would); each one delivers data.
     code, out, err = run(

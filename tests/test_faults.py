@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import socket
 from typing import Any
 
 import anyio
@@ -152,6 +153,31 @@ async def test_refused_approval_is_a_clear_error(transport: Any) -> None:
         with pytest.raises(ConnectionError, match="EGW00103"):
             with anyio.fail_after(10):
                 await run()
+
+
+@TRANSPORTS
+async def test_closing_while_the_approval_key_is_on_its_way_does_not_wait(transport: Any) -> None:
+    """Before there is a connection there is nothing to close cleanly: no close_timeout to sit out."""
+    creds = Credentials("PSsimulated-app-key", "secret", env="paper")
+    with socket.socket() as silent:  # accepts the approval request, never answers it
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        feed = await transport.open_feed(
+            f"ws://127.0.0.1:{port}",
+            credentials=creds,
+            approval_host="127.0.0.1",
+            approval_port=port,
+            approval_tls=False,
+            policy=policy(),
+        )
+        await feed.subscribe("H0STCNT0", "005930")
+        await anyio.sleep(0.3)  # the request is out, waiting
+        started = anyio.current_time()
+        with anyio.fail_after(5):
+            await feed.aclose()
+        took = anyio.current_time() - started
+    assert took < 1.0  # the config's close_timeout is 10 s
 
 
 @TRANSPORTS

@@ -14,7 +14,7 @@ import logging
 import math
 import random
 import ssl
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, overload
 
 import anyio
@@ -40,7 +40,7 @@ from kis_proto import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
     from contextlib import AbstractAsyncContextManager
 
 __all__ = ["Callback", "ConnectOptions", "Feed", "WSClient", "connect", "fetch_approval_key", "open_feed"]
@@ -121,6 +121,7 @@ class Feed:
         self._close_requested = anyio.Event()
         self._stream: anyio.abc.ByteStream | None = None
         self._receive_scope: anyio.CancelScope | None = None  # the reader's wait for bytes
+        self._pending: anyio.CancelScope | None = None  # its approval request or connect, if any
         self._send_lock = anyio.Lock()
         self._finished = anyio.Event()
         self._error: BaseException | None = None
@@ -214,6 +215,8 @@ class Feed:
         """
         self._core.close(anyio.current_time())
         self._close_requested.set()
+        if self._pending is not None:  # fetching the approval key or connecting: nothing to close
+            self._pending.cancel()
         await self._flush()
         self._ready.set()
         with anyio.move_on_after(self._core.config.close_timeout):
@@ -268,8 +271,12 @@ class Feed:
                     if core.approval_key is None:
                         if self._approval is None:
                             raise ConnectionError("no approval key and no credentials to fetch one")
-                        core.set_approval_key(await self._approval())
-                    await self._session()
+                        with self._until_closed() as pending:
+                            core.set_approval_key(await self._approval())
+                        if pending.cancelled_caught:
+                            break  # closed while the request was on its way
+                    if not await self._session():
+                        break
                 except ApprovalError as exc:
                     if not exc.failure.retryable:
                         raise ConnectionError(str(exc)) from None
@@ -297,9 +304,25 @@ class Feed:
             self._ready.set()
             self._notify_answers()
 
-    async def _session(self) -> None:
+    @contextmanager
+    def _until_closed(self) -> Iterator[anyio.CancelScope]:
+        """A wait that `aclose` cuts short: before a connection there is nothing to close cleanly."""
+        with anyio.CancelScope() as scope:
+            self._pending = scope
+            if self.closing:
+                scope.cancel()
+            try:
+                yield scope
+            finally:
+                self._pending = None
+
+    async def _session(self) -> bool:
+        """One connection; False when the feed was closed before it was made."""
         core = self._core
-        stream = await anyio.connect_tcp(core.host, core.port)
+        with self._until_closed() as pending:
+            stream = await anyio.connect_tcp(core.host, core.port)
+        if pending.cancelled_caught:
+            return False
         conn = core.open(anyio.current_time())
         self._stream = stream
         try:
@@ -328,6 +351,7 @@ class Feed:
             self._stream = None
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
+        return True
 
     async def _flush(self) -> None:
         conn, stream = self._core.conn, self._stream

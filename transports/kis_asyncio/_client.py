@@ -201,9 +201,11 @@ class Feed:
         self._close_requested.set()
         await self._flush()
         self._ready.set()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._core.config.close_timeout):
-                await self._finished.wait()
+        if self._transport is not None:  # a connection to close cleanly: wait for its handshake
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._core.config.close_timeout):
+                    await self._finished.wait()
+        # Otherwise the reader is fetching the approval key or connecting: nothing to wait for.
         task = self._task
         if task is not None and task is not asyncio.current_task():
             task.cancel()

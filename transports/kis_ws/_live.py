@@ -91,7 +91,11 @@ class Answers:
         """The failure when the whole run went by without one connection, else None."""
         if self.connected:
             return None
-        why = f": {self.last_failure}" if self.last_failure else ""
+        why = (
+            f": {self.last_failure}"
+            if self.last_failure
+            else " (no answer before the run ended: the approval key request or the connection was still waiting)"
+        )
         return CLIError(
             f"never connected to {url}{why}",
             hint="is the server running and the URL right? (without --url: the credentials' KIS server)",
