@@ -8,7 +8,8 @@ in its own process, and consumers. Rows:
 
 * bare nats-py: one publisher process, one subscriber process, one message per record with
   headers like the gateway's — the floor a NATS consumer cannot beat;
-* direct: `kis_asyncio` reading the server itself — what a program without the gateway gets;
+* direct: `kis_asyncio` reading the server itself — what a program without the gateway gets
+  (every reader reads each record's price, typed);
 * through the gateway to 1 consumer (typed records from `kis_nats`, price read) and to 10
   consumer processes (the slowest one's rate);
 * paced at 2,000, 10,000 and 20,000 records/s (1-record frames carrying their send time):
@@ -140,31 +141,48 @@ class KisServer:
 # -- measurements ---------------------------------------------------------------------------------
 
 
+class Tally:
+    """What a reader counts: typed records (each one's price read), their rate, their latencies."""
+
+    def __init__(self, paced: bool) -> None:
+        self.paced = paced
+        self.count, self.first, self.last, self.total = 0, 0.0, 0.0, 0
+        self.latencies: list[float] = []
+
+    def batch(self, batch: list[Any]) -> None:
+        now = time.monotonic_ns()
+        for event in batch:
+            if isinstance(event, Record):
+                if not self.count:
+                    self.first = time.perf_counter()
+                self.count += 1
+                price = event["price"]
+                self.total += price if isinstance(price, int) else 0
+                if self.paced:  # the server put its send time in field 45
+                    self.latencies.append((now - int(event.raw[45])) / 1e6)
+        self.last = time.perf_counter()
+
+    @property
+    def rate(self) -> float:
+        return self.count / max(self.last - self.first, 1e-9)  # not counting the close after it
+
+
 async def direct(plan: dict[str, Any]) -> tuple[float, list[float]]:
     """kis_asyncio against the server: records/s, and latencies (ms) when the plan is paced."""
     server = KisServer(plan)
-    latencies: list[float] = []
-    count, first, last = 0, 0.0, 0.0
+    tally = Tally(plan["mode"] == "paced")
     try:
         policy = ReconnectPolicy(rand=lambda: 0.5, retry_delay=0.1)
         async with kis_asyncio.connect(server.url, approval_key="k", policy=policy) as feed:
             await feed.subscribe("H0STCNT0", "005930")
             async with asyncio.timeout(120):
                 async for batch in feed.batches():
-                    now = time.monotonic_ns()
-                    for event in batch:
-                        if isinstance(event, Record):
-                            if not count:
-                                first = time.perf_counter()
-                            count += 1
-                            if plan["mode"] == "paced":
-                                latencies.append((now - int(event.raw[45])) / 1e6)
-                    last = time.perf_counter()
-                    if count >= plan["records"]:
+                    tally.batch(batch)
+                    if tally.count >= plan["records"]:
                         break
     finally:
         server.stop()
-    return count / max(last - first, 1e-9), latencies  # not counting the close after it
+    return tally.rate, tally.latencies
 
 
 async def consume(url: str, n: int, paced: bool, ready: Any = None) -> tuple[float, list[float], int]:
@@ -172,31 +190,20 @@ async def consume(url: str, n: int, paced: bool, ready: Any = None) -> tuple[flo
 
     It stops after `n` records, or 2 s after the last one (a consumer that subscribed late).
     """
-    latencies: list[float] = []
-    count, first, last, total = 0, 0.0, 0.0, 0
+    tally = Tally(paced)
     async with kis_nats.connect(url, env="sim", client=f"bench-{os.getpid()}") as feed:
         await feed.subscribe("H0STCNT0", "005930")
         if ready is not None:
             ready.put(True)
         batches = feed.batches()
-        while count < n:
+        while tally.count < n:
             try:
-                async with asyncio.timeout(2.0 if count else 120.0):  # no task per batch, as wait_for
+                async with asyncio.timeout(2.0 if tally.count else 120.0):  # no task per batch, as wait_for
                     batch = await anext(batches)
             except TimeoutError:
                 break
-            now = time.monotonic_ns()
-            for event in batch:
-                if isinstance(event, Record):
-                    if not count:
-                        first = time.perf_counter()
-                    count += 1
-                    price = event["price"]
-                    total += price if isinstance(price, int) else 0
-                    if paced:
-                        latencies.append((now - int(event.raw[45])) / 1e6)
-            last = time.perf_counter()
-    return count / max(last - first, 1e-9), latencies, count
+            tally.batch(batch)
+    return tally.rate, tally.latencies, tally.count
 
 
 def _consumer_process(url: str, n: int, ready: Any, out: Any) -> None:
