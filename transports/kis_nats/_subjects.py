@@ -175,21 +175,6 @@ def parse_meta(value: str) -> Meta:
     Items may come in any order and unknown items are ignored, so a later gateway can add one
     without breaking this consumer.
     """
-    parts = value.split(" ")
-    if len(parts) == 5:  # the order the gateway writes: read without a dict (once per message)
-        width, era, received, seq, gateway = parts
-        if (
-            width[:6] == "width="
-            and era[:4] == "era="
-            and received[:9] == "received="
-            and seq[:4] == "seq="
-            and gateway[:8] == "gateway="
-            and len(gateway) > 8
-        ):
-            try:
-                return Meta(int(width[6:]), era[4:], float(received[9:]), int(seq[4:]), gateway[8:])
-            except ValueError:
-                pass  # the general reading below says what is wrong
     items: dict[str, str] = {}
     for item in value.split():
         name, sep, text = item.partition("=")
