@@ -251,14 +251,18 @@ class GatewayProcess:
         self.process.wait(30)
 
 
-async def bare_nats(url: str, n: int) -> float:
-    """A publisher process and this subscriber: messages/s received, with the gateway's headers."""
+async def bare_nats(url: str, n: int, rate: int = 0) -> tuple[float, list[float]]:
+    """A publisher process and this subscriber, with the gateway's header: messages/s received,
+    and at a paced `rate` (per second; 0: as fast as it goes) each message's latency in ms."""
     got = 0
     done = asyncio.Event()
     first = last = 0.0
+    latencies: list[float] = []
 
     async def on_msg(msg: Any) -> None:
         nonlocal got, first, last
+        if rate:  # the publisher put its send time in field 45
+            latencies.append((time.monotonic_ns() - int(msg.data.split(b"^", 46)[45])) / 1e6)
         if not got:
             first = time.perf_counter()
         got += 1
@@ -269,77 +273,36 @@ async def bare_nats(url: str, n: int) -> float:
     nc = await nats.connect(url)
     await nc.subscribe("bench.bare", cb=on_msg, pending_msgs_limit=10_000_000, pending_bytes_limit=-1)
     await nc.flush()
-    publisher = subprocess.Popen(  # noqa: S603, ASYNC220 - started once, before the measured part
-        [sys.executable, "-c", PUBLISHER, url, str(n), "^".join(trade_fields())]
-    )
-    try:
-        async with asyncio.timeout(120):
-            await done.wait()
-    finally:
-        publisher.wait(30)
-        await nc.close()
-    return got / max(last - first, 1e-9)
-
-
-async def bare_nats_paced(url: str, rate: int, seconds: float) -> list[float]:
-    """A paced publisher process and this subscriber: the latency (ms) of NATS and nats-py alone."""
-    latencies: list[float] = []
-    n = int(rate * seconds)
-    done = asyncio.Event()
-
-    async def on_msg(msg: Any) -> None:
-        now = time.monotonic_ns()
-        latencies.append((now - int(msg.data.split(b"^", 46)[45])) / 1e6)
-        if len(latencies) >= n:
-            done.set()
-
-    nc = await nats.connect(url)
-    await nc.subscribe("bench.paced", cb=on_msg)
-    await nc.flush()
     fields = trade_fields()
     head, tail = "^".join(fields[:45]), "^".join(fields[46:])
     publisher = subprocess.Popen(  # noqa: S603, ASYNC220 - started once, before the measured part
-        [sys.executable, "-c", PACED_PUBLISHER, url, str(rate), str(n), head, tail]
+        [sys.executable, "-c", PUBLISHER, url, str(n), str(rate), head, tail]
     )
     try:
-        async with asyncio.timeout(seconds + 60):
+        async with asyncio.timeout(120 + n / max(rate, 1)):
             await done.wait()
     finally:
         publisher.wait(30)
         await nc.close()
-    return latencies
-
-
-PACED_PUBLISHER = """
-import asyncio, sys, time, nats
-async def main(url, rate, n, head, tail):
-    nc = await nats.connect(url)
-    per_ms, start = rate // 1000, time.monotonic()
-    for tick in range(n // per_ms):
-        ahead = start + tick / 1000 - time.monotonic()
-        if ahead > 0:
-            await asyncio.sleep(ahead)
-        for i in range(per_ms):
-            meta = f"width=47 era=2026-09 received={time.time():.6f} seq={tick * per_ms + i + 1} gateway=gw-bench"
-            body = f"{head}^{time.monotonic_ns()}^{tail}".encode()
-            await nc.publish("bench.paced", body, headers={"Kis-Meta": meta})
-    await nc.flush()
-    await nc.close()
-asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]))
-"""
+    return got / max(last - first, 1e-9), latencies
 
 
 PUBLISHER = """
-import asyncio, sys, nats
-async def main(url, n, payload):
+import asyncio, sys, time, nats
+async def main(url, n, rate, head, tail):
     nc = await nats.connect(url)
-    body = payload.encode()
+    body, received = f"{head}^0^{tail}".encode(), "1764035000.123456"
+    per_ms, start = max(rate // 1000, 1), time.monotonic()
     for i in range(n):
-        meta = f"width=47 era=2026-09 received=1764035000.123456 seq={i + 1} gateway=gw-bench"
+        if rate:  # paced: to each millisecond's tick, each message carrying its send time
+            if i % per_ms == 0 and (ahead := start + i // per_ms / 1000 - time.monotonic()) > 0:
+                await asyncio.sleep(ahead)
+            body, received = f"{head}^{time.monotonic_ns()}^{tail}".encode(), f"{time.time():.6f}"
+        meta = f"width=47 era=2026-09 received={received} seq={i + 1} gateway=gw-bench"
         await nc.publish("bench.bare", body, headers={"Kis-Meta": meta})
     await nc.flush()
     await nc.close()
-asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]))
 """
 
 
@@ -361,7 +324,7 @@ async def main() -> int:
         server = kis_nats.start_server(store_dir=Path(tmp) / "nats")
         try:
             # The best of two runs each: one slow run on a noisy machine says little.
-            floor = max([await bare_nats(server.url, full) for _ in range(2)])
+            floor = max([(await bare_nats(server.url, full))[0] for _ in range(2)])
             rate_direct = max(
                 [(await direct({"mode": "full", "records": full, "settle": 0.1}))[0] for _ in range(2)]
             )
@@ -405,7 +368,7 @@ async def main() -> int:
             paced: dict[int, tuple[list[float], list[float], list[float], float]] = {}
             for rate in RATES:
                 plan: dict[str, Any] = {"mode": "paced", "rate": rate, "records": int(rate * seconds)}
-                lat_nats = await bare_nats_paced(server.url, rate, seconds)
+                _, lat_nats = await bare_nats(server.url, int(rate * seconds), rate)
                 _, lat_direct = await direct({**plan, "settle": 0.1})
                 kis = KisServer({**plan, "settle": 1.0})
                 gateway = GatewayProcess(server.url, kis.url, str(Path(tmp) / f"gwp{rate}"))
