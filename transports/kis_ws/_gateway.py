@@ -185,8 +185,7 @@ class _NatsNews:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.nc: Any = None  # set once connected: its own close is no news
-        self.lost = False
+        self.nc: Any = None  # set once connected: its own close, its retries, are no news
 
     def callbacks(self) -> dict[str, Any]:
         return {
@@ -195,19 +194,17 @@ class _NatsNews:
             "error_cb": self.error,
         }
 
-    async def disconnected(self) -> None:
-        if self.lost or (self.nc is not None and self.nc.is_closed):
-            return
-        logger.warning("lost NATS at %s: market data is dropped, notices held, until it is back", self.url)
-        self.lost = True
+    async def disconnected(self) -> None:  # once per outage
+        if self.nc is None or not self.nc.is_closed:
+            logger.warning(
+                "lost NATS at %s: market data is dropped, notices held, until it is back", self.url
+            )
 
     async def reconnected(self) -> None:
-        if self.lost:
-            logger.warning("NATS at %s is back", self.url)
-            self.lost = False
+        logger.warning("NATS at %s is back", self.url)
 
     async def error(self, exc: Exception) -> None:
-        if not self.lost:  # while it is away, every retry fails the same way
+        if self.nc is None or not (self.nc.is_reconnecting or self.nc.is_closed):
             logger.warning("NATS at %s: %s", self.url, exc or type(exc).__name__)
 
 
