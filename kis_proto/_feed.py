@@ -237,10 +237,6 @@ class FeedCore:
             return False
         events = conn.events()
         registry = self.registry
-        if not self._delivered and any(isinstance(event, Record) for event in events):
-            # The first record of this connection: it works, so it ends any failure streak.
-            self._delivered = True
-            self.policy.delivered()
         for event in events:
             if type(event) in _BOOKKEEPING:  # one set lookup lets records through untouched
                 if isinstance(event, Connected):
@@ -268,6 +264,12 @@ class FeedCore:
                         # appkey): close it so the policy decides what comes next.
                         self.conn.close(now=now)
             self.buffer.put(event)
+        if not self._delivered and any(isinstance(event, Record) for event in events):
+            # The first record of this connection: it works, so it ends any failure streak. After
+            # the loop: the handshake's `Connected` may come in the same read as the first record,
+            # and the policy hears of the connection before its first delivery.
+            self._delivered = True
+            self.policy.delivered()
         return bool(events)
 
     def lost(self, now: float, error: BaseException | None = None) -> ReconnectDecision | None:
