@@ -11,7 +11,9 @@ in its own process, and consumers. Rows:
 * direct: `kis_asyncio` reading the server itself — what a program without the gateway gets
   (every reader reads each record's price, typed);
 * through the gateway to 1 consumer (typed records from `kis_nats`, price read) and to 10
-  consumer processes (the slowest one's rate);
+  consumer processes (the slowest one's rate), on a nats-server with the gateway's roles
+  (users, passwords, permissions: what ``kis-ws gateway`` runs); the 1-consumer row also on a
+  nats-server without authentication, interleaved, for what authentication costs;
 * paced at 2,000, 10,000 and 20,000 records/s (1-record frames carrying their send time):
   p50/p99 latency of nats-py alone (a paced publisher process and a subscriber), direct, and
   through the gateway, and the gateway process's CPU (utime+stime
@@ -185,13 +187,16 @@ async def direct(plan: dict[str, Any]) -> tuple[float, list[float]]:
     return tally.rate, tally.latencies
 
 
-async def consume(url: str, n: int, paced: bool, ready: Any = None) -> tuple[float, list[float], int]:
+async def consume(
+    url: str, n: int, paced: bool, creds: str | None, ready: Any = None
+) -> tuple[float, list[float], int]:
     """One kis_nats consumer: records/s of typed records (price read), latencies, records seen.
 
     It stops after `n` records, or 2 s after the last one (a consumer that subscribed late).
+    `creds`: the consumer credential (None: a NATS without authentication).
     """
     tally = Tally(paced)
-    async with kis_nats.connect(url, env="sim", client=f"bench-{os.getpid()}") as feed:
+    async with kis_nats.connect(url, env="sim", client=f"bench-{os.getpid()}", nats_creds=creds) as feed:
         await feed.subscribe("H0STCNT0", "005930")
         if ready is not None:
             ready.put(True)
@@ -206,9 +211,9 @@ async def consume(url: str, n: int, paced: bool, ready: Any = None) -> tuple[flo
     return tally.rate, tally.latencies, tally.count
 
 
-def _consumer_process(url: str, n: int, ready: Any, out: Any) -> None:
+def _consumer_process(url: str, n: int, creds: str, ready: Any, out: Any) -> None:
     try:
-        rate, _, seen = asyncio.run(consume(url, n, paced=False, ready=ready))
+        rate, _, seen = asyncio.run(consume(url, n, paced=False, creds=creds, ready=ready))
     except BaseException as exc:
         ready.put(False)
         out.put((0.0, 0, repr(exc)))
@@ -222,20 +227,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 class GatewayProcess:
-    def __init__(self, nats_url: str, kis_url: str, state: str) -> None:
+    def __init__(self, nats_url: str, kis_url: str, state: str, creds: str | None) -> None:
+        login = ["--nats-creds", creds] if creds is not None else []
+        argv = [sys.executable, "-m", "kis_ws", "gateway", "--nats", nats_url, *login, "--url", kis_url]
         self.process = subprocess.Popen(  # noqa: S603 - our own CLI
-            [
-                sys.executable,
-                "-m",
-                "kis_ws",
-                "gateway",
-                "--nats",
-                nats_url,
-                "--url",
-                kis_url,
-                "--state-dir",
-                state,
-            ],
+            [*argv, "--state-dir", state],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -321,22 +317,35 @@ async def main() -> int:
         f"python {sys.version.split()[0]}; {os.cpu_count()} cores; {json.dumps({'full': full, 'paced_s': seconds})}"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        server = kis_nats.start_server(store_dir=Path(tmp) / "nats")
+        # The gateway's roles, as `kis-ws gateway` runs its embedded server; and one without them.
+        roles = kis_nats.ensure_credentials(Path(tmp) / "state")
+        config = kis_nats.server_config(roles, jetstream=False)
+        server = kis_nats.start_server(store_dir=Path(tmp) / "nats", config=config)
+        open_server = kis_nats.start_server(store_dir=Path(tmp) / "nats-open")
+        gw_creds = str(kis_nats.credential_path(Path(tmp) / "state", "gateway"))
+        creds = str(kis_nats.credential_path(Path(tmp) / "state", "consumer"))
         try:
             # The best of two runs each: one slow run on a noisy machine says little.
-            floor = max([(await bare_nats(server.url, full))[0] for _ in range(2)])
+            floor = max([(await bare_nats(open_server.url, full))[0] for _ in range(2)])
             rate_direct = max(
                 [(await direct({"mode": "full", "records": full, "settle": 0.1}))[0] for _ in range(2)]
             )
-            rate_one = 0.0
-            for run in range(2):
-                kis = KisServer({"mode": "full", "records": full, "settle": 1.0})
-                gateway = GatewayProcess(server.url, kis.url, str(Path(tmp) / f"gw1-{run}"))
-                try:
-                    rate_one = max(rate_one, (await consume(server.url, full, paced=False))[0])
-                finally:
-                    gateway.stop()
-                    kis.stop()
+            rate_one = rate_open = 0.0
+            for run in range(2):  # interleaved: authentication on, then off
+                for on in (True, False):
+                    url = server.url if on else open_server.url
+                    kis = KisServer({"mode": "full", "records": full, "settle": 1.0})
+                    state = str(Path(tmp) / f"gw1-{run}-{on}")
+                    gateway = GatewayProcess(url, kis.url, state, gw_creds if on else None)
+                    try:
+                        got = (await consume(url, full, paced=False, creds=creds if on else None))[0]
+                    finally:
+                        gateway.stop()
+                        kis.stop()
+                    if on:
+                        rate_one = max(rate_one, got)
+                    else:
+                        rate_open = max(rate_open, got)
 
             # Ten consumer processes subscribe before the server starts pushing.
             # Spawned, not forked: a child of a process running an event loop starts clean.
@@ -344,11 +353,11 @@ async def main() -> int:
             ready: Any = spawn.Queue()
             results: Any = spawn.Queue()
             consumers = [
-                spawn.Process(target=_consumer_process, args=(server.url, full, ready, results))
+                spawn.Process(target=_consumer_process, args=(server.url, full, creds, ready, results))
                 for _ in range(10)
             ]
             kis = KisServer({"mode": "full", "records": full, "settle": 8.0})
-            gateway = GatewayProcess(server.url, kis.url, str(Path(tmp) / "gw10"))
+            gateway = GatewayProcess(server.url, kis.url, str(Path(tmp) / "gw10"), gw_creds)
             try:
                 for process in consumers:
                     process.start()
@@ -368,13 +377,13 @@ async def main() -> int:
             paced: dict[int, tuple[list[float], list[float], list[float], float]] = {}
             for rate in RATES:
                 plan: dict[str, Any] = {"mode": "paced", "rate": rate, "records": int(rate * seconds)}
-                _, lat_nats = await bare_nats(server.url, int(rate * seconds), rate)
+                _, lat_nats = await bare_nats(open_server.url, int(rate * seconds), rate)
                 _, lat_direct = await direct({**plan, "settle": 0.1})
                 kis = KisServer({**plan, "settle": 1.0})
-                gateway = GatewayProcess(server.url, kis.url, str(Path(tmp) / f"gwp{rate}"))
+                gateway = GatewayProcess(server.url, kis.url, str(Path(tmp) / f"gwp{rate}"), gw_creds)
                 try:
                     cpu_before, wall_before = cpu_seconds(gateway.process.pid), time.perf_counter()
-                    _, lat_gateway, _ = await consume(server.url, plan["records"], paced=True)
+                    _, lat_gateway, _ = await consume(server.url, plan["records"], paced=True, creds=creds)
                     wall = time.perf_counter() - wall_before
                     cpu = (cpu_seconds(gateway.process.pid) - cpu_before) / wall
                     paced[rate] = lat_nats, lat_direct, lat_gateway, cpu
@@ -383,18 +392,23 @@ async def main() -> int:
                     kis.stop()
         finally:
             server.stop()
+            open_server.stop()
 
     print(f"\nfull speed, 4-record frames ({full} records)          records/s   x nats floor   x direct")
     rows = [
         ("bare nats-py publisher → subscriber (floor)", floor),
         ("direct: kis_asyncio from the server", rate_direct),
         ("gateway → 1 kis_nats consumer (typed)", rate_one),
+        ("  the same, NATS without authentication", rate_open),
         ("gateway → 10 consumer processes (slowest)", min(rates)),
     ]
     for name, rate in rows:
         print(f"  {name:<46} {rate:>10,.0f}   {rate / floor:9.2f}   {rate / rate_direct:8.2f}")
     print(f"  {'gateway → 10 consumer processes (all together)':<46} {sum(rates):>10,.0f}")
     print(f"(the slowest of the 10 consumers received {complete:.1%} of the records)")
+    print(
+        f"(authentication and permissions: the consumer at {rate_one / rate_open:.2f}x its rate without them)"
+    )
     print(
         "\npaced, 1-record frames (ms)   nats-py alone       direct           gateway          added        gateway"
     )

@@ -1,34 +1,58 @@
-"""A real nats-server for the tests: a child process on a free loopback port, JetStream on, a tmp store.
+"""A real nats-server for the tests, with the authentication the gateway really uses.
 
-Use it with ``from .nats_fixture import nats_server_fixture`` and a ``nats_server`` argument. It skips,
-with the reason, only when nats-py or the nats-server binary is missing (CI installs both). The
-handle can stop the server and start it again on the same port and store directory, as a NATS
-restart looks to its clients.
+Use it with ``from .nats_fixture import nats_server_fixture`` and a ``nats_server`` argument. It
+runs on a free loopback port with JetStream in a tmp store, and with the users and permissions of
+the gateway's roles (`kis_nats.server_config`), their credentials made in a tmp state dir by
+`kis_nats.ensure_credentials`, as ``kis-ws gateway`` does for its embedded server. Tests log in
+with ``nats_server.options(role)`` (nats.connect options) or ``nats_server.creds(role)`` (the
+credential file, for ``--nats-creds`` and ``nats_creds=``). Notice readers exist for `HTS_IDS`.
+
+It skips, with the reason, only when nats-py or the nats-server binary is missing (CI installs
+both). The handle can stop the server and start it again on the same port and store directory,
+as a NATS restart looks to its clients.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 pytest.importorskip("nats", reason="nats-py is not installed: pip install 'kis-proto[nats]'")
 
-from kis_nats import NatsServer, NatsServerUnavailable, find_nats_server, start_server
+import nats
+from kis_nats import (
+    NatsServer,
+    NatsServerUnavailable,
+    Role,
+    credential_path,
+    ensure_credentials,
+    find_nats_server,
+    read_credential,
+    server_config,
+    start_server,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-__all__ = ["NatsProcess", "nats_server_fixture"]
+    from nats.aio.client import Client as NATSClient
+
+__all__ = ["HTS_IDS", "NatsProcess", "nats_server_fixture"]
+
+#: The HTS IDs with a notice reader on the fixture's server.
+HTS_IDS = ("myhtsid", "otherhts")
 
 
 class NatsProcess:
-    """The fixture's server: its `url`, and `stop`, `start` and `restart` on the same port and store."""
+    """The fixture's server: its `url`, the roles' credentials, and `stop`, `start`, `restart`."""
 
-    def __init__(self, binary: str, store_dir: Path) -> None:
+    def __init__(self, binary: str, store_dir: Path, state_dir: Path) -> None:
         self.binary = binary
         self.store_dir = store_dir
+        #: The state dir of the credentials (``credentials/<role>.json``), as a gateway's.
+        self.state_dir = state_dir
         self.port = 0  # the first start picks a free one; restarts keep it
         self._server: NatsServer | None = None
 
@@ -40,10 +64,27 @@ class NatsProcess:
     def running(self) -> bool:
         return self._server is not None and self._server.running
 
+    def creds(self, role: Role = "consumer", hts_id: str | None = None) -> Path:
+        """The credential file of `role` (a notice reader's: of `hts_id`)."""
+        return credential_path(self.state_dir, role, hts_id)
+
+    def options(self, role: Role = "consumer", hts_id: str | None = None) -> dict[str, Any]:
+        """``nats.connect`` options logging in as `role`."""
+        return read_credential(self.creds(role, hts_id)).connect_options()
+
+    async def client(self, role: Role = "consumer", hts_id: str | None = None, **options: Any) -> NATSClient:
+        """A nats-py client logged in as `role`."""
+        return await nats.connect(self.url, **self.options(role, hts_id), **options)
+
     def start(self) -> None:
         assert not self.running
-        self._server = start_server("127.0.0.1", self.port, store_dir=self.store_dir, binary=self.binary)
+        creds = ensure_credentials(self.state_dir, HTS_IDS)
+        config = server_config(creds, port=self.port, jetstream=False)
+        self._server = start_server(
+            "127.0.0.1", self.port, store_dir=self.store_dir, binary=self.binary, config=config
+        )
         self.port = self._server.port
+        ensure_credentials(self.state_dir, HTS_IDS, url=self.url)
 
     def stop(self) -> None:
         if self._server is not None:
@@ -57,12 +98,12 @@ class NatsProcess:
 
 @pytest.fixture(name="nats_server")
 def nats_server_fixture(tmp_path: Path) -> Iterator[NatsProcess]:
-    """A nats-server with JetStream on 127.0.0.1, killed on teardown."""
+    """A nats-server with JetStream and the gateway's roles on 127.0.0.1, killed on teardown."""
     try:
         binary = find_nats_server()
     except NatsServerUnavailable as exc:
         pytest.skip(str(exc))
-    process = NatsProcess(binary, tmp_path / "nats")
+    process = NatsProcess(binary, tmp_path / "nats", tmp_path / "state")
     process.start()
     try:
         yield process

@@ -15,7 +15,6 @@ pytest.importorskip("nats", reason="nats-py is not installed: pip install 'kis-p
 import kis_anyio
 import kis_asyncio
 import kis_nats
-import nats
 from kis_nats._gateway import Gateway, SessionSpec
 
 from kis_proto import KISServerConfig, ReconnectPolicy, Record
@@ -37,8 +36,11 @@ def anyio_backend() -> str:
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(url: str, specs: list[SessionSpec], **options: Any) -> AsyncIterator[Gateway]:
-    nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+async def running_gateway(
+    server: NatsProcess, specs: list[SessionSpec], **options: Any
+) -> AsyncIterator[Gateway]:
+    """A gateway on `server`, logged in as the gateway role, active when the block starts."""
+    nc = await server.client("gateway", max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     gateway = Gateway(nc, "sim", specs, **options)
     task = asyncio.create_task(gateway.run())
     try:
@@ -67,10 +69,12 @@ async def test_records_through_the_gateway_equal_the_direct_ones(nats_server: Na
     # One KIS server broadcasts the same frames to the gateway's session and to a direct client.
     async with kis_anyio.serve() as server:
         spec = SessionSpec("app1", url=server.url, approval_key="k1")
-        async with running_gateway(nats_server.url, [spec]) as gateway:
+        async with running_gateway(nats_server, [spec]) as gateway:
             policy = ReconnectPolicy(rand=random.Random(1).random, retry_delay=0.05)
             async with kis_asyncio.connect(server.url, approval_key="k2", policy=policy) as direct:
-                async with kis_nats.connect(nats_server.url, env="sim", client="t") as shared:
+                async with kis_nats.connect(
+                    nats_server.url, env="sim", client="t", nats_creds=nats_server.creds()
+                ) as shared:
                     await direct.subscribe("H0STCNT0", "005930")
                     ticket = await shared.subscribe("H0STCNT0", "005930")
                     await server.wait_for(lambda: len(server.subscribed("H0STCNT0", "005930")) == 2)
@@ -106,20 +110,21 @@ async def test_three_app_keys_carry_100_subscriptions_and_refuse_the_124th(nats_
                 kis_anyio.simulate(seed=n, tick=0.1, config=KISServerConfig())
             )
             specs.append(SessionSpec(f"sim{n}", url=sim.url, approval_key=f"key{n}"))
-        gateway = await stack.enter_async_context(running_gateway(nats_server.url, specs))
-        nc = await nats.connect(nats_server.url)
+        gateway = await stack.enter_async_context(running_gateway(nats_server, specs))
+        nc = await nats_server.client()
         stack.push_async_callback(nc.close)
         symbols = [f"{i:06d}" for i in range(1, 125)]
 
-        async def ask(symbol: str) -> dict[str, Any]:
-            body = json.dumps({"tr_id": "H0STCNT0", "tr_key": symbol, "client": "bulk"}).encode()
-            reply = await nc.request("kis.sim.ctl.subscribe", body, timeout=5)
+        async def ask(n: int) -> dict[str, Any]:
+            # 41 per client, the default client limit: three strategies fill three app keys.
+            body = {"tr_id": "H0STCNT0", "tr_key": symbols[n], "client": f"bulk{n // 41}"}
+            reply = await nc.request("kis.sim.ctl.subscribe", json.dumps(body).encode(), timeout=5)
             answer: dict[str, Any] = json.loads(reply.data)
             return answer
 
-        answers = [await ask(s) for s in symbols[:123]]
+        answers = [await ask(n) for n in range(123)]
         assert all(a["ok"] for a in answers), [a for a in answers if not a["ok"]][:3]
-        refused = await ask(symbols[123])
+        refused = await ask(123)
         assert refused["ok"] is False
         assert refused["error"] == "capacity"
         assert "at most 41 each" in refused["message"]
@@ -145,8 +150,8 @@ async def test_three_app_keys_carry_100_subscriptions_and_refuse_the_124th(nats_
 async def test_status_and_bad_requests_answer_by_the_contract(nats_server: NatsProcess) -> None:
     async with kis_anyio.simulate(seed=1, tick=0.1) as sim:
         spec = SessionSpec("app1", url=sim.url, approval_key="k")
-        async with running_gateway(nats_server.url, [spec], gateway_id="gw-test") as gateway:
-            nc = await nats.connect(nats_server.url)
+        async with running_gateway(nats_server, [spec], gateway_id="gw-test") as gateway:
+            nc = await nats_server.client()
             try:
                 for body, error in (
                     (b"not json", "bad_request"),
@@ -169,7 +174,7 @@ async def test_status_and_bad_requests_answer_by_the_contract(nats_server: NatsP
                         )
                     ).data
                 )
-                assert ok == {"ok": True, "subject": "kis.sim.H0STCNT0.005930"}
+                assert ok == {"ok": True, "subject": "kis.sim.H0STCNT0.005930", "gateway": "gw-test"}
                 beat = json.loads(
                     (await nc.request("kis.sim.ctl.heartbeat", b'{"client": "c"}', timeout=5)).data
                 )
@@ -189,8 +194,10 @@ async def test_status_and_bad_requests_answer_by_the_contract(nats_server: NatsP
 async def test_a_subscription_acked_by_kis_is_active(nats_server: NatsProcess) -> None:
     async with kis_anyio.serve() as server:
         spec = SessionSpec("app1", url=server.url, approval_key="k")
-        async with running_gateway(nats_server.url, [spec]) as gateway:
-            async with kis_nats.connect(nats_server.url, env="sim", client="t") as feed:
+        async with running_gateway(nats_server, [spec]) as gateway:
+            async with kis_nats.connect(
+                nats_server.url, env="sim", client="t", nats_creds=nats_server.creds()
+            ) as feed:
                 await feed.subscribe("H0STASP0", "005930")
                 await server.wait_for(lambda: bool(server.subscribed("H0STASP0", "005930")))
                 async with asyncio.timeout(5):
@@ -198,13 +205,14 @@ async def test_a_subscription_acked_by_kis_is_active(nats_server: NatsProcess) -
                         await asyncio.sleep(0.02)
 
 
-async def read_stream(url: str) -> list[Any]:
-    """Every message of KIS_NOTICES, read with plain nats-py (an ephemeral ordered view)."""
-    nc = await nats.connect(url)
+async def read_stream(server: NatsProcess, hts_id: str = "myhtsid") -> list[Any]:
+    """Every message of the HTS ID's notice stream, read with plain nats-py as the gateway role."""
+    nc = await server.client("gateway")
     try:
         js = nc.jetstream()
-        info = await js.stream_info("KIS_NOTICES")
-        sub = await js.pull_subscribe("kis.sim.notice.>", durable=None, stream="KIS_NOTICES")
+        stream = f"KIS_NOTICES_SIM_{hts_id}"
+        info = await js.stream_info(stream)
+        sub = await js.pull_subscribe(f"kis.sim.notice.*.{hts_id}", durable=None, stream=stream)
         msgs: list[Any] = []
         while len(msgs) < info.state.messages:
             msgs += await sub.fetch(info.state.messages - len(msgs), timeout=5)
@@ -222,8 +230,14 @@ def orders_of(msgs: list[Any]) -> list[tuple[str, str]]:
 async def test_nats_restarted_under_the_gateway(nats_server: NatsProcess) -> None:
     async with kis_anyio.simulate(seed=3, tick=0.05, notice_rate=1.0) as sim:
         spec = SessionSpec("app1", url=sim.url, approval_key="k")
-        async with running_gateway(nats_server.url, [spec]) as gateway:
-            async with kis_nats.connect(nats_server.url, env="sim", client="t", retry_delay=0.2) as feed:
+        async with running_gateway(nats_server, [spec], hts_ids=["myhtsid"]) as gateway:
+            async with kis_nats.connect(
+                nats_server.url,
+                env="sim",
+                client="t",
+                retry_delay=0.2,
+                nats_creds=nats_server.creds("notices", "myhtsid"),
+            ) as feed:
                 await feed.subscribe("H0STCNT0", "005930")
                 await feed.subscribe_notices("myhtsid", tr_id="H0STCNI0")
                 await records(feed, 3)
@@ -239,7 +253,7 @@ async def test_nats_restarted_under_the_gateway(nats_server: NatsProcess) -> Non
             orders_sent = sim.market.orders
         assert gateway.status()["notices_held"] == 0
     # Every notice KIS sent while the gateway was up is in the stream, once.
-    received = orders_of(await read_stream(nats_server.url))
+    received = orders_of(await read_stream(nats_server))
     assert len(received) == len(set(received))
     numbers = sorted({int(n) for n, _ in received})
     assert numbers[0] == 1
@@ -252,8 +266,8 @@ async def test_a_consumer_with_nats_py_alone_reads_trades_by_the_contract(nats_s
     """No kis_proto in the consumer: the subjects, headers and payload of docs/gateway.md suffice."""
     async with kis_anyio.simulate(seed=4, tick=0.05) as sim:
         spec = SessionSpec("app1", url=sim.url, approval_key="k")
-        async with running_gateway(nats_server.url, [spec]):
-            nc = await nats.connect(nats_server.url)
+        async with running_gateway(nats_server, [spec]) as gateway:
+            nc = await nats_server.client()
             try:
                 trades: list[tuple[str, int, int]] = []
                 got = asyncio.Event()
@@ -274,7 +288,7 @@ async def test_a_consumer_with_nats_py_alone_reads_trades_by_the_contract(nats_s
                 reply = json.loads(
                     (await nc.request("kis.sim.ctl.subscribe", json.dumps(request).encode())).data
                 )
-                assert reply == {"ok": True, "subject": "kis.sim.H0STCNT0.000660"}
+                assert reply == {"ok": True, "subject": "kis.sim.H0STCNT0.000660", "gateway": gateway.id}
                 async with asyncio.timeout(10):
                     await got.wait()
             finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from kis_nats._placement import Place, Planner, Release
+from kis_nats._placement import STANDING, Place, Planner, Release
 
 
 def keys(n: int) -> list[str]:
@@ -123,13 +123,80 @@ def test_a_gateway_needs_a_session() -> None:
         Planner([])
 
 
-def test_notices_outlive_leases_but_not_an_unsubscribe() -> None:
-    planner = Planner(["a"], lease=5.0, sticky=lambda tr_id: tr_id == "H0STCNI0")
-    planner.subscribe("recorder", "H0STCNI0", "myhts", now=0.0)
+def test_standing_subscriptions_are_the_gateways_and_every_client_demand_expires() -> None:
+    planner = Planner(["a"], lease=5.0)
+    assert planner.stand("H0STCNI0", "myhts").actions == (Place("a", "H0STCNI0", "myhts"),)
     planner.subscribe("recorder", "H0STCNT0", "005930", now=0.0)
-    assert planner.expire(10.0) == [Release("a", "H0STCNT0", "005930")]
+    planner.subscribe("recorder", "H0STCNI0", "myhts", now=0.0)  # wanted by a client too
+    assert planner.expire(10.0) == [Release("a", "H0STCNT0", "005930")]  # no client is exempt
     [kept] = planner.placements()
-    assert (kept.tr_id, kept.clients) == ("H0STCNI0", {"recorder"})
-    assert planner.unsubscribe("recorder", "H0STCNI0", "myhts", 11.0).actions == (
-        Release("a", "H0STCNI0", "myhts"),
-    )
+    assert (kept.tr_id, kept.clients) == ("H0STCNI0", {STANDING})
+    assert planner.status(10.0)["subscriptions"][0] == {
+        "tr_id": "H0STCNI0",
+        "tr_key": "myhts",
+        "session": "a",
+        "state": "pending",
+        "clients": 0,
+        "standing": True,
+    }
+    assert planner.status(10.0)["clients"] == []  # the lease ended: the client is forgotten
+
+
+def test_invented_ids_give_their_slots_back_when_their_leases_end() -> None:
+    planner = Planner(["a", "b"], lease=2.0, client_limit=41)
+    for n in range(82):  # all 82 slots of two app keys, each under an id of its own
+        assert planner.subscribe(f"throwaway{n}", "H0STCNT0", f"{n:06d}", now=0.0).ok
+    assert not planner.subscribe("newcomer", "H0STCNT0", "999999", now=1.0).ok  # full
+    released = planner.expire(2.0)
+    assert len(released) == 82
+    assert planner.subscribe("newcomer", "H0STCNT0", "999999", now=2.1).ok
+
+
+def test_only_the_secret_that_bound_a_client_id_releases_its_demand() -> None:
+    planner = Planner(["a"])
+    assert planner.subscribe("watch-1", "H0STCNT0", "005930", 0.0, secret="s" * 24).ok
+    sniffed = planner.unsubscribe("watch-1", "H0STCNT0", "005930", 1.0, secret="x" * 24)
+    assert (sniffed.ok, sniffed.error, sniffed.actions) == (False, "forbidden", ())
+    assert not planner.unsubscribe("watch-1", "H0STCNT0", "005930", 1.0).ok  # no secret at all
+    assert not planner.subscribe("watch-1", "H0STCNT0", "000660", 1.0, secret="x" * 24).ok
+    assert planner.heartbeat("watch-1", 1.0).ok  # an id alone renews, and changes nothing else
+    assert planner.held("watch-1") == 1
+    mine = planner.unsubscribe("watch-1", "H0STCNT0", "005930", 2.0, secret="s" * 24)
+    assert mine.actions == (Release("a", "H0STCNT0", "005930"),)
+    # Holding nothing, the id is free again: another process may take it.
+    assert planner.subscribe("watch-1", "H0STCNT0", "005930", 3.0, secret="y" * 24).ok
+
+
+def test_a_client_holds_at_most_its_limit_and_others_still_get_their_slots() -> None:
+    planner = Planner(["a", "b", "c"], client_limit=41)
+    answers = [planner.subscribe("greedy", "H0STCNT0", f"{n:06d}", 0.0) for n in range(500)]
+    assert sum(a.ok for a in answers) == 41
+    refusal = answers[41]
+    assert refusal.error == "limit"
+    assert "holds 41 subscriptions" in refusal.message
+    assert planner.subscribe("greedy", "H0STCNT0", "000001", 0.0).ok  # one it holds: a renewal
+    others = [planner.subscribe("modest", "H0STCNT0", f"{n:06d}", 0.0) for n in range(1000, 1041)]
+    assert all(a.ok for a in others)
+    # A key another client holds already costs no room, but counts against this client's limit.
+    assert planner.subscribe("modest", "H0STCNT0", "000002", 0.0).error == "limit"
+
+
+def test_requests_are_paced_per_client() -> None:
+    planner = Planner(["a"], rate=(10.0, 5.0))
+    answers = [planner.subscribe("fast", "H0STCNT0", f"{n:06d}", 0.0) for n in range(8)]
+    assert [a.ok for a in answers] == [True] * 5 + [False] * 3
+    assert answers[5].error == "rate_limited"
+    assert answers[5].retry_after == pytest.approx(0.1)
+    assert planner.subscribe("slow", "H0STCNT0", "999999", 0.0).ok  # another client's budget
+    assert planner.subscribe("fast", "H0STCNT0", "000005", 0.1).ok  # refilled by then
+
+
+def test_at_most_max_clients_hold_demand_and_a_touch_counts() -> None:
+    planner = Planner(["a"], max_clients=2)
+    assert planner.subscribe("one", "H0STCNT0", "005930", 0.0).ok
+    assert planner.touch("two", 0.0, secret="t" * 20).ok  # a notice reader: no slot, but a client
+    busy = planner.subscribe("three", "H0STCNT0", "000660", 0.0)
+    assert busy.error == "busy"
+    assert not planner.touch("two", 0.0, secret="u" * 20).ok  # bound by its secret, as any
+    planner.expire(100.0)
+    assert planner.subscribe("three", "H0STCNT0", "000660", 100.0).ok

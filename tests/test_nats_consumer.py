@@ -21,7 +21,7 @@ pytest.importorskip("nats", reason="nats-py is not installed: pip install 'kis-p
 
 import kis_nats
 import nats
-from nats.js.api import StorageType, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
 from kis_proto import (
     Connected,
@@ -37,7 +37,7 @@ from kis_proto import (
 )
 
 from .helpers import VECTOR_PLAINTEXT
-from .nats_fixture import nats_server_fixture  # noqa: F401 - the fixture nats_server
+from .nats_fixture import HTS_IDS, nats_server_fixture  # noqa: F401 - the fixture nats_server
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -82,9 +82,9 @@ class FakeGateway:
     """The gateway's side of the contract: control replies, leased demand, records and notices."""
 
     def __init__(
-        self, url: str, *, env: str = "sim", lease: float = 30.0, gateway_id: str = "gw-test"
+        self, server: NatsProcess, *, env: str = "sim", lease: float = 30.0, gateway_id: str = "gw-test"
     ) -> None:
-        self.url = url
+        self.server = server
         self.env = env
         self.lease = lease
         self.gateway_id = gateway_id
@@ -96,19 +96,23 @@ class FakeGateway:
         self.nc: NATSClient | None = None
 
     async def start(self) -> FakeGateway:
-        self.nc = await nats.connect(self.url, reconnect_time_wait=0.05, max_reconnect_attempts=-1)
+        self.nc = await self.server.client("gateway", reconnect_time_wait=0.05, max_reconnect_attempts=-1)
         for verb in ("subscribe", "unsubscribe", "heartbeat", "status"):
             await self.nc.subscribe(f"kis.{self.env}.ctl.{verb}", cb=self._control)
-        stream = StreamConfig(
-            name="KIS_NOTICES",
-            subjects=["kis.*.notice.>"],
-            storage=StorageType.FILE,
-            max_age=30 * 86400,
-            duplicate_window=120,
-        )
-        await self.nc.jetstream().add_stream(stream)
+        for hts_id in HTS_IDS:  # a stream per HTS ID, as docs/gateway.md says
+            stream = StreamConfig(
+                name=self.stream(hts_id),
+                subjects=[f"kis.{self.env}.notice.*.{contract_token(hts_id)}"],
+                storage=StorageType.FILE,
+                max_age=30 * 86400,
+                duplicate_window=120,
+            )
+            await self.nc.jetstream().add_stream(stream)
         await self.nc.flush()
         return self
+
+    def stream(self, hts_id: str) -> str:
+        return f"KIS_NOTICES_{self.env.upper()}_{contract_token(hts_id)}"
 
     async def stop(self) -> None:
         if self.nc is not None:
@@ -142,7 +146,32 @@ class FakeGateway:
             body = None
         self.requests.append((verb, body, time.monotonic()))
         self.expire()
-        await msg.respond(json.dumps(self._answer(verb, body)).encode())
+        answer = self._answer(verb, body)
+        if answer.get("notice_consumer"):
+            answer = await self._notice_consumer(answer, body)
+        await msg.respond(json.dumps(answer | {"gateway": self.gateway_id}).encode())
+
+    async def _notice_consumer(self, answer: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        """A notice reader is given a pull consumer the gateway makes on its HTS ID's stream."""
+        assert self.nc is not None
+        stream = self.stream(body["tr_key"])
+        durable = body.get("durable")
+        name = f"{durable}-{body['tr_id']}" if durable else f"e-{len(self.requests)}-{body['tr_id']}"
+        config = ConsumerConfig(
+            name=name,
+            durable_name=name if durable else None,
+            filter_subject=answer["subject"],
+            deliver_policy=DeliverPolicy.NEW,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=10,
+            inactive_threshold=None if durable else 60,
+        )
+        try:
+            await self.nc.jetstream().consumer_info(stream, name)
+        except nats.js.errors.NotFoundError:
+            await self.nc.jetstream().add_consumer(stream, config)
+        del answer["notice_consumer"]
+        return answer | {"stream": stream, "consumer": name}
 
     def _answer(self, verb: str, body: Any) -> dict[str, Any]:
         bad = {"ok": False, "error": "bad_request", "message": "not the JSON of docs/gateway.md"}
@@ -160,10 +189,12 @@ class FakeGateway:
             return bad
         now = time.monotonic()
         if verb == "heartbeat":
-            for clients in self.demand.values():
+            held = 0
+            for (wanted, _), clients in self.demand.items():
                 if client in clients:
                     clients[client] = now + self.lease
-            return {"ok": True, "lease": self.lease}
+                    held += not wanted.startswith(("H0STCNI", "H0GSCNI"))
+            return {"ok": True, "lease": self.lease, "subscriptions": held}
         tr_id, key = body.get("tr_id"), body.get("tr_key")
         if not isinstance(tr_id, str) or not isinstance(key, str):
             return bad
@@ -176,7 +207,7 @@ class FakeGateway:
             subject = (
                 f"kis.{self.env}.notice.{tr_id}.{contract_token(key)}" if notice else self.subject(tr_id, key)
             )
-            return {"ok": True, "subject": subject}
+            return {"ok": True, "subject": subject, **({"notice_consumer": True} if notice else {})}
         clients = self.demand.get((tr_id, key), {})
         clients.pop(client, None)
         if not clients:
@@ -215,7 +246,7 @@ class FakeGateway:
 
 @pytest.fixture
 async def gateway(nats_server: NatsProcess) -> Any:
-    fake = await FakeGateway(nats_server.url).start()
+    fake = await FakeGateway(nats_server).start()
     try:
         yield fake
     finally:
@@ -249,13 +280,13 @@ async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
 async def test_an_independent_consumer_reads_trades_by_the_documented_contract(
     nats_server: NatsProcess, gateway: FakeGateway
 ) -> None:
-    nc = await nats.connect(nats_server.url)
+    nc = await nats_server.client()
     try:
         got: asyncio.Queue[Msg] = asyncio.Queue()
         await nc.subscribe("kis.sim.HDFSCNT0.DNASBRK~2EB", cb=got.put)
         request = {"tr_id": "HDFSCNT0", "tr_key": "DNASBRK.B", "client": "plain-nats"}
         reply = json.loads((await nc.request("kis.sim.ctl.subscribe", json.dumps(request).encode(), 2)).data)
-        assert reply == {"ok": True, "subject": "kis.sim.HDFSCNT0.DNASBRK~2EB"}
+        assert reply == {"ok": True, "subject": "kis.sim.HDFSCNT0.DNASBRK~2EB", "gateway": "gw-test"}
         beat = json.loads((await nc.request("kis.sim.ctl.heartbeat", b'{"client": "plain-nats"}', 2)).data)
         assert beat["ok"] is True
         assert beat["lease"] > 0
@@ -274,7 +305,7 @@ async def test_an_independent_consumer_reads_trades_by_the_documented_contract(
         released = json.loads(
             (await nc.request("kis.sim.ctl.unsubscribe", json.dumps(request).encode(), 2)).data
         )
-        assert released == {"ok": True}
+        assert released == {"ok": True, "gateway": "gw-test"}
         assert not await gateway.publish("HDFSCNT0", "DNASBRK.B", ["DNASBRK.B"])  # nobody wants it now
     finally:
         await nc.close()
@@ -284,13 +315,15 @@ async def test_an_independent_consumer_reads_trades_by_the_documented_contract(
 async def test_records_arrive_decoded_by_the_era_of_their_width(
     nats_server: NatsProcess, gateway: FakeGateway
 ) -> None:
-    async with kis_nats.connect(nats_server.url, client="strategy-1") as feed:
+    async with kis_nats.connect(nats_server.url, nats_creds=nats_server.creds(), client="strategy-1") as feed:
         sub = await feed.subscribe("H0STCNT0", "005930")
         assert sub.ok
         assert sub.subject == "kis.sim.H0STCNT0.005930"
         assert await sub.wait() is sub
         [body] = gateway.verbs("subscribe")
+        secret = body.pop("secret")
         assert body == {"tr_id": "H0STCNT0", "tr_key": "005930", "client": "strategy-1"}
+        assert len(secret) >= 16
         assert await gateway.publish("H0STCNT0", "005930", trade("005930", 71500))
         assert await gateway.publish("H0STCNT0", "005930", trade("005930", 71600, width=46))
         events = await take(feed, lambda ev: len(of(Record, ev)) == 2)
@@ -304,7 +337,7 @@ async def test_records_arrive_decoded_by_the_era_of_their_width(
 
 
 async def test_keys_with_dots_travel_escaped(nats_server: NatsProcess, gateway: FakeGateway) -> None:
-    async with kis_nats.connect(nats_server.url) as feed:
+    async with kis_nats.connect(nats_server.url, nats_creds=nats_server.creds()) as feed:
         sub = await feed.subscribe("HDFSCNT0", "DNASBRK.B")
         assert sub.subject == "kis.sim.HDFSCNT0.DNASBRK~2EB" == gateway.subject("HDFSCNT0", "DNASBRK.B")
         assert await gateway.publish("HDFSCNT0", "DNASBRK.B", ["DNASBRK.B", "093015"])
@@ -316,7 +349,7 @@ async def test_keys_with_dots_travel_escaped(nats_server: NatsProcess, gateway: 
 async def test_a_width_no_era_has_is_reported_once_and_still_delivered(
     nats_server: NatsProcess, gateway: FakeGateway
 ) -> None:
-    async with kis_nats.connect(nats_server.url) as feed:
+    async with kis_nats.connect(nats_server.url, nats_creds=nats_server.creds()) as feed:
         await feed.subscribe("H0STCNT0", ["005930", "000660"])
         for key in ("005930", "000660", "005930"):
             assert await gateway.publish("H0STCNT0", key, trade(key, width=50))
@@ -331,7 +364,7 @@ async def test_a_width_no_era_has_is_reported_once_and_still_delivered(
 async def test_a_gap_in_kis_seq_is_events_dropped_and_a_new_gateway_gets_the_demand_again(
     nats_server: NatsProcess, gateway: FakeGateway
 ) -> None:
-    async with kis_nats.connect(nats_server.url) as feed:
+    async with kis_nats.connect(nats_server.url, nats_creds=nats_server.creds()) as feed:
         await feed.subscribe("H0STCNT0", "005930")
         for seq in (1, 2, 5):
             assert await gateway.publish("H0STCNT0", "005930", trade("005930", 70000 + seq), seq=seq)
@@ -352,7 +385,7 @@ async def test_a_refusal_answers_the_ticket_and_is_an_event(
     nats_server: NatsProcess, gateway: FakeGateway
 ) -> None:
     gateway.refuse[("H0STCNT0", "000660")] = ("capacity", "123 subscriptions on 3 app keys, at most 41 each")
-    async with kis_nats.connect(nats_server.url) as feed:
+    async with kis_nats.connect(nats_server.url, nats_creds=nats_server.creds()) as feed:
         placed, refused = await feed.subscribe("H0STCNT0", ["005930", "000660"])
         assert placed.ok
         assert not refused.ok
@@ -366,13 +399,13 @@ async def test_a_refusal_answers_the_ticket_and_is_an_event(
 
 
 async def test_status_is_the_gateways_reply(nats_server: NatsProcess, gateway: FakeGateway) -> None:
-    async with kis_nats.connect(nats_server.url) as feed:
+    async with kis_nats.connect(nats_server.url, nats_creds=nats_server.creds()) as feed:
         status = await feed.status()
         assert (status["gateway"], status["env"], status["role"]) == ("gw-test", "sim", "active")
 
 
 async def test_no_gateway_is_a_clear_error_and_the_key_is_not_kept(nats_server: NatsProcess) -> None:
-    async with kis_nats.connect(nats_server.url, request_timeout=0.4) as feed:
+    async with kis_nats.connect(nats_server.url, nats_creds=nats_server.creds(), request_timeout=0.4) as feed:
         with pytest.raises(
             kis_nats.GatewayUnavailableError, match=r"kis\.sim\.ctl\.subscribe.*no gateway listens"
         ):
@@ -391,12 +424,14 @@ async def test_misuse_is_refused_at_once(nats_server: NatsProcess) -> None:
     from kis_proto import LocalProtocolError
 
     with pytest.raises(LocalProtocolError, match="env"):
-        await kis_nats.open_feed(nats_server.url, env="Sim.x")
+        await kis_nats.open_feed(nats_server.url, nats_creds=nats_server.creds(), env="Sim.x")
     with pytest.raises(LocalProtocolError, match="error_cb"):
-        await kis_nats.open_feed(nats_server.url, nats_options={"error_cb": None})
+        await kis_nats.open_feed(
+            nats_server.url, nats_creds=nats_server.creds(), nats_options={"error_cb": None}
+        )
     with pytest.raises(LocalProtocolError, match="notices_durable"):
-        await kis_nats.open_feed(nats_server.url, notices_durable="a.b")
-    feed = await kis_nats.open_feed(nats_server.url)
+        await kis_nats.open_feed(nats_server.url, nats_creds=nats_server.creds(), notices_durable="a.b")
+    feed = await kis_nats.open_feed(nats_server.url, nats_creds=nats_server.creds())
     try:
         with pytest.raises(LocalProtocolError, match="tr_key"):
             await feed.subscribe("H0STCNT0", "has space")
@@ -413,9 +448,11 @@ async def test_misuse_is_refused_at_once(nats_server: NatsProcess) -> None:
 async def test_the_heartbeat_renews_the_lease_every_third_of_the_shorter_one(
     nats_server: NatsProcess, client_lease: float, gateway_lease: float
 ) -> None:
-    fake = await FakeGateway(nats_server.url, lease=gateway_lease).start()
+    fake = await FakeGateway(nats_server, lease=gateway_lease).start()
     try:
-        async with kis_nats.connect(nats_server.url, lease=client_lease) as feed:
+        async with kis_nats.connect(
+            nats_server.url, nats_creds=nats_server.creds(), lease=client_lease
+        ) as feed:
             await feed.subscribe("H0STCNT0", "005930")
             await asyncio.sleep(1.5)
             assert fake.demanded("H0STCNT0", "005930")
@@ -438,10 +475,14 @@ async def test_the_feed_comes_back_after_a_nats_restart_and_subscribes_again(
     Either way the gateway no longer has the key when NATS is back: the feed must ask again (with
     30 s leases the next heartbeat is 10 s away, so only the reconnect itself can bring it back).
     """
-    fake = await FakeGateway(nats_server.url, lease=lease).start()
+    fake = await FakeGateway(nats_server, lease=lease).start()
     try:
         async with kis_nats.connect(
-            nats_server.url, lease=lease, retry_delay=0.05, request_timeout=1.0
+            nats_server.url,
+            lease=lease,
+            retry_delay=0.05,
+            request_timeout=1.0,
+            nats_creds=nats_server.creds(),
         ) as feed:
             await feed.subscribe("H0STCNT0", "005930")
             assert await fake.publish("H0STCNT0", "005930", trade("005930", 70001))
@@ -463,7 +504,7 @@ async def test_the_feed_comes_back_after_a_nats_restart_and_subscribes_again(
 
 
 async def test_batches_and_unsubscribe(nats_server: NatsProcess, gateway: FakeGateway) -> None:
-    async with kis_nats.connect(nats_server.url) as feed:
+    async with kis_nats.connect(nats_server.url, nats_creds=nats_server.creds()) as feed:
         sub = await feed.subscribe("H0STCNT0", "005930")
         for price in (1, 2, 3):
             assert await gateway.publish("H0STCNT0", "005930", trade("005930", price))
@@ -475,9 +516,8 @@ async def test_batches_and_unsubscribe(nats_server: NatsProcess, gateway: FakeGa
                     break
         assert [r.price for r in got] == [1, 2, 3]
         await sub.unsubscribe()
-        assert gateway.verbs("unsubscribe") == [
-            {"tr_id": "H0STCNT0", "tr_key": "005930", "client": feed.client}
-        ]
+        [released] = gateway.verbs("unsubscribe")
+        assert released == gateway.verbs("subscribe")[0]  # the same client and secret
         assert not gateway.demanded("H0STCNT0", "005930")
         assert feed.subscriptions == []
 
@@ -489,7 +529,9 @@ async def test_notices_through_a_durable_consumer_survive_the_consumer_being_awa
     def orders(events: list[Any]) -> list[str]:
         return [r.raw[1] for r in of(records.H0STCNI0, events)]
 
-    async with kis_nats.connect(nats_server.url, notices_durable="strategy-1") as feed:
+    async with kis_nats.connect(
+        nats_server.url, notices_durable="strategy-1", nats_creds=nats_server.creds("notices", "myhtsid")
+    ) as feed:
         sub = await feed.subscribe_notices("myhtsid")
         assert sub.subject == "kis.sim.notice.H0STCNI0.myhtsid"
         for order in ("1", "2"):
@@ -503,7 +545,9 @@ async def test_notices_through_a_durable_consumer_survive_the_consumer_being_awa
         await gateway.notice("H0STCNI0", "myhtsid", notice_fields(order), msg_id=f"n{order}")
     # The same notice again (a gateway publishing what it held): the stream drops the duplicate.
     await gateway.notice("H0STCNI0", "myhtsid", notice_fields("3"), msg_id="n3")
-    async with kis_nats.connect(nats_server.url, notices_durable="strategy-1") as feed:
+    async with kis_nats.connect(
+        nats_server.url, notices_durable="strategy-1", nats_creds=nats_server.creds("notices", "myhtsid")
+    ) as feed:
         await feed.subscribe_notices("myhtsid")
         events = await take(feed, lambda ev: len(orders(ev)) == 3)
         assert orders(events) == ["2", "3", "4"]  # the one not taken, then those sent while away
@@ -519,6 +563,7 @@ async def test_ephemeral_notices_and_the_callback_client(
     errors: list[Any] = []
     ws = kis_nats.WSClient(
         nats_server.url,
+        nats_creds=nats_server.creds("notices", "myhtsid"),
         credentials=Credentials(app_key="k", app_secret="s", hts_id="myhtsid"),
         on_error=errors.append,
         sync_callbacks="thread",

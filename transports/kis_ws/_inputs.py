@@ -26,7 +26,9 @@ from ._errors import CLIError
 
 __all__ = [
     "Server",
+    "approval_endpoint",
     "check_subscriptions",
+    "credentials_from_env",
     "faults",
     "parse_subscription",
     "port",
@@ -126,14 +128,14 @@ def server_for(url: str | None, env: str | None, approval_url: str | None) -> Se
                 f"--url {url!r} is not a KIS real-time URL",
                 hint="give ws://host:port (KIS serves plain ws://; e.g. ws://127.0.0.1:21000 for kis-ws sim)",
             ) from None
-    credentials = _credentials(env)
+    credentials = credentials_from_env(env)
     if approval_url is not None:
         if credentials is None:
             raise CLIError(
                 "--approval-url needs credentials: set KIS_APP_KEY and KIS_APP_SECRET",
                 hint="without credentials, --url alone connects with a placeholder approval key",
             )
-        approval = _approval_endpoint(approval_url)
+        approval = approval_endpoint(approval_url)
         target = url or credentials.endpoint.ws_url
         return Server(
             target, credentials, approval, f"streaming from {target} (approval key from {approval_url})"
@@ -152,7 +154,8 @@ def server_for(url: str | None, env: str | None, approval_url: str | None) -> Se
     )
 
 
-def _credentials(env: str | None) -> Credentials | None:
+def credentials_from_env(env: str | None) -> Credentials | None:
+    """KIS credentials from ``KIS_APP_KEY``, ``KIS_APP_SECRET`` (both or neither), ``KIS_HTS_ID``, ``KIS_ENV``."""
     app_key, secret = os.environ.get("KIS_APP_KEY"), os.environ.get("KIS_APP_SECRET")
     if not app_key and not secret:
         return None
@@ -181,7 +184,8 @@ def _credentials(env: str | None) -> Credentials | None:
         raise CLIError(f"the credentials in the environment are not usable: {exc}") from None
 
 
-def _approval_endpoint(text: str) -> tuple[str, int, bool]:
+def approval_endpoint(text: str) -> tuple[str, int, bool]:
+    """(host, port, TLS) of an ``--approval-url``; `CLIError` for anything but an http(s) URL."""
     parts = urlsplit(text)
     try:
         given_port = parts.port

@@ -24,6 +24,7 @@ from kis_proto import (
     SubscriptionError,
     TextReceived,
     recording_line,
+    tr_spec,
 )
 
 from ._errors import EXIT_FEED, CLIError
@@ -161,14 +162,28 @@ async def _gateway_feed(args: argparse.Namespace, err: TextIO) -> AsyncIterator[
         import kis_nats
     except ImportError:
         raise CLIError("--gateway needs nats-py", hint="pip install 'kis-proto[nats]'") from None
+    from ._nats import nats_login
+
     env = args.gateway_env
+    # A notice key is an HTS ID: its notice reader's credential is the one that may read it.
+    notices = [
+        key for tr_id, key in check_subscriptions(getattr(args, "keys", None) or [args.key]) if _notice(tr_id)
+    ]
+    urls, options = nats_login(args, args.gateway, "consumer", hts_id=notices[0] if notices else None)
     err.write(f"streaming from the kis-ws gateway ({env}) at {args.gateway}\n")
     err.flush()
     try:
-        async with kis_nats.connect(args.gateway, env=env, max_retries=5) as feed:
+        async with kis_nats.connect(urls, env=env, max_retries=5, nats_options=options) as feed:
             yield feed, args.gateway
+    except kis_nats.GatewayForbiddenError as exc:
+        raise CLIError(str(exc)) from None
     except kis_nats.GatewayUnavailableError as exc:
         raise CLIError(str(exc), hint="is `kis-ws gateway` running, for this env?", code=EXIT_FEED) from None
+
+
+def _notice(tr_id: str) -> bool:
+    spec = tr_spec(tr_id)
+    return spec is not None and spec.encrypted
 
 
 async def _subscribe_all(feed: LiveFeed, subscriptions: list[tuple[str, str]]) -> None:
