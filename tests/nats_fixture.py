@@ -14,6 +14,7 @@ as a NATS restart looks to its clients.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -43,6 +44,7 @@ __all__ = ["HTS_IDS", "NatsProcess", "nats_server_fixture"]
 
 #: The HTS IDs with a notice reader on the fixture's server.
 HTS_IDS = ("myhtsid", "otherhts")
+SNIFFER = "kis-test-sniffer"
 
 
 class NatsProcess:
@@ -76,10 +78,21 @@ class NatsProcess:
         """A nats-py client logged in as `role`."""
         return await nats.connect(self.url, **self.options(role, hts_id), **options)
 
+    async def sniffer(self, **options: Any) -> NATSClient:
+        """A client that may read every subject and publish none: the tests' eyes on the wire.
+
+        Not a role of the gateway's: a user only the fixture's server has, to check what goes over it.
+        """
+        return await nats.connect(self.url, user=SNIFFER, password=SNIFFER, **options)
+
     def start(self) -> None:
         assert not self.running
         creds = ensure_credentials(self.state_dir, HTS_IDS)
-        config = server_config(creds, port=self.port, jetstream=False)
+        text = server_config(creds, port=self.port, jetstream=False)
+        body = json.loads("".join(line for line in text.splitlines() if not line.startswith("#")))
+        spy = {"subscribe": {"allow": [">"]}, "publish": {"deny": [">"]}}
+        body["authorization"]["users"].append({"user": SNIFFER, "password": SNIFFER, "permissions": spy})
+        config = json.dumps(body)
         self._server = start_server(
             "127.0.0.1", self.port, store_dir=self.store_dir, binary=self.binary, config=config
         )

@@ -45,12 +45,14 @@ import os
 import re
 import secrets
 import socket
+import ssl
 from collections import deque
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, overload
 
 import nats
+import nats.aio.client
 import nats.errors
 import nats.js.errors
 from kis_asyncio._client import Workers, workers
@@ -81,7 +83,6 @@ from ._auth import CredentialError, NatsCredential, default_state_dir, discover,
 from ._subjects import H_META, ctl_subject, data_subject, meta_sequence, notice_stream, notice_subject
 
 if TYPE_CHECKING:
-    import ssl
     from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
     from contextlib import AbstractAsyncContextManager
 
@@ -337,6 +338,7 @@ class Feed:
         self._denied: set[str] = set()  # subjects NATS refused us (lower case, as nats-py reports them)
         self._denial = asyncio.Event()  # set at each refusal: requests waiting on it look
         self._said: set[str] = set()  # kinds of rejected message already logged
+        self._refused_login = False  # NATS said "authorization violation"
         self._ready = asyncio.Event()
         self._wake = asyncio.Event()  # the lease keeper: act now
         self._finished = asyncio.Event()
@@ -379,18 +381,26 @@ class Feed:
         }
         options.update(nats_options)
         shown = ", ".join(_shown_url(u) for u in self._urls)
+        nc = nats.aio.client.Client()
         try:
-            self._nc = await nats.connect(self._urls, **options)
-        except nats.errors.Error as exc:
-            if "authorization violation" in str(exc).lower():
+            await nc.connect(self._urls, **options)
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            with contextlib.suppress(Exception):  # what a failed connect left open
+                # Bounded: nats-py's close waits forever after a failed TLS handshake.
+                await asyncio.wait_for(nc.close(), 1.0)
+            if self._refused_login or "authorization violation" in str(exc).lower():
                 raise GatewayForbiddenError(
                     f"the NATS at {shown} refused this client's credentials (authorization violation): give the "
                     "gateway's consumer credential (nats_creds=, or --nats-creds FILE; on the gateway's machine "
                     f"{default_state_dir() / 'credentials' / 'consumer.json'})"
                 ) from None
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                raise ConnectionError(
+                    f"cannot connect to NATS at {shown}: its TLS certificate does not verify ({exc.verify_message}): "
+                    "trust the CA that signed it (tls=kis_nats.tls_context(ca=...), or --nats-tls-ca FILE)"
+                ) from None
             raise ConnectionError(f"cannot connect to NATS at {shown}: {exc or type(exc).__name__}") from None
-        except (OSError, TimeoutError) as exc:
-            raise ConnectionError(f"cannot connect to NATS at {shown}: {exc or type(exc).__name__}") from None
+        self._nc = nc
         # Read by nats-py at each reconnect (`Client.options` is its public settings dict).
         self._nc.options["max_reconnect_attempts"] = -1 if max_retries is None else max_retries
         self._js = self._nc.jetstream()
@@ -429,6 +439,10 @@ class Feed:
 
     async def _on_error(self, exc: Exception) -> None:
         text = str(exc)
+        if self._nc is None and isinstance(exc, ssl.SSLError):
+            # A certificate that does not verify will not verify on the next try either, and
+            # nats-py would try forever (the TCP connect succeeds): end the first connect now.
+            raise exc
         if isinstance(exc, nats.errors.SlowConsumerError):
             logger.warning("NATS dropped messages of %s: this process reads too slowly", exc.subject)
         elif "permissions violation" in text.lower():
@@ -440,6 +454,12 @@ class Feed:
                 )
             self._denied.add(subject)
             self._denial.set()
+        elif "authorization violation" in text.lower():
+            self._refused_login = True
+            if self._nc is not None:  # at a reconnect: the server's users changed under us
+                logger.warning(
+                    "NATS at %s refused this client's credentials (authorization violation)", self._server()
+                )
         elif self._nc is None or self._nc.is_reconnecting:
             logger.debug("a NATS connect attempt failed: %s", exc)
         else:

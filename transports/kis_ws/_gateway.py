@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import stat
 import sys
 import tomllib
@@ -263,7 +264,7 @@ def nats_config(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     host, _, port_text = args.listen.rpartition(":")
     try:
         port = int(port_text)
-        if not host or not 0 < port < 65536:
+        if not host or not 0 <= port < 65536:
             raise ValueError
     except ValueError:
         raise CLIError(
@@ -328,6 +329,8 @@ class _NatsNews:
         logger.warning("NATS at %s is back", self.url)
 
     async def error(self, exc: Exception) -> None:
+        if self.nc is None and isinstance(exc, ssl.SSLError):
+            raise exc  # a certificate that does not verify: nats-py would try forever
         if self.nc is None or not (self.nc.is_reconnecting or self.nc.is_closed):
             logger.warning("NATS at %s: %s", self.url, exc or type(exc).__name__)
 
