@@ -29,6 +29,7 @@ from kis_proto import (
     decode_message,
     layout_row,
     recording_line,
+    records,
     replay_lines,
 )
 from kis_proto._events import DecodeFailure
@@ -616,3 +617,222 @@ def test_count_bars_hold_every_trade_once_and_never_span_a_session(
             # A bar ends with the trade that reaches its size, or with its session (or the data).
             full = measure(run_) >= size and measure(run_[:-1]) < size
             assert full or i == len(trades) or trades[i]["session"] is not bar.session
+
+
+# -- against the simulator -------------------------------------------------------------------------
+
+
+class SteppedClock:
+    """The simulator's wall clock, `step` seconds further at each of its ticks (it asks once a
+    tick), jumping over `skip` (a closed stretch of the day) at once: a trading day in seconds."""
+
+    def __init__(self, start: datetime, step: float, skip: tuple[datetime, datetime] | None = None) -> None:
+        self.now, self.step, self.skip = start, timedelta(seconds=step), skip
+
+    def __call__(self) -> datetime:
+        self.now += self.step
+        if self.skip is not None and self.skip[0] <= self.now < self.skip[1]:
+            self.now = self.skip[1]
+        return self.now
+
+    def peek(self) -> float:
+        """Now, without moving: what the recorder and the aggregator read."""
+        return self.now.timestamp()
+
+
+async def live(
+    url: str,
+    clock: SteppedClock,
+    symbols: list[str],
+    agg: bars.BarAggregator,
+    stop: datetime,
+    policy: Any = None,
+) -> tuple[list[str], list[bars.Bar], float]:
+    """A live feed driving `agg` (its timer too) while recording: (recording lines, bars, end).
+
+    As a recorder does, each message gets the clock's time when it is handled; its records are
+    handed to the aggregator with that time. When no event comes for a moment, the timer runs.
+    """
+    import anyio
+    import kis_anyio
+
+    from kis_proto import RECORDING_HEADER, ConnectionClosed, KISConfig, TextReceived
+
+    lines: list[str] = [RECORDING_HEADER]
+    out: list[bars.Bar] = []
+    options = {"policy": policy} if policy is not None else {}
+    async with kis_anyio.connect(url, approval_key="k", config=KISConfig(emit_text=True), **options) as feed:
+        await feed.subscribe("H0STCNT0", symbols)
+        now = clock.peek()
+        with anyio.fail_after(60):
+            while True:
+                event = None
+                with anyio.move_on_after(0.003):
+                    event = await feed.__anext__()
+                if event is None:
+                    if clock.now >= stop:
+                        break
+                    now = clock.peek()  # the clock moves on while no message comes
+                    out += agg.handle_timer(now)
+                elif isinstance(event, TextReceived):
+                    if clock.now >= stop:
+                        break  # a message is recorded and aggregated whole, or not at all
+                    now = clock.peek()
+                    lines.append(recording_line(now, event.text))
+                elif isinstance(event, ConnectionClosed | Reconnecting):
+                    now = clock.peek()
+                    out += agg.add(event, now)
+                else:
+                    out += agg.add(event, now)
+        end = now  # the last time the aggregator was given
+    out += agg.flush(end)
+    return lines, out, end
+
+
+SIM_SYMBOLS = [f"{n:06d}" for n in range(100, 2100, 100)]  # 20 symbols
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_simulated_day_bars_equal_a_polars_group_by_and_live_equals_replay(anyio_backend: str) -> None:
+    """20 symbols from 15:15 to 16:05 KST on the real timetable (the regular session's end at
+    15:20, the closing auction to 15:30, the after-market from 16:00; the closed half hour is
+    skipped): the bars from the recording equal a polars group-by of its trades, field for field,
+    and the live aggregator (timer included) gave exactly the same bars in the same order."""
+    import kis_anyio
+    import polars as pl
+
+    start = DAY.replace(hour=15, minute=15)
+    clock = SteppedClock(start, 2.0, skip=(DAY.replace(hour=15, minute=31), DAY.replace(hour=15, minute=59)))
+    stop = DAY.replace(hour=16, minute=5)
+    async with kis_anyio.simulate(seed=20, tick=0.004, clock="kst", wall_clock=clock) as sim:
+        lines, live_bars, end = await live(
+            sim.url, clock, SIM_SYMBOLS, bars.BarAggregator(every=60, grace=30), stop
+        )
+    replay = list(bars.bars_from(replay_lines(lines), every=60, grace=30, until=end))
+    assert replay == live_bars
+
+    rows = [
+        {
+            "symbol": rec.tr_key,
+            "session": rec.session.label if rec.session else None,
+            "at": datetime.combine(rec.bsop_date, rec.time.replace(tzinfo=None)),
+            "price": rec.price,
+            "volume": rec.volume,
+            "side": rec.ccld_dvsn,
+        }
+        for _, rec in replay_lines(lines)
+        if isinstance(rec, records.H0STCNT0) and rec.bsop_date is not None
+    ]
+    assert len(rows) > 10_000
+    trades = pl.DataFrame(rows).with_columns(pl.col("at").dt.replace_time_zone("Asia/Seoul"))
+    grouped = (
+        trades.group_by("symbol", "session", pl.col("at").dt.truncate("1m").alias("start"))
+        .agg(
+            open=pl.col("price").first(),
+            high=pl.col("price").max(),
+            low=pl.col("price").min(),
+            close=pl.col("price").last(),
+            volume=pl.col("volume").sum(),
+            value=(pl.col("price") * pl.col("volume")).sum(),
+            trades=pl.len(),
+            buy_volume=pl.col("volume").filter(pl.col("side") == "1").sum(),
+            sell_volume=pl.col("volume").filter(pl.col("side") == "5").sum(),
+            first_trade=pl.col("at").min(),
+            last_trade=pl.col("at").max(),
+        )
+        .sort("symbol", "start", "session")
+    )
+    newest = final(replay)
+    assert len(newest) == grouped.height
+    fields = ["open", "high", "low", "close", "volume", "value", "trades", "buy_volume", "sell_volume"]
+    for row in grouped.iter_rows(named=True):
+        bar = newest[(row["symbol"], _SESSION_BY_LABEL[row["session"]], row["start"])]
+        assert [getattr(bar, f) for f in fields] == [row[f] for f in fields], row
+        assert (bar.first_trade, bar.last_trade) == (row["first_trade"], row["last_trade"])
+        assert bar.vwap == (Decimal(row["value"]) / row["volume"]).quantize(Decimal("0.000001"))
+        assert bar.end - bar.start == timedelta(minutes=1)
+    # The day crossed the sessions, each in bars of its own; every bar is complete but those the
+    # end of the data cut short.
+    assert {b.session for b in replay} == {
+        MarketSession.REGULAR,
+        MarketSession.CLOSING,
+        MarketSession.AFTER_MARKET,
+    }
+    assert all(b.complete for b in replay if b.end.timestamp() + 30 <= end)
+    assert all(b.revision == 0 for b in replay)  # nothing arrived late
+
+
+_SESSION_BY_LABEL = {s.label: s for s in MarketSession}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_dropped_connection_leaves_its_bar_incomplete_by_what_the_simulator_sent_meanwhile(
+    anyio_backend: str,
+) -> None:
+    """The simulator drops the socket mid-bar and goes on trading while the client reconnects:
+    the bar says complete: false, and its missing volume is exactly the volume the simulator's
+    market traded for the key during the outage (Simulator.unsent)."""
+    import random
+
+    import kis_anyio
+
+    from kis_proto import ReconnectPolicy
+
+    clock = SteppedClock(DAY.replace(hour=10), 1.0)
+    policy = ReconnectPolicy(rand=random.Random(3).random, retry_delay=0.05, max_delay=0.1, max_retries=None)
+    faults = kis_anyio.Faults(drop=0.25)
+    symbols = ["005930", "000660"]
+    async with kis_anyio.simulate(
+        seed=21, tick=0.01, clock="kst", wall_clock=clock, faults=faults, trade_while_away=True
+    ) as sim:
+        lines, out, end = await live(
+            sim.url, clock, symbols, bars.BarAggregator(every=60), DAY.replace(hour=10, minute=4), policy
+        )
+    away = [u for u in sim.unsent if u.why == "away"]
+    assert away, "the simulator traded nothing while the client was away"
+    received = [rec for _, rec in replay_lines(lines) if isinstance(rec, records.H0STCNT0)]
+    newest = final(out)
+
+    def bar_of(symbol: str, at: datetime) -> bars.Bar:
+        start = at.replace(second=0)
+        [bar] = [b for (s, _, st_), b in newest.items() if s == symbol and st_ == start]
+        return bar
+
+    # Each unsent trade is charged to the bar of the key's next received trade (KIS says how
+    # much was lost, with that trade's ACML_VOL, not when): one step of the clock is one second,
+    # so the order of trades is their time.
+    charged: dict[tuple[str, datetime], int] = {}
+    for u in away:
+        after = [r for r in received if r.tr_key == u.tr_key and _at(r) > u.at]
+        if after:
+            bar = bar_of(u.tr_key, _at(after[0]))
+            charged[(bar.symbol, bar.start)] = charged.get((bar.symbol, bar.start), 0) + u.volume
+    assert charged
+    for (symbol, start), bar in [((b.symbol, b.start), b) for b in newest.values()]:
+        expected = charged.get((symbol, start), 0)
+        assert bar.missing_volume == expected or (bar.missing_volume is None and expected == 0), bar
+        if expected:
+            assert not bar.complete
+            assert bar.gap  # the reconnect itself was seen too
+    # An outage that began and ended inside one bar: that bar's missing volume is all of it.
+    inside = [
+        b
+        for b in newest.values()
+        if b.missing_volume
+        and all(bar_of(u.tr_key, u.at) == b for u in away if u.tr_key == b.symbol and b.start <= u.at < b.end)
+    ]
+    assert inside
+    # The recording gives the same missing volumes (the restored subscriptions' acks say that
+    # the connection was new).
+    replay = final(list(bars.bars_from(replay_lines(lines), every=60, until=end)))
+    assert {k: b.missing_volume for k, b in replay.items()} == {
+        k: b.missing_volume for k, b in newest.items()
+    }
+    assert all(not replay[k].complete for k, b in newest.items() if b.missing_volume)
+
+
+def _at(rec: records.H0STCNT0) -> datetime:
+    assert rec.bsop_date is not None
+    return datetime.combine(rec.bsop_date, rec.time.replace(tzinfo=None), KST)
