@@ -1,7 +1,7 @@
 """Bars from the trade feed: by time, tick count, volume or traded value. Sans-IO, time is an input.
 
-KIS sends trades, never candles. `BarAggregator` turns the trade records of a feed into `Bar`\\ s,
-one code path for every source: a live feed hands it each event with the receive time (``now``,
+KIS sends trades, never candles. `BarAggregator` turns the trade records of a feed into bars
+(`Bar`), one code path for every source: a live feed hands it each event with the receive time (``now``,
 unix seconds) and calls `BarAggregator.handle_timer` when `BarAggregator.timer` says, so a quiet
 symbol's bar still closes on time; a replay hands it each recorded event with its recorded
 receive time (`bars_from` does exactly that), and the same events at the same times give the same

@@ -1,7 +1,7 @@
 """Book snapshots from the order-book feed: at an interval or on change. Sans-IO, time is an input.
 
 KIS sends the 10-level (5 on most derivatives) book of a key on every change. `BookSnapshots`
-turns those records into `BookSnapshot`\\ s that say what a strategy asks of a book: best bid and
+turns those records into snapshots (`BookSnapshot`) that say what a strategy asks of a book: best bid and
 ask, spread, mid, micro-price, depth imbalance over N levels, the resting totals, and during an
 auction the expected price and volume. Driven like `kis_proto.bars.BarAggregator`: `add` every
 event with its receive time (unix seconds), `handle_timer` when `timer` says, so a live feed and a

@@ -836,3 +836,27 @@ async def test_a_dropped_connection_leaves_its_bar_incomplete_by_what_the_simula
 def _at(rec: records.H0STCNT0) -> datetime:
     assert rec.bsop_date is not None
     return datetime.combine(rec.bsop_date, rec.time.replace(tzinfo=None), KST)
+
+
+def test_the_bars_page_runs(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every Python block of docs/bars.md runs, in order, in a fresh folder (the live example
+    against the simulator writes the recording the next block reads); its JSON is a bar's dict."""
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "bars.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", page, flags=re.DOTALL)
+    assert len(blocks) >= 4
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {"__name__": "docs_bars"}
+    for block in blocks:
+        exec(compile(block, "docs/bars.md", "exec"), namespace)  # noqa: S102 - the page's own code
+    shown = capsys.readouterr().out
+    assert "<Bar H0STCNT0 005930 regular 2026-09-14 10:00:00–10:01:00" in shown
+    assert "complete" in shown
+    [example] = re.findall(r"```json\n(.*?)```", page, flags=re.DOTALL)
+    bar = bars.Bar.from_dict(json.loads(example))
+    assert bar.to_dict() == json.loads(example)
+    assert bar.vwap == (Decimal(bar.value) / bar.volume).quantize(Decimal("0.000001"))
