@@ -343,6 +343,8 @@ class Bar:
             session = data["session"]
             by_label = {s.label: s for s in MarketSession}
             first, last = data["first_trade"], data["last_trade"]
+            if data["kind"] not in ("time", "ticks", "volume", "value"):
+                raise ValueError(f"kind {data['kind']!r}")
             return cls(
                 tr_id=str(data["tr_id"]),
                 symbol=str(data["symbol"]),
@@ -625,6 +627,8 @@ class BarAggregator:
 
     def handle_timer(self, now: float) -> Sequence[Bar]:
         """The clock reached `now`: the time bars that ended `grace` ago or more, and flat bars."""
+        if isinstance(now, bool) or not isinstance(now, int | float):
+            raise _bad_now(now)
         if now < self._deadline:
             return _NO_BARS
         return self._run_timer(now)
@@ -639,7 +643,10 @@ class BarAggregator:
         layout = self._layouts.get(type(event))  # type: ignore[arg-type]
         if layout is None:
             return self._other(event, now)
-        due = self._run_timer(now) if now >= self._deadline else _NO_BARS
+        try:
+            due = self._run_timer(now) if now >= self._deadline else _NO_BARS
+        except TypeError:
+            raise _bad_now(now) from None
         self._last_now = now
         # The hot path: every trade comes here. Fields are read by index, once each.
         fields: list[str] = event._f  # type: ignore[union-attr]
@@ -813,6 +820,8 @@ class BarAggregator:
         Every bar still open is emitted, marked `Bar.gap` (nothing more is watched): use it at
         the end of a replay, or when a live feed stops.
         """
+        if now is not None and (isinstance(now, bool) or not isinstance(now, int | float)):
+            raise _bad_now(now)
         out = list(self._run_timer(now)) if now is not None and now >= self._deadline else []
         for state in self._keys.values():
             if state.bar is not None:
@@ -827,6 +836,8 @@ class BarAggregator:
     # -- the rest of the feed ----------------------------------------------------------------------
     def _other(self, event: object, now: float) -> Sequence[Bar]:
         """What a non-trade event says about coverage; the timer's work first (or after, below)."""
+        if isinstance(now, bool) or not isinstance(now, int | float):
+            raise _bad_now(now)
         kind = type(event)
         if kind is Subscribed:
             assert isinstance(event, Subscribed)
@@ -1101,6 +1112,12 @@ class BarAggregator:
                 end = min(state.flat_from + size, _kst_midnight(state.flat_from) + _DAY)
                 deadline = min(deadline, end + grace)
         return deadline
+
+
+def _bad_now(now: object) -> LocalProtocolError:
+    return LocalProtocolError(
+        f"now is unix seconds, a float (time.time(), datetime.timestamp(), a recording's t), not {now!r}"
+    )
 
 
 def _decimal(text: str) -> Decimal:

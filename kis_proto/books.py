@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import LocalProtocolError
 from ._fields import KST, MarketSession, Record
-from .bars import parse_interval
+from .bars import _bad_now, parse_interval
 from .records import TRS
 
 if TYPE_CHECKING:
@@ -275,6 +275,8 @@ class BookSnapshots:
 
     def handle_timer(self, now: float) -> Sequence[BookSnapshot]:
         """The clock reached `now`: the interval snapshots due by then."""
+        if isinstance(now, bool) or not isinstance(now, int | float):
+            raise _bad_now(now)
         if now < self._deadline:
             return ()
         return self._run_timer(now)
@@ -284,6 +286,8 @@ class BookSnapshots:
 
         The snapshots due at `now` come first (of the books as they were before this one).
         """
+        if isinstance(now, bool) or not isinstance(now, int | float):
+            raise _bad_now(now)
         layout = self._layouts.get(type(event))  # type: ignore[arg-type]
         due = self._run_timer(now) if now >= self._deadline else ()
         if layout is None:

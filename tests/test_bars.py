@@ -109,6 +109,16 @@ def test_construction_refuses_what_it_cannot_do() -> None:
         bars.BarAggregator(volume=0)
     with pytest.raises(LocalProtocolError, match="whole number"):
         bars.BarAggregator(ticks=Decimal("1.5"))  # type: ignore[arg-type]
+    agg = bars.BarAggregator(every=60)
+    not_seconds: Any = DAY  # a datetime where unix seconds go: said, not a TypeError
+    with pytest.raises(LocalProtocolError, match="unix seconds"):
+        agg.add(trade("100000", 1, 1, 1), not_seconds)
+    with pytest.raises(LocalProtocolError, match="unix seconds"):
+        agg.add(subscribed(), not_seconds)
+    with pytest.raises(LocalProtocolError, match="unix seconds"):
+        agg.handle_timer(not_seconds)
+    with pytest.raises(LocalProtocolError, match="unix seconds"):
+        agg.flush(not_seconds)
     assert bars.parse_interval("1m") == 60
     assert bars.parse_interval("30s") == 30
     assert bars.parse_interval("1h") == 3600

@@ -6,6 +6,7 @@ import json
 import random
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -57,6 +58,9 @@ def test_construction_refuses_what_it_cannot_do() -> None:
     with pytest.raises(LocalProtocolError, match="levels"):
         books.BookSnapshots(every=1, levels=11)
     snaps = books.BookSnapshots(on_change=True)
+    not_seconds: Any = DAY
+    with pytest.raises(LocalProtocolError, match="unix seconds"):
+        snaps.handle_timer(not_seconds)
     for tr_id in books.BOOK_TRS:  # every era of every book TR has its levels found
         for layout in TRS[tr_id].layouts:
             assert snaps._layouts[layout.record_class].ask_prices
