@@ -243,3 +243,35 @@ async def test_simulated_orders_give_an_acceptance_then_a_fill(transport: Any) -
     assert acceptance.oder_no == fill.oder_no
     assert fill.price is not None
     assert fill.price % krx_tick(fill.price) == 0
+
+
+async def test_the_simulator_lists_the_trades_no_client_received() -> None:
+    """`Simulator.unsent`: trades a fault frame replaced, and, with trade_while_away, those made
+    while the client was reconnecting; the client's ACML_VOL shows exactly that volume missing."""
+    faults = kis_anyio.Faults(drop=0.3, garbage=5)
+    async with kis_anyio.simulate(seed=8, tick=0.02, faults=faults, trade_while_away=True) as sim:
+        async with kis_anyio.connect(sim.url, approval_key="k", policy=policy(max_retries=None)) as feed:
+            await feed.subscribe("H0STCNT0", "005930")
+            events = await collect(feed, lambda ev: count(ev, Subscribed) >= 3)
+    whys = {u.why for u in sim.unsent}
+    assert whys == {"away", "fault"}
+    assert all(u.tr_id == "H0STCNT0" and u.tr_key == "005930" and u.volume > 0 for u in sim.unsent)
+    trades = [e for e in events if isinstance(e, records.H0STCNT0)]
+    received = sum(t.volume for t in trades)
+    # The market's volume up to the last trade received (its ACML_VOL) is what was received and
+    # what was not: unsent trades of earlier seconds, and perhaps some of the same second.
+    last, when = trades[-1].acml_vol, sim_time(trades[-1])
+    assert last is not None
+    before = sum(u.volume for u in sim.unsent if u.at < when)
+    same = sum(u.volume for u in sim.unsent if u.at == when)
+    assert received + before <= last <= received + before + same
+
+
+def sim_time(trade: records.H0STCNT0) -> Any:
+    from datetime import datetime
+
+    from kis_proto import KST
+
+    day = trade.bsop_date
+    assert day is not None
+    return datetime.combine(day, trade.time.replace(tzinfo=None), KST)

@@ -14,7 +14,7 @@ from . import _blocking as blocking
 from ._client import Callback, Feed, WSClient, connect, fetch_approval_key, open_feed
 from ._recording import read_recording
 from ._serve import KISServer, ServerSession, serve
-from ._sim import Clock, Faults, Simulator, simulate
+from ._sim import Clock, Faults, Simulator, Unsent, simulate
 
 __all__ = [
     "Callback",
@@ -24,6 +24,7 @@ __all__ = [
     "KISServer",
     "ServerSession",
     "Simulator",
+    "Unsent",
     "WSClient",
     "blocking",
     "connect",

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
     from decimal import Decimal
 
-__all__ = ["Clock", "Faults", "Simulator", "simulate"]
+__all__ = ["Clock", "Faults", "Simulator", "Unsent", "simulate"]
 
 _TRADES = {"H0STCNT0", "H0NXCNT0", "H0UNCNT0"}
 _BOOKS = {"H0STASP0", "H0NXASP0", "H0UNASP0"}
@@ -111,6 +111,20 @@ class Faults:
         return cls(**options)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unsent:
+    """A trade the simulated market made that no client received (`Simulator.unsent`)."""
+
+    tr_id: str
+    tr_key: str
+    #: The trade's time (KST, whole seconds, as its record says).
+    at: datetime
+    volume: int
+    #: "away": no session held the key (its client was reconnecting); "fault": a faulty frame
+    #: (garbage, invalid UTF-8) was sent in its place.
+    why: str
+
+
 @dataclass(eq=False)
 class Simulator:
     """A running simulator: the server (url, sessions), its market, and the layouts it speaks."""
@@ -125,6 +139,9 @@ class Simulator:
     #: The layout sent for each TR id, by the era.
     layouts: dict[str, Layout] = field(default_factory=dict, repr=False)
     frames_sent: int = 0
+    #: Trades made but not received: with ``trade_while_away=True``, those of keys no session
+    #: held; always, those a fault frame replaced. What a client's bars should find missing.
+    unsent: list[Unsent] = field(default_factory=list, repr=False)
 
     @property
     def url(self) -> str:
@@ -146,6 +163,7 @@ async def simulate(
     clock: Clock = "open",
     prices: Mapping[str, Decimal | int | str] | None = None,
     wall_clock: Callable[[], datetime] | None = None,
+    trade_while_away: bool = False,
 ) -> AsyncIterator[Simulator]:
     """Run the simulator on `host:port` until the block exits; any approval key is accepted.
 
@@ -159,7 +177,9 @@ async def simulate(
     than any known), -N drops the last N, to test how clients take drift. `clock` is the session
     clock (`Clock`). `prices` sets start prices (won; dollars for overseas keys) over the
     reference prices of `kis_proto.LISTINGS`. `wall_clock()` gives the current KST time (default:
-    the real one; tests pass a fixed one).
+    the real one; tests pass a fixed one). With `trade_while_away`, a trade TR's key once
+    subscribed goes on trading while no session holds it (as the exchange does while a client
+    reconnects): those trades, and any a fault frame replaced, are listed in `Simulator.unsent`.
     """
     era = ERAS[-1] if layouts is None else layouts
     if era not in ERAS:
@@ -193,6 +213,20 @@ async def simulate(
         )
         opened: dict[int, float] = {}  # id(session) -> when the simulator first saw it
         frames = 0
+        traded: set[tuple[str, str]] = set()  # trade TR keys any session has held
+        volume_at = {
+            tr_id: next(f.index for f in layout.fields if f.name in ("CNTG_VOL", "EVOL"))
+            for tr_id, layout in by_id.items()
+            if tr_id in _TRADES or tr_id in _OVERSEAS
+        }
+
+        def note_unsent(tr_id: str, key: str, rows: list[list[str]], now: datetime, why: str) -> None:
+            if tr_id in volume_at:
+                at = now.replace(microsecond=0)
+                for row in rows:
+                    simulator.unsent.append(
+                        Unsent(tr_id=tr_id, tr_key=key, at=at, volume=int(row[volume_at[tr_id]]), why=why)
+                    )
 
         async def misbehave(session: ServerSession, now: float) -> bool:
             """Apply the session-level faults; True when the session must get no data this tick."""
@@ -259,9 +293,11 @@ async def simulate(
                 await anyio.sleep(tick)
                 now = wall_clock().astimezone(KST).replace(microsecond=0)
                 krx = session_now(now)
+                held: set[tuple[str, str]] = set()
                 for session in list(server.sessions):
                     if session.conn.closed or await misbehave(session, anyio.current_time()):
                         continue
+                    held.update(session.conn.subscriptions)
                     for tr_id, key in list(session.conn.subscriptions):
                         try:
                             if tr_id in _NOTICES:
@@ -274,9 +310,15 @@ async def simulate(
                             frames += 1
                             if not await fault_frame(session):
                                 await session.send_records(tr_id, rows)
+                            else:
+                                note_unsent(tr_id, key, rows, now, "fault")
                             simulator.frames_sent += 1
                         except LocalProtocolError:
                             break  # the session is closing
+                if trade_while_away:
+                    traded.update(k for k in held if k[0] in volume_at)
+                    for tr_id, key in sorted(traded - held):
+                        note_unsent(tr_id, key, rows_for(tr_id, key, krx, now), now, "away")
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(ticker)
