@@ -20,7 +20,10 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, cast
 
-from kis_proto import KST, TRS, MarketModel, Record, Subscribed, bars, decode_message, layout_row, records
+from kis_sim import MarketModel, layout_row
+
+from kis_proto import KST, Record, Subscribed, bars, decode_message, records
+from kis_proto.layouts import TRS
 
 if TYPE_CHECKING:
     from collections.abc import Callable

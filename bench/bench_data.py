@@ -2,7 +2,7 @@
 
     python bench/bench_data.py [--quick]
 
-Generates its own recordings (in a temporary folder): `kis_proto.MarketModel` rows laid out with
+Generates its own recordings (in a temporary folder): `kis_sim.MarketModel` rows laid out with
 `layout_row`, cycled to size, as a busy session would record them: KRX trades (a third of their
 frames carry 2 to 5 records, as KIS sends under load), books, US trades, and encrypted execution
 notices with their acks. Two sizes, to show that the export's memory does not grow with the file.
@@ -10,11 +10,11 @@ notices with their acks. Two sizes, to show that the export's memory does not gr
 * Export: records/s and peak RSS of `kis_data.export`, each size in a fresh interpreter that
   reports its own `resource.getrusage(RUSAGE_SELF).ru_maxrss` (so one run's peak cannot hide
   another's), next to the RSS of an interpreter that only imported kis_data and pyarrow. The
-  baseline is replaying the same recording with `kis_proto.replay_lines` (every record decoded),
+  baseline is replaying the same recording with `kis_proto.recording.replay_lines` (every record decoded),
   in this process. pyarrow imports pandas, when it is installed, the first time it converts a
   Python value (about 0.5 s, once per process): that happens before the clock starts.
 * Backtest read, in this process: the price and volume of every H0STCNT0 record, (a) replayed
-  from the JSON lines with `kis_proto.replay_lines` and `rec.price, rec.volume` (the baseline),
+  from the JSON lines with `kis_proto.recording.replay_lines` and `rec.price, rec.volume` (the baseline),
   (b) read from the Parquet export into Python lists, (c) read from it as Arrow columns and
   summed there (price × volume). Ratios are against (a), run in the same process.
 """
@@ -31,17 +31,12 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from kis_proto import (
-    KST,
-    RECORDING_HEADER,
-    TRS,
-    MarketModel,
-    Record,
-    encrypt_payload,
-    layout_row,
-    recording_line,
-    records,
-)
+from kis_sim import MarketModel, layout_row
+
+from kis_proto import KST, Record, records
+from kis_proto.crypto import encrypt_payload
+from kis_proto.layouts import TRS
+from kis_proto.recording import RECORDING_HEADER, recording_line
 
 KEY, IV = "abcdefghijklmnopqrstuvwxyzabcdef", "0123456789abcdef"
 SYMBOLS = ["005930", "000660", "035420", "051910", "006400", "005380", "000270", "068270", "105560", "055550"]
@@ -139,7 +134,7 @@ def in_child(*args: str) -> dict[str, float]:
 
 def replay_read(path: Path) -> tuple[int, float]:
     """The baseline: price and volume of every H0STCNT0 record, replayed from the JSON lines."""
-    from kis_proto import replay_lines
+    from kis_proto.recording import replay_lines
 
     started = time.perf_counter()
     total = count = 0
@@ -176,7 +171,7 @@ def parquet_arrow(path: Path) -> tuple[int, float, int]:
 
 def replay_all(path: Path) -> tuple[int, float]:
     """The export's baseline: every record of the recording decoded by replaying it."""
-    from kis_proto import replay_lines
+    from kis_proto.recording import replay_lines
 
     started = time.perf_counter()
     with path.open(encoding="utf-8") as lines:

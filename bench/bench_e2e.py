@@ -29,10 +29,12 @@ import websockets
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Message, Request
 
-from kis_proto import ReconnectPolicy, records
+from kis_proto.feed import ReconnectPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from kis_proto import records
 
 FRAMES = Path(__file__).resolve().parent.parent / "tests" / "data" / "frames.txt"
 RATE = 20_000

@@ -46,7 +46,8 @@ import nats
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Message, Request, TextMessage
 
-from kis_proto import ReconnectPolicy, Record
+from kis_proto import Record
+from kis_proto.feed import ReconnectPolicy
 
 FRAMES = Path(__file__).resolve().parent.parent / "tests" / "data" / "frames.txt"
 RATES = (2_000, 10_000, 20_000)

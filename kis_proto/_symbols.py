@@ -164,9 +164,7 @@ def key_problem(tr_id: str, key: str) -> str | None:
     """
     cls = RECORD_CLASSES.get(tr_id)
     if cls is None:
-        return (
-            f"unknown TR id {tr_id!r}: see `kis_proto.TRS` or the Fields reference for the 60 real-time TRs"
-        )
+        return f"unknown TR id {tr_id!r}: see `kis_proto.layouts.TRS` or the Fields reference for the 60 real-time TRs"
     spec = TRS[cls.__name__]
     if not key:
         return f"{tr_id} needs a key: a symbol, or your HTS ID for execution notices"

@@ -40,8 +40,8 @@ from ._buffer import EventsDropped, Reconnecting
 from ._errors import LocalProtocolError
 from ._events import ConnectionClosed, Subscribed, UndecodableMessage, Unsubscribed
 from ._fields import KST, MISSING, MarketSession, Record
-from ._market import krx_session
 from .records import TRS
+from .sessions import krx_session
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -1164,7 +1164,7 @@ def bars_from(
     until: float | None = None,
     **options: Any,
 ) -> Iterator[Bar]:
-    """Bars of (receive time, event) pairs, e.g. ``kis_proto.replay_lines`` or
+    """Bars of (receive time, event) pairs, e.g. ``kis_proto.recording.replay_lines`` or
     ``kis_anyio.read_recording``: the recording's receive times are the clock.
 
     `options` are `BarAggregator`'s. At the end the bars still open are flushed as

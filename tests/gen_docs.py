@@ -16,8 +16,11 @@ from datetime import datetime, timedelta, timezone
 from html import escape
 from pathlib import Path
 
-from kis_proto import TRS, MarketModel, MarketSession, decode_message, layout_row
+from kis_sim import MarketModel, layout_row
+
+from kis_proto import MarketSession, decode_message
 from kis_proto._connection import _TRANSITIONS
+from kis_proto.layouts import TRS
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PAGE = DOCS / "connection.md"

@@ -14,16 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kis_proto import (
-    ENDPOINTS,
-    ApprovalError,
-    ApprovalExchange,
-    ApprovalFailure,
-    ApprovalKey,
-    Credentials,
-    LocalProtocolError,
-)
+from kis_proto import ApprovalError, Credentials, LocalProtocolError
 from kis_proto._approval import MAX_RESPONSE_BODY, PAPER_ENDPOINT, REAL_ENDPOINT
+from kis_proto.approval import ENDPOINTS, ApprovalExchange, ApprovalFailure, ApprovalKey
 
 APP_KEY = "PSabcdefghijklmnopqrstuvwxyz012345"
 SECRET = "s3cr3t+/=" + "x" * 171

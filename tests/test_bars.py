@@ -11,13 +11,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import kis_sim
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kis_sim import layout_row
 
 from kis_proto import (
     KST,
-    TRS,
     EventsDropped,
     LocalProtocolError,
     MarketSession,
@@ -27,12 +28,11 @@ from kis_proto import (
     UndecodableMessage,
     bars,
     decode_message,
-    layout_row,
-    recording_line,
     records,
-    replay_lines,
 )
 from kis_proto._events import DecodeFailure
+from kis_proto.layouts import TRS
+from kis_proto.recording import recording_line, replay_lines
 
 DAY = datetime(2026, 9, 14, tzinfo=KST)  # a Monday
 
@@ -666,7 +666,8 @@ async def live(
     import anyio
     import kis_anyio
 
-    from kis_proto import RECORDING_HEADER, ConnectionClosed, KISConfig, TextReceived
+    from kis_proto import ConnectionClosed, KISConfig, TextReceived
+    from kis_proto.recording import RECORDING_HEADER
 
     lines: list[str] = [RECORDING_HEADER]
     out: list[bars.Bar] = []
@@ -709,13 +710,12 @@ async def test_simulated_day_bars_equal_a_polars_group_by_and_live_equals_replay
     15:20, the closing auction to 15:30, the after-market from 16:00; the closed half hour is
     skipped): the bars from the recording equal a polars group-by of its trades, field for field,
     and the live aggregator (timer included) gave exactly the same bars in the same order."""
-    import kis_anyio
     import polars as pl
 
     start = DAY.replace(hour=15, minute=15)
     clock = SteppedClock(start, 2.0, skip=(DAY.replace(hour=15, minute=31), DAY.replace(hour=15, minute=59)))
     stop = DAY.replace(hour=16, minute=5)
-    async with kis_anyio.simulate(seed=20, tick=0.004, clock="kst", wall_clock=clock) as sim:
+    async with kis_sim.simulate(seed=20, tick=0.004, clock="kst", wall_clock=clock) as sim:
         lines, live_bars, end = await live(
             sim.url, clock, SIM_SYMBOLS, bars.BarAggregator(every=60, grace=30), stop
         )
@@ -786,15 +786,13 @@ async def test_a_dropped_connection_leaves_its_bar_incomplete_by_what_the_simula
     market traded for the key during the outage (Simulator.unsent)."""
     import random
 
-    import kis_anyio
-
-    from kis_proto import ReconnectPolicy
+    from kis_proto.feed import ReconnectPolicy
 
     clock = SteppedClock(DAY.replace(hour=10), 1.0)
     policy = ReconnectPolicy(rand=random.Random(3).random, retry_delay=0.05, max_delay=0.1, max_retries=None)
-    faults = kis_anyio.Faults(drop=0.25)
+    faults = kis_sim.Faults(drop=0.25)
     symbols = ["005930", "000660"]
-    async with kis_anyio.simulate(
+    async with kis_sim.simulate(
         seed=21, tick=0.01, clock="kst", wall_clock=clock, faults=faults, trade_while_away=True
     ) as sim:
         lines, out, end = await live(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import kis_anyio
+import kis_sim
 import pytest
 from anyio.from_thread import start_blocking_portal
 from kis_anyio import blocking
@@ -24,18 +24,16 @@ from kis_anyio import blocking
 from kis_proto import (
     Connected,
     ConnectionClosed,
-    KeepAliveAnswered,
-    KISServerConfig,
     LocalProtocolError,
-    ReconnectPolicy,
     Record,
     ServerError,
     Subscribed,
     SubscribeFailed,
     SubscriptionError,
-    SubscriptionRemoved,
     records,
 )
+from kis_proto.feed import ReconnectPolicy
+from kis_proto.server import KeepAliveAnswered, KISServerConfig, SubscriptionRemoved
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -52,16 +50,16 @@ def quick_policy(**kwargs: Any) -> ReconnectPolicy:
 
 
 @contextmanager
-def simulator(**options: Any) -> Iterator[tuple[kis_anyio.Simulator, BlockingPortal]]:
+def simulator(**options: Any) -> Iterator[tuple[kis_sim.Simulator, BlockingPortal]]:
     """The simulator on its own loop in a background thread, and the portal to that loop."""
     with (
         start_blocking_portal() as portal,
-        portal.wrap_async_context_manager(kis_anyio.simulate(**options)) as sim,
+        portal.wrap_async_context_manager(kis_sim.simulate(**options)) as sim,
     ):
         yield sim, portal
 
 
-def keepalives(sim: kis_anyio.Simulator) -> int:
+def keepalives(sim: kis_sim.Simulator) -> int:
     """PINGPONGs the client answered on the server's first live session (0 without one)."""
     sessions = list(sim.server.sessions)
     if not sessions:
@@ -117,7 +115,7 @@ def test_the_same_callback_inline_costs_the_session() -> None:
 
 def test_a_plain_script_prints_ten_trades_and_exits_cleanly() -> None:
     with simulator(seed=33, tick=0.05) as (sim, portal):
-        sessions: list[kis_anyio.ServerSession] = []
+        sessions: list[kis_sim.ServerSession] = []
 
         async def watch() -> None:
             while True:

@@ -8,21 +8,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import kis_sim
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kis_sim import MarketModel, layout_row
 
-from kis_proto import (
-    KST,
-    TRS,
-    LocalProtocolError,
-    MarketModel,
-    MarketSession,
-    Record,
-    books,
-    decode_message,
-    layout_row,
-)
+from kis_proto import KST, LocalProtocolError, MarketSession, Record, books, decode_message
+from kis_proto.layouts import TRS
 
 DAY = datetime(2026, 9, 14, tzinfo=KST)
 
@@ -191,7 +184,7 @@ async def test_simulated_books_through_the_closing_auction(anyio_backend: str) -
     got: list[books.BookSnapshot] = []
     snaps = books.BookSnapshots(every=10)
     async with (
-        kis_anyio.simulate(seed=5, tick=0.005, clock="kst", wall_clock=clock) as sim,
+        kis_sim.simulate(seed=5, tick=0.005, clock="kst", wall_clock=clock) as sim,
         kis_anyio.connect(sim.url, approval_key="k") as feed,
     ):
         await feed.subscribe("H0STASP0", ["005930", "000660"])

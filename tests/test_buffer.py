@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kis_proto import (
-    EventBuffer,
-    EventsDropped,
-    FeedEvent,
-    LocalProtocolError,
-    PingPong,
-    Reconnecting,
-    Record,
-    records,
-)
+from kis_proto import EventsDropped, FeedEvent, LocalProtocolError, PingPong, Reconnecting, Record, records
+from kis_proto.feed import EventBuffer
 
 from .helpers import VECTOR_PLAINTEXT, fields_of, sample
 
@@ -83,7 +75,8 @@ def test_size_must_be_positive() -> None:
 def test_feed_core_logs_the_loss_when_handing_it_out(caplog: pytest.LogCaptureFixture) -> None:
     import random
 
-    from kis_proto import FeedCore, KISConfig, ReconnectPolicy
+    from kis_proto import KISConfig
+    from kis_proto.feed import FeedCore, ReconnectPolicy
 
     core = FeedCore(
         host="h",
@@ -111,7 +104,7 @@ def test_feed_core_logs_the_loss_when_handing_it_out(caplog: pytest.LogCaptureFi
     ],
 )
 def test_split_ws_url(url: str, expected: tuple[str, int, str]) -> None:
-    from kis_proto import split_ws_url
+    from kis_proto.feed import split_ws_url
 
     assert split_ws_url(url) == expected
 
@@ -120,7 +113,7 @@ def test_split_ws_url(url: str, expected: tuple[str, int, str]) -> None:
     "url", ["wss://ops.koreainvestment.com:21000", "ws://:21000", "ws://host:port", "http://x"]
 )
 def test_split_ws_url_refuses_what_kis_does_not_serve(url: str) -> None:
-    from kis_proto import split_ws_url
+    from kis_proto.feed import split_ws_url
 
     with pytest.raises(LocalProtocolError, match="ws://host:port"):
         split_ws_url(url)
@@ -129,7 +122,7 @@ def test_split_ws_url_refuses_what_kis_does_not_serve(url: str) -> None:
 def test_callback_table_calls_plain_and_collects_async_and_survives_a_raise(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from kis_proto import CallbackTable
+    from kis_proto.feed import CallbackTable
 
     seen: list[str] = []
     table = CallbackTable()

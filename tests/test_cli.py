@@ -14,9 +14,10 @@ import threading
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from kis_sim import krx_tick
 from kis_ws.__main__ import main
 
-from kis_proto import Record, krx_tick
+from kis_proto import Record
 
 from .helpers import FRAMES_TXT, VECTOR_IV, VECTOR_KEY, sample
 
@@ -220,7 +221,8 @@ def test_record_then_replay_reproduces_every_record(tmp_path: Path) -> None:
 def test_read_recording_api_for_backtests(tmp_path: Path) -> None:
     from kis_anyio import read_recording
 
-    from kis_proto import RECORDING_HEADER, Subscribed, recording_line, records
+    from kis_proto import Subscribed, records
+    from kis_proto.recording import RECORDING_HEADER, recording_line
 
     path = tmp_path / "notices.kisrec"
     ack = (

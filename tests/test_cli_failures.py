@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 from anyio.from_thread import start_blocking_portal
-from kis_anyio import serve
+from kis_sim import serve
 from kis_ws.__main__ import main
 
-from kis_proto import KISServerConfig, recording_line
+from kis_proto.recording import recording_line
+from kis_proto.server import KISServerConfig
 
 from .helpers import sample
 

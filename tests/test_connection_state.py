@@ -9,16 +9,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from kis_proto import (
-    ConnectionClosed,
-    ConnState,
-    Event,
-    KISConfig,
-    KISConnection,
-    KISServerConnection,
-    LocalProtocolError,
-)
+from kis_proto import ConnectionClosed, ConnState, Event, KISConfig, KISConnection, LocalProtocolError
 from kis_proto._connection import _TRANSITIONS, _Input
+from kis_proto.server import KISServerConnection
 
 from .helpers import fields_of, sample
 

@@ -7,17 +7,8 @@ import base64
 import pytest
 from Crypto.Cipher import AES
 
-from kis_proto import (
-    DecodeFailure,
-    DecryptError,
-    MessageDecoder,
-    Record,
-    UndecodableMessage,
-    decode_message,
-    decrypt_payload,
-    encrypt_payload,
-    records,
-)
+from kis_proto import DecodeFailure, MessageDecoder, Record, UndecodableMessage, decode_message, records
+from kis_proto.crypto import DecryptError, decrypt_payload, encrypt_payload
 
 from .helpers import VECTOR_IV, VECTOR_KEY, VECTOR_PLAINTEXT, encode_frame, sample
 

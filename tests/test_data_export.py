@@ -35,16 +35,9 @@ import kis_data
 from kis_anyio import read_recording
 from kis_ws.__main__ import main
 
-from kis_proto import (
-    RECORDING_HEADER,
-    TRS,
-    FieldType,
-    Layout,
-    MarketSession,
-    Record,
-    recording_line,
-    replay_lines,
-)
+from kis_proto import MarketSession, Record
+from kis_proto.layouts import TRS, FieldType, Layout
+from kis_proto.recording import RECORDING_HEADER, recording_line, replay_lines
 
 from .helpers import encode_frame
 from .peers import ack
@@ -622,7 +615,9 @@ def test_kis_data_uses_only_kis_proto_s_public_api_and_no_transport() -> None:
 
 def test_replay_lines_and_the_export_agree_on_a_simulated_session(tmp_path: Path) -> None:
     """The built-in market model's records (today's layouts) through both readers."""
-    from kis_proto import KST, MarketModel, layout_row
+    from kis_sim import MarketModel, layout_row
+
+    from kis_proto import KST
 
     model = MarketModel(random.Random(4))
     at = datetime(2026, 9, 15, 9, 0, tzinfo=KST)

@@ -8,10 +8,10 @@ import random
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import kis_anyio
+import kis_sim
 import pytest
 
-from kis_proto import ReconnectPolicy
+from kis_proto.feed import ReconnectPolicy
 
 from .helpers import fields_of, sample
 
@@ -41,7 +41,7 @@ async def test_the_original_designs_usage_example(capsys: pytest.CaptureFixture[
     row = fields_of(sample("0|H0STCNT0"))
     other = list(row)
     other[0], other[2] = "000660", "120000"
-    async with kis_anyio.serve() as server:
+    async with kis_sim.serve() as server:
         policy = ReconnectPolicy(rand=random.Random(1).random, retry_delay=0.05)
         task = asyncio.create_task(example.main(None, url=server.url, approval_key="key", policy=policy))
         await server.wait_for(

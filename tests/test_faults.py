@@ -9,7 +9,9 @@ from typing import Any
 import anyio
 import kis_anyio
 import kis_asyncio
+import kis_sim
 import pytest
+from kis_sim import krx_tick
 
 from kis_proto import (
     ConnectionClosed,
@@ -19,13 +21,12 @@ from kis_proto import (
     LayoutDrift,
     MsgCode,
     Reconnecting,
-    ReconnectPolicy,
     ServerError,
     Subscribed,
     UndecodableMessage,
-    krx_tick,
     records,
 )
+from kis_proto.feed import ReconnectPolicy
 
 pytestmark = pytest.mark.anyio
 TRANSPORTS = pytest.mark.parametrize("transport", [kis_anyio, kis_asyncio], ids=["kis_anyio", "kis_asyncio"])
@@ -63,7 +64,7 @@ def count(events: list[Any], kind: type) -> int:
 
 @TRANSPORTS
 async def test_dropped_socket_reconnects_and_restores(transport: Any) -> None:
-    async with kis_anyio.simulate(seed=1, tick=0.05, faults=kis_anyio.Faults(drop=0.4)) as sim:
+    async with kis_sim.simulate(seed=1, tick=0.05, faults=kis_sim.Faults(drop=0.4)) as sim:
         async with transport.connect(sim.url, approval_key="k", policy=policy(max_retries=None)) as feed:
             await feed.subscribe("H0STCNT0", "005930")
             events = await collect(
@@ -76,7 +77,7 @@ async def test_dropped_socket_reconnects_and_restores(transport: Any) -> None:
 
 @TRANSPORTS
 async def test_garbage_is_reported_and_the_feed_goes_on(transport: Any) -> None:
-    async with kis_anyio.simulate(seed=2, tick=0.05, faults=kis_anyio.Faults(garbage=2)) as sim:
+    async with kis_sim.simulate(seed=2, tick=0.05, faults=kis_sim.Faults(garbage=2)) as sim:
         async with transport.connect(sim.url, approval_key="k", policy=policy()) as feed:
             await feed.subscribe("H0STCNT0", "005930")
             events = await collect(
@@ -91,13 +92,13 @@ async def test_garbage_is_reported_and_the_feed_goes_on(transport: Any) -> None:
 @TRANSPORTS
 @pytest.mark.parametrize(
     ("faults", "code"),
-    [(kis_anyio.Faults(utf8=3), 1007), (kis_anyio.Faults(oversize=3), 1009)],
+    [(kis_sim.Faults(utf8=3), 1007), (kis_sim.Faults(oversize=3), 1009)],
     ids=["utf8", "oversize"],
 )
 async def test_protocol_faults_close_with_their_code_and_reconnect(
-    transport: Any, faults: kis_anyio.Faults, code: int
+    transport: Any, faults: kis_sim.Faults, code: int
 ) -> None:
-    async with kis_anyio.simulate(seed=3, tick=0.05, faults=faults) as sim:
+    async with kis_sim.simulate(seed=3, tick=0.05, faults=faults) as sim:
         async with transport.connect(sim.url, approval_key="k", policy=policy()) as feed:
             await feed.subscribe("H0STCNT0", "005930")
             events = await collect(feed, lambda ev: count(ev, Reconnecting) >= 1)
@@ -109,7 +110,7 @@ async def test_protocol_faults_close_with_their_code_and_reconnect(
 @TRANSPORTS
 async def test_a_stalled_server_is_detected_by_liveness(transport: Any) -> None:
     config = KISConfig(idle_timeout=0.4)
-    async with kis_anyio.simulate(seed=4, tick=0.05, faults=kis_anyio.Faults(stall=2.0)) as sim:
+    async with kis_sim.simulate(seed=4, tick=0.05, faults=kis_sim.Faults(stall=2.0)) as sim:
         async with transport.connect(sim.url, approval_key="k", policy=policy(), config=config) as feed:
             await feed.subscribe("H0STCNT0", "005930")
             events = await collect(feed, lambda ev: count(ev, Reconnecting) >= 1)
@@ -119,7 +120,7 @@ async def test_a_stalled_server_is_detected_by_liveness(transport: Any) -> None:
 
 @TRANSPORTS
 async def test_second_session_gets_in_use_and_backs_off(transport: Any) -> None:
-    async with kis_anyio.simulate(seed=5, tick=0.05, faults=kis_anyio.Faults(in_use=True)) as sim:
+    async with kis_sim.simulate(seed=5, tick=0.05, faults=kis_sim.Faults(in_use=True)) as sim:
         async with transport.connect(sim.url, approval_key="k", policy=policy()) as first:
             await first.subscribe("H0STCNT0", "005930")
             await collect(first, lambda ev: count(ev, records.H0STCNT0) >= 1)
@@ -135,7 +136,7 @@ async def test_second_session_gets_in_use_and_backs_off(transport: Any) -> None:
 @TRANSPORTS
 async def test_refused_approval_is_a_clear_error(transport: Any) -> None:
     creds = Credentials("PSsimulated-app-key", "secret", env="paper")
-    async with kis_anyio.simulate(seed=6, faults=kis_anyio.Faults(refuse_approval=True)) as sim:
+    async with kis_sim.simulate(seed=6, faults=kis_sim.Faults(refuse_approval=True)) as sim:
         port = sim.server.port
 
         async def run() -> None:
@@ -183,7 +184,7 @@ async def test_closing_while_the_approval_key_is_on_its_way_does_not_wait(transp
 @TRANSPORTS
 async def test_approval_on_the_simulators_port(transport: Any) -> None:
     creds = Credentials("PSsimulated-app-key", "secret", env="paper")
-    async with kis_anyio.simulate(seed=7, tick=0.05) as sim:
+    async with kis_sim.simulate(seed=7, tick=0.05) as sim:
         key = await transport.fetch_approval_key(creds, host="127.0.0.1", port=sim.server.port, tls=False)
         assert len(key) == 36
 
@@ -191,7 +192,7 @@ async def test_approval_on_the_simulators_port(transport: Any) -> None:
 @TRANSPORTS
 async def test_slow_accept_beyond_the_open_timeout_gives_up(transport: Any) -> None:
     config = KISConfig(open_timeout=0.2)
-    async with kis_anyio.simulate(seed=8, faults=kis_anyio.Faults(slow_accept=1.0)) as sim:
+    async with kis_sim.simulate(seed=8, faults=kis_sim.Faults(slow_accept=1.0)) as sim:
 
         async def run() -> None:
             async with transport.connect(
@@ -206,10 +207,10 @@ async def test_slow_accept_beyond_the_open_timeout_gives_up(transport: Any) -> N
 
 
 def test_faults_parse_like_the_command_line() -> None:
-    faults = kis_anyio.Faults.parse("drop=5,garbage=20,utf8=7,in_use,refuse_approval=no,slow_accept=1.5")
-    assert faults == kis_anyio.Faults(drop=5.0, garbage=20, utf8=7, in_use=True, slow_accept=1.5)
+    faults = kis_sim.Faults.parse("drop=5,garbage=20,utf8=7,in_use,refuse_approval=no,slow_accept=1.5")
+    assert faults == kis_sim.Faults(drop=5.0, garbage=20, utf8=7, in_use=True, slow_accept=1.5)
     with pytest.raises(Exception, match="unknown fault"):
-        kis_anyio.Faults.parse("explode")
+        kis_sim.Faults.parse("explode")
 
 
 @TRANSPORTS
@@ -218,7 +219,7 @@ async def test_newer_and_older_layouts_are_drift_not_loss(transport: Any, layout
     # Widths no era of H0STCNT0 has (46 and 47 are known; the simulator speaks today's 47):
     # drift, reported once, nothing lost.
     sent = 47 + layout
-    async with kis_anyio.simulate(seed=9, tick=0.05, layout=layout) as sim:
+    async with kis_sim.simulate(seed=9, tick=0.05, layout=layout) as sim:
         async with transport.connect(sim.url, approval_key="k", policy=policy()) as feed:
             await feed.subscribe("H0STCNT0", "005930")
             events = await collect(feed, lambda ev: count(ev, records.H0STCNT0) >= 3)
@@ -232,7 +233,7 @@ async def test_newer_and_older_layouts_are_drift_not_loss(transport: Any, layout
 
 @TRANSPORTS
 async def test_simulated_orders_give_an_acceptance_then_a_fill(transport: Any) -> None:
-    async with kis_anyio.simulate(seed=10, tick=0.05, notice_rate=1.0) as sim:
+    async with kis_sim.simulate(seed=10, tick=0.05, notice_rate=1.0) as sim:
         async with transport.connect(sim.url, approval_key="k", policy=policy()) as feed:
             await feed.subscribe("H0STCNT0", "005930")
             await feed.subscribe("H0STCNI9", "myhtsid")
@@ -248,8 +249,8 @@ async def test_simulated_orders_give_an_acceptance_then_a_fill(transport: Any) -
 async def test_the_simulator_lists_the_trades_no_client_received() -> None:
     """`Simulator.unsent`: trades a fault frame replaced, and, with trade_while_away, those made
     while the client was reconnecting; the client's ACML_VOL shows exactly that volume missing."""
-    faults = kis_anyio.Faults(drop=0.3, garbage=5)
-    async with kis_anyio.simulate(seed=8, tick=0.02, faults=faults, trade_while_away=True) as sim:
+    faults = kis_sim.Faults(drop=0.3, garbage=5)
+    async with kis_sim.simulate(seed=8, tick=0.02, faults=faults, trade_while_away=True) as sim:
         async with kis_anyio.connect(sim.url, approval_key="k", policy=policy(max_retries=None)) as feed:
             await feed.subscribe("H0STCNT0", "005930")
             events = await collect(feed, lambda ev: count(ev, Subscribed) >= 3)

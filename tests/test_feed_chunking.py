@@ -13,16 +13,8 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kis_proto import (
-    ConnectionClosed,
-    FeedCore,
-    FeedEvent,
-    KISConfig,
-    ReconnectDecision,
-    ReconnectPolicy,
-    Record,
-    Subscribed,
-)
+from kis_proto import ConnectionClosed, FeedEvent, KISConfig, Record, Subscribed
+from kis_proto.feed import FeedCore, ReconnectDecision, ReconnectPolicy
 
 from .peers import HOST, PORT, WsprotoServer, ack
 

@@ -10,19 +10,16 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from kis_proto import (
-    TRS,
     Event,
-    FieldType,
-    Layout,
     LayoutDrift,
     MarketSession,
     MessageDecoder,
     Record,
-    TRSpec,
     UndecodableMessage,
     decode_message,
 )
 from kis_proto._fields import SignedChange
+from kis_proto.layouts import TRS, FieldType, Layout, TRSpec
 
 from .helpers import VECTOR_IV, VECTOR_KEY, encode_frame, sample_lines
 

@@ -8,16 +8,18 @@ import json
 import random
 from typing import TYPE_CHECKING, Any
 
+import kis_sim
 import pytest
 
 pytest.importorskip("nats", reason="nats-py is not installed: pip install 'kis-proto[nats]'")
 
-import kis_anyio
 import kis_asyncio
 import kis_nats
 from kis_nats._gateway import Gateway, SessionSpec
 
-from kis_proto import KISServerConfig, ReconnectPolicy, Record
+from kis_proto import Record
+from kis_proto.feed import ReconnectPolicy
+from kis_proto.server import KISServerConfig
 
 from .nats_fixture import nats_server_fixture
 
@@ -67,7 +69,7 @@ def rows(symbol: str, n: int) -> list[list[str]]:
 
 async def test_records_through_the_gateway_equal_the_direct_ones(nats_server: NatsProcess) -> None:
     # One KIS server broadcasts the same frames to the gateway's session and to a direct client.
-    async with kis_anyio.serve() as server:
+    async with kis_sim.serve() as server:
         spec = SessionSpec("app1", url=server.url, approval_key="k1")
         async with running_gateway(nats_server, [spec]) as gateway:
             policy = ReconnectPolicy(rand=random.Random(1).random, retry_delay=0.05)
@@ -107,7 +109,7 @@ async def test_three_app_keys_carry_100_subscriptions_and_refuse_the_124th(nats_
         specs = []
         for n in range(3):
             sim = await stack.enter_async_context(
-                kis_anyio.simulate(seed=n, tick=0.1, config=KISServerConfig())
+                kis_sim.simulate(seed=n, tick=0.1, config=KISServerConfig())
             )
             specs.append(SessionSpec(f"sim{n}", url=sim.url, approval_key=f"key{n}"))
         gateway = await stack.enter_async_context(running_gateway(nats_server, specs))
@@ -148,7 +150,7 @@ async def test_three_app_keys_carry_100_subscriptions_and_refuse_the_124th(nats_
 
 
 async def test_status_and_bad_requests_answer_by_the_contract(nats_server: NatsProcess) -> None:
-    async with kis_anyio.simulate(seed=1, tick=0.1) as sim:
+    async with kis_sim.simulate(seed=1, tick=0.1) as sim:
         spec = SessionSpec("app1", url=sim.url, approval_key="k")
         async with running_gateway(nats_server, [spec], gateway_id="gw-test") as gateway:
             nc = await nats_server.client()
@@ -192,7 +194,7 @@ async def test_status_and_bad_requests_answer_by_the_contract(nats_server: NatsP
 
 
 async def test_a_subscription_acked_by_kis_is_active(nats_server: NatsProcess) -> None:
-    async with kis_anyio.serve() as server:
+    async with kis_sim.serve() as server:
         spec = SessionSpec("app1", url=server.url, approval_key="k")
         async with running_gateway(nats_server, [spec]) as gateway:
             async with kis_nats.connect(
@@ -228,7 +230,7 @@ def orders_of(msgs: list[Any]) -> list[tuple[str, str]]:
 
 
 async def test_nats_restarted_under_the_gateway(nats_server: NatsProcess) -> None:
-    async with kis_anyio.simulate(seed=3, tick=0.05, notice_rate=1.0) as sim:
+    async with kis_sim.simulate(seed=3, tick=0.05, notice_rate=1.0) as sim:
         spec = SessionSpec("app1", url=sim.url, approval_key="k")
         async with running_gateway(nats_server, [spec], hts_ids=["myhtsid"]) as gateway:
             async with kis_nats.connect(
@@ -264,7 +266,7 @@ async def test_nats_restarted_under_the_gateway(nats_server: NatsProcess) -> Non
 
 async def test_a_consumer_with_nats_py_alone_reads_trades_by_the_contract(nats_server: NatsProcess) -> None:
     """No kis_proto in the consumer: the subjects, headers and payload of docs/gateway.md suffice."""
-    async with kis_anyio.simulate(seed=4, tick=0.05) as sim:
+    async with kis_sim.simulate(seed=4, tick=0.05) as sim:
         spec = SessionSpec("app1", url=sim.url, approval_key="k")
         async with running_gateway(nats_server, [spec]) as gateway:
             nc = await nats_server.client()

@@ -18,14 +18,14 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, cast
 
+import kis_sim
 import pytest
 
 pytest.importorskip("nats", reason="nats-py is not installed: pip install 'kis-proto[nats]'")
 
-import kis_anyio
 import kis_nats
-from kis_anyio import Faults
 from kis_nats._gateway import Gateway, SessionSpec
+from kis_sim import Faults
 
 from kis_proto import Record
 
@@ -108,7 +108,7 @@ def child(
 
 
 async def test_ten_consumers_share_counted_demand_and_a_killed_one_lets_go(nats_server: NatsProcess) -> None:
-    async with kis_anyio.simulate(seed=5, tick=0.05) as sim:
+    async with kis_sim.simulate(seed=5, tick=0.05) as sim:
         spec = SessionSpec("app1", url=sim.url, approval_key="k")
         async with running_gateway(nats_server, [spec], lease=2.0), contextlib.AsyncExitStack() as stack:
             wants: dict[str, list[str]] = {}
@@ -164,7 +164,7 @@ async def test_a_stopped_gateway_lets_its_standby_in_at_once(
     nats_server: NatsProcess, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "kis_nats")
-    async with kis_anyio.simulate(seed=6, tick=0.05, faults=Faults(in_use=True)) as sim:
+    async with kis_sim.simulate(seed=6, tick=0.05, faults=Faults(in_use=True)) as sim:
         spec = SessionSpec("app1", url=sim.url, approval_key="k")
         async with running_gateway(nats_server, [spec], gateway_id="first") as first:
             nc = await nats_server.client("gateway")
@@ -209,7 +209,7 @@ async def test_the_standby_takes_over_from_a_killed_gateway_and_no_notice_is_los
     nats_server: NatsProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state = tmp_path / "state"  # shared, as two gateways on one machine would share it
-    async with kis_anyio.simulate(seed=7, tick=0.1, notice_rate=1.0, faults=Faults(in_use=True)) as sim:
+    async with kis_sim.simulate(seed=7, tick=0.1, notice_rate=1.0, faults=Faults(in_use=True)) as sim:
         created: dict[int, float] = {}  # order number -> when the simulator sent its notices
         order_notices = sim.market.order_notices
 

@@ -20,20 +20,21 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Self
 
+import kis_sim
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 pytest.importorskip("nats", reason="nats-py is not installed: pip install 'kis-proto[nats]'")
 
-import kis_anyio
 import kis_nats
 import nats
 import nats.aio.client
 import nats.errors
 from kis_nats._gateway import Gateway, SessionSpec, _fit
 
-from kis_proto import EventsDropped, KISServerConfig, Record, records
+from kis_proto import EventsDropped, Record, records
+from kis_proto.server import KISServerConfig
 
 from .nats_fixture import nats_server_fixture
 from .test_gateway import running_gateway
@@ -82,7 +83,7 @@ async def collect(feed: kis_nats.Feed, into: list[FeedEvent]) -> None:
 
 @contextlib.asynccontextmanager
 async def simulated_gateway(server: NatsProcess, **options: Any) -> AsyncIterator[tuple[Any, Gateway]]:
-    async with kis_anyio.simulate(seed=11, tick=0.05, notice_rate=1.0) as sim:
+    async with kis_sim.simulate(seed=11, tick=0.05, notice_rate=1.0) as sim:
         spec = SessionSpec("app1", url=sim.url, approval_key="k")
         async with running_gateway(server, [spec], **options) as gateway:
             yield sim, gateway
@@ -260,7 +261,7 @@ async def test_invented_notice_demand_takes_no_slot_and_a_client_is_held_to_its_
         specs = []
         for n in range(2):  # 82 slots
             sim = await stack.enter_async_context(
-                kis_anyio.simulate(seed=n, tick=0.2, config=KISServerConfig())
+                kis_sim.simulate(seed=n, tick=0.2, config=KISServerConfig())
             )
             specs.append(SessionSpec(f"sim{n}", url=sim.url, approval_key=f"key{n}"))
         gateway = await stack.enter_async_context(running_gateway(nats_server, specs, hts_ids=["myhtsid"]))
@@ -363,7 +364,7 @@ class Background:
     async def _main(self) -> None:
         self._stop = asyncio.Event()
         try:
-            async with kis_anyio.simulate(seed=12, tick=0.2) as sim:
+            async with kis_sim.simulate(seed=12, tick=0.2) as sim:
                 spec = SessionSpec("app1", url=sim.url, approval_key="k")
                 async with running_gateway(
                     self.server, [spec], hts_ids=["myhtsid"], client_rate=None
@@ -718,7 +719,7 @@ async def test_no_secret_is_published_on_nats_or_logged(nats_server: NatsProcess
 
     await sniffer.subscribe(">", cb=keep)
     try:
-        async with kis_anyio.simulate(seed=13, tick=0.05, notice_rate=1.0) as sim:
+        async with kis_sim.simulate(seed=13, tick=0.05, notice_rate=1.0) as sim:
             host, port = sim.url.removeprefix("ws://").split(":")
             args = ["--nats", nats_server.url, "--nats-creds", str(nats_server.creds("gateway"))]
             args += [

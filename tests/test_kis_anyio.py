@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 import kis_anyio
+import kis_sim
 import pytest
 import trustme
 
@@ -16,15 +17,14 @@ from kis_proto import (
     Connected,
     ConnectionClosed,
     Credentials,
-    KISServerConfig,
     LocalProtocolError,
     Reconnecting,
-    ReconnectPolicy,
     Record,
     Subscribed,
-    SubscriptionAdded,
     records,
 )
+from kis_proto.feed import ReconnectPolicy
+from kis_proto.server import KISServerConfig, SubscriptionAdded
 
 from .helpers import VECTOR_PLAINTEXT, fields_of, sample
 
@@ -66,7 +66,7 @@ def trade(price: int) -> list[str]:
 
 
 async def test_subscribe_receive_unsubscribe() -> None:
-    async with kis_anyio.serve(approval_ok=lambda k: k == KEY) as server:
+    async with kis_sim.serve(approval_ok=lambda k: k == KEY) as server:
         async with kis_anyio.connect(server.url, approval_key=KEY, policy=quick_policy()) as feed:
             await feed.subscribe("H0STCNT0", ["005930"])
             assert isinstance(await next_of(feed, Subscribed), Subscribed)
@@ -82,7 +82,7 @@ async def test_subscribe_receive_unsubscribe() -> None:
 
 async def test_pingpong_is_answered_while_the_application_sleeps() -> None:
     config = KISServerConfig(pingpong_interval=0.1, strict_pingpong=True)
-    async with kis_anyio.serve(config=config) as server:
+    async with kis_sim.serve(config=config) as server:
         async with kis_anyio.connect(server.url, approval_key=KEY, policy=quick_policy()) as feed:
             await next_of(feed, Connected)
             await anyio.sleep(1.0)  # the application does not read; the reader still echoes
@@ -91,7 +91,7 @@ async def test_pingpong_is_answered_while_the_application_sleeps() -> None:
 
 
 async def test_every_subscription_is_restored_after_each_drop() -> None:
-    async with kis_anyio.serve() as server:
+    async with kis_sim.serve() as server:
         async with kis_anyio.connect(
             server.url, approval_key=KEY, policy=quick_policy(max_retries=10)
         ) as feed:
@@ -116,7 +116,7 @@ async def test_every_subscription_is_restored_after_each_drop() -> None:
 
 
 async def test_in_use_refusal_backs_off_long() -> None:
-    async with kis_anyio.serve() as server:
+    async with kis_sim.serve() as server:
         async with kis_anyio.connect(server.url, approval_key=KEY, policy=quick_policy()) as feed:
             await feed.subscribe("H0STCNT0", "005930")
             await server.wait_for(lambda: bool(server.sessions))
@@ -127,7 +127,7 @@ async def test_in_use_refusal_backs_off_long() -> None:
 
 
 async def test_gives_up_after_max_retries() -> None:
-    async with kis_anyio.serve() as server:
+    async with kis_sim.serve() as server:
         port = server.port
 
     async def consume() -> None:
@@ -143,7 +143,7 @@ async def test_gives_up_after_max_retries() -> None:
 
 
 async def test_encrypted_notice_end_to_end() -> None:
-    async with kis_anyio.serve() as server:
+    async with kis_sim.serve() as server:
         async with kis_anyio.connect(server.url, approval_key=KEY, policy=quick_policy()) as feed:
             await feed.subscribe("H0STCNI9", "myhtsid")
             subscribed = await next_of(feed, Subscribed)
@@ -157,7 +157,7 @@ async def test_encrypted_notice_end_to_end() -> None:
 
 async def test_wsclient_as_in_the_original_design() -> None:
     received: list[tuple[str, int]] = []
-    async with kis_anyio.serve() as server:
+    async with kis_sim.serve() as server:
         ws = kis_anyio.WSClient(None, url=server.url, approval_key=KEY, policy=quick_policy())
 
         async def on_price(data: Record) -> None:
@@ -190,7 +190,7 @@ async def test_wsclient_as_in_the_original_design() -> None:
 
 
 async def test_close_ends_iteration_and_leaves_nothing_running() -> None:
-    async with kis_anyio.serve() as server:
+    async with kis_sim.serve() as server:
         async with kis_anyio.connect(server.url, approval_key=KEY, policy=quick_policy()) as feed:
             await next_of(feed, Connected)
             await feed.aclose()
@@ -210,7 +210,7 @@ async def test_connect_needs_a_way_to_the_server() -> None:
 
 
 async def test_server_sees_the_subscription_events() -> None:
-    async with kis_anyio.serve() as server:
+    async with kis_sim.serve() as server:
         async with kis_anyio.connect(server.url, approval_key=KEY, policy=quick_policy()) as feed:
             await feed.subscribe("H0STCNT0", "005930")
             await next_of(feed, Subscribed)
@@ -234,7 +234,7 @@ async def test_approval_key_over_tls_and_one_refresh_after_invalid_approval(
 ) -> None:
     server_tls, client_tls = tls_pair
     creds = Credentials(app_key="PSapp", app_secret="secret-value", env="real")
-    async with kis_anyio.serve(app_keys={"PSapp": "secret-value"}, approval_tls=server_tls) as server:
+    async with kis_sim.serve(app_keys={"PSapp": "secret-value"}, approval_tls=server_tls) as server:
         assert server.approval_port is not None
         key = await kis_anyio.fetch_approval_key(
             creds, host="127.0.0.1", port=server.approval_port, ssl_context=client_tls
@@ -266,7 +266,7 @@ async def test_approval_key_over_tls_and_one_refresh_after_invalid_approval(
 async def test_wrong_credentials_fail_fast(tls_pair: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
     server_tls, client_tls = tls_pair
     creds = Credentials(app_key="PSapp", app_secret="wrong", env="real")
-    async with kis_anyio.serve(app_keys={"PSapp": "secret-value"}, approval_tls=server_tls) as server:
+    async with kis_sim.serve(app_keys={"PSapp": "secret-value"}, approval_tls=server_tls) as server:
         with pytest.raises(ApprovalError, match="EGW00103") as info:
             await kis_anyio.fetch_approval_key(
                 creds, host="127.0.0.1", port=server.approval_port, ssl_context=client_tls
@@ -286,7 +286,7 @@ async def test_own_execution_notices_by_environment() -> None:
     with pytest.raises(LocalProtocolError, match="hts_id"):
         Credentials(app_key="PSapp", app_secret="s").notice_subscription()
     notices: list[records.H0STCNI0] = []
-    async with kis_anyio.serve() as server:
+    async with kis_sim.serve() as server:
         # Credentials and an approval key: no REST call, notices by the credentials' env.
         ws = kis_anyio.WSClient(creds, url=server.url, approval_key=KEY, policy=quick_policy())
 
@@ -312,7 +312,7 @@ async def test_own_execution_notices_by_environment() -> None:
 
 async def test_pingpong_answered_while_a_callback_takes_seconds() -> None:
     config = KISServerConfig(pingpong_interval=0.2, strict_pingpong=True)
-    async with kis_anyio.serve(config=config) as server:
+    async with kis_sim.serve(config=config) as server:
         ws = kis_anyio.WSClient(None, url=server.url, approval_key=KEY, policy=quick_policy())
         calls: list[int] = []
 

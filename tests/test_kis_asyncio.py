@@ -7,8 +7,8 @@ import random
 import ssl
 from typing import Any
 
-import kis_anyio
 import kis_asyncio
+import kis_sim
 import pytest
 import trustme
 
@@ -17,13 +17,13 @@ from kis_proto import (
     Connected,
     ConnectionClosed,
     Credentials,
-    KISServerConfig,
     Reconnecting,
-    ReconnectPolicy,
     Record,
     Subscribed,
     records,
 )
+from kis_proto.feed import ReconnectPolicy
+from kis_proto.server import KISServerConfig
 
 from .helpers import VECTOR_PLAINTEXT, fields_of, sample
 
@@ -58,7 +58,7 @@ def trade(price: int, symbol: str = "005930") -> list[str]:
 
 
 async def test_subscribe_receive_and_restore_after_drops() -> None:
-    async with kis_anyio.serve() as server:
+    async with kis_sim.serve() as server:
         async with kis_asyncio.connect(
             server.url, approval_key=KEY, policy=quick_policy(max_retries=10)
         ) as feed:
@@ -82,7 +82,7 @@ async def test_subscribe_receive_and_restore_after_drops() -> None:
 
 
 async def test_pingpong_answered_while_the_application_sleeps() -> None:
-    async with kis_anyio.serve(config=KISServerConfig(pingpong_interval=0.1, strict_pingpong=True)) as server:
+    async with kis_sim.serve(config=KISServerConfig(pingpong_interval=0.1, strict_pingpong=True)) as server:
         async with kis_asyncio.connect(server.url, approval_key=KEY, policy=quick_policy()) as feed:
             await next_of(feed, Connected)
             await asyncio.sleep(1.0)
@@ -90,7 +90,7 @@ async def test_pingpong_answered_while_the_application_sleeps() -> None:
 
 
 async def test_notice_and_clean_close() -> None:
-    async with kis_anyio.serve() as server:
+    async with kis_sim.serve() as server:
         async with kis_asyncio.connect(server.url, approval_key=KEY, policy=quick_policy()) as feed:
             await feed.subscribe("H0STCNI0", "myhtsid")
             await next_of(feed, Subscribed)
@@ -104,7 +104,7 @@ async def test_notice_and_clean_close() -> None:
 
 
 async def test_gives_up_after_max_retries() -> None:
-    async with kis_anyio.serve() as server:
+    async with kis_sim.serve() as server:
         port = server.port
 
     async def consume() -> None:
@@ -121,7 +121,7 @@ async def test_gives_up_after_max_retries() -> None:
 
 async def test_wsclient_as_in_the_original_design() -> None:
     prices: list[int] = []
-    async with kis_anyio.serve() as server:
+    async with kis_sim.serve() as server:
         ws = kis_asyncio.WSClient(None, url=server.url, approval_key=KEY, policy=quick_policy())
 
         def on_price(data: Record) -> None:  # a plain callback this time
@@ -152,7 +152,7 @@ async def test_approval_key_over_tls() -> None:
     client_tls = ssl.create_default_context()
     ca.configure_trust(client_tls)
     creds = Credentials(app_key="PSapp", app_secret="secret-value", env="paper")
-    async with kis_anyio.serve(app_keys={"PSapp": "secret-value"}, approval_tls=server_tls) as server:
+    async with kis_sim.serve(app_keys={"PSapp": "secret-value"}, approval_tls=server_tls) as server:
         port = server.approval_port
         key = await kis_asyncio.fetch_approval_key(creds, host="127.0.0.1", port=port, ssl_context=client_tls)
         assert key in server.issued

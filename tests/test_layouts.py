@@ -12,18 +12,9 @@ from decimal import Decimal
 
 import pytest
 
-from kis_proto import (
-    TRS,
-    LayoutDrift,
-    MarketSession,
-    MessageDecoder,
-    Record,
-    Subscribed,
-    decode_message,
-    recording_line,
-    records,
-    replay_lines,
-)
+from kis_proto import LayoutDrift, MarketSession, MessageDecoder, Record, Subscribed, decode_message, records
+from kis_proto.layouts import TRS
+from kis_proto.recording import recording_line, replay_lines
 
 from .helpers import encode_frame, fields_of, sample
 

@@ -7,20 +7,12 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from kis_sim import MarketModel, demo_session, krx_tick, layout_row
 
-from kis_proto import (
-    LISTINGS,
-    TRS,
-    MarketModel,
-    MarketSession,
-    decode_message,
-    demo_session,
-    krx_session,
-    krx_tick,
-    layout_row,
-    records,
-    us_session,
-)
+from kis_proto import MarketSession, decode_message, records
+from kis_proto.layouts import TRS
+from kis_proto.sessions import krx_session, us_session
+from kis_proto.symbols import LISTINGS
 
 from .helpers import encode_frame
 

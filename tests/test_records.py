@@ -13,7 +13,6 @@ import pytest
 from kis_proto import (
     KST,
     DecodeFailure,
-    EmptyFieldError,
     LayoutDrift,
     MarketSession,
     MessageDecoder,
@@ -21,8 +20,8 @@ from kis_proto import (
     UndecodableMessage,
     decode_message,
     records,
-    tr_spec,
 )
+from kis_proto.layouts import EmptyFieldError, tr_spec
 
 from .helpers import VECTOR_PLAINTEXT, encode_frame, fields_of, sample
 

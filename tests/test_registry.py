@@ -11,19 +11,9 @@ from typing import Any
 
 import pytest
 
-from kis_proto import (
-    ERAS,
-    TRS,
-    FieldType,
-    LocalProtocolError,
-    Market,
-    MarketSession,
-    Record,
-    TRKind,
-    records,
-    tr_spec,
-)
+from kis_proto import LocalProtocolError, MarketSession, Record, records
 from kis_proto._fields import SignedChange
+from kis_proto.layouts import ERAS, TRS, FieldType, Market, TRKind, tr_spec
 
 from . import gen_records
 from .helpers import DATA
@@ -221,7 +211,7 @@ def test_field_type_values_are_the_python_types() -> None:
 
 
 def test_a_record_class_names_its_tr_for_typed_callbacks() -> None:
-    from kis_proto import tr_id_of
+    from kis_proto.feed import tr_id_of
 
     assert tr_id_of(records.H0STCNT0) == tr_id_of(records.H0STCNT0_2026_08) == "H0STCNT0"
     assert tr_id_of(records.HDFFF2C0) == "HDFFF2C0"

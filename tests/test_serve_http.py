@@ -17,15 +17,16 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import anyio
 import anyio.abc
 import h11
-import kis_anyio
+import kis_sim
 import pytest
 import trustme
-from kis_anyio import ServerSession
-from kis_anyio._serve import HTTP_MAX_BODY, HTTP_MAX_REQUESTS
+from kis_sim import ServerSession
+from kis_sim._serve import HTTP_MAX_BODY, HTTP_MAX_REQUESTS
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError
 
-from kis_proto import ConnectionClosed, KeepAliveAnswered, KISServerConfig
+from kis_proto import ConnectionClosed
+from kis_proto.server import KeepAliveAnswered, KISServerConfig
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -146,7 +147,7 @@ async def test_approval_keys_over_one_kept_alive_connection(
 ) -> None:
     server_tls, client_tls = tls_pair
     tls = "TLS" in where
-    async with kis_anyio.serve(app_keys=APP_KEYS, approval_tls=server_tls if tls else None) as server:
+    async with kis_sim.serve(app_keys=APP_KEYS, approval_tls=server_tls if tls else None) as server:
         port = server.port if where == "websocket port" else server.approval_port
         assert port is not None
 
@@ -177,7 +178,7 @@ async def test_approval_keys_over_one_kept_alive_connection(
 
 
 async def test_every_rest_path_on_one_connection() -> None:
-    async with kis_anyio.serve(app_keys=APP_KEYS) as server:
+    async with kis_sim.serve(app_keys=APP_KEYS) as server:
         assert server.approval_port is not None
         port = server.approval_port
 
@@ -233,7 +234,7 @@ async def test_every_rest_path_on_one_connection() -> None:
 
 @pytest.mark.parametrize("port_of", ["websocket", "approval"])
 async def test_a_client_connection_close_is_honoured(port_of: str) -> None:
-    async with kis_anyio.serve(app_keys=APP_KEYS) as server:
+    async with kis_sim.serve(app_keys=APP_KEYS) as server:
         port = server.port if port_of == "websocket" else server.approval_port
         assert port is not None
         async with await anyio.connect_tcp("127.0.0.1", port) as stream:
@@ -248,7 +249,7 @@ async def test_a_client_connection_close_is_honoured(port_of: str) -> None:
 
 
 async def test_an_idle_connection_is_closed_after_the_timeout() -> None:
-    async with kis_anyio.serve(app_keys=APP_KEYS, http_idle_timeout=1.0) as server:
+    async with kis_sim.serve(app_keys=APP_KEYS, http_idle_timeout=1.0) as server:
         assert server.approval_port is not None
         async with await anyio.connect_tcp("127.0.0.1", server.approval_port) as stream:
             client = H11Client(stream)
@@ -267,7 +268,7 @@ async def test_an_idle_connection_is_closed_after_the_timeout() -> None:
 
 
 async def test_requests_per_connection_are_bounded() -> None:
-    async with kis_anyio.serve(app_keys=APP_KEYS) as server:
+    async with kis_sim.serve(app_keys=APP_KEYS) as server:
         port = server.approval_port
         assert port is not None
 
@@ -294,7 +295,7 @@ async def test_requests_per_connection_are_bounded() -> None:
 
 @pytest.mark.parametrize("chunked", [False, True])
 async def test_a_body_over_the_limit_gets_413_and_the_connection_closes(chunked: bool) -> None:
-    async with kis_anyio.serve(app_keys=APP_KEYS) as server:
+    async with kis_sim.serve(app_keys=APP_KEYS) as server:
         assert server.approval_port is not None
         async with await anyio.connect_tcp("127.0.0.1", server.approval_port) as stream:
             client = H11Client(stream)
@@ -314,7 +315,7 @@ async def test_a_body_over_the_limit_gets_413_and_the_connection_closes(chunked:
 
 
 async def test_pipelined_requests_are_answered_in_order() -> None:
-    async with kis_anyio.serve(app_keys=APP_KEYS) as server:
+    async with kis_sim.serve(app_keys=APP_KEYS) as server:
         assert server.approval_port is not None
         async with await anyio.connect_tcp("127.0.0.1", server.approval_port) as stream:
             data = [json.dumps(b).encode() for b in (APPROVAL, TOKEN)]
@@ -339,7 +340,7 @@ async def test_pipelined_requests_are_answered_in_order() -> None:
 
 
 async def test_broken_http_gets_400_then_close() -> None:
-    async with kis_anyio.serve(app_keys=APP_KEYS) as server:
+    async with kis_sim.serve(app_keys=APP_KEYS) as server:
         for port in (server.approval_port, server.port):
             assert port is not None
             async with await anyio.connect_tcp("127.0.0.1", port) as stream:
@@ -360,7 +361,7 @@ async def test_broken_http_gets_400_then_close() -> None:
 
 @pytest.mark.parametrize("app_keys", [APP_KEYS, None])
 async def test_http_on_the_websocket_port_gets_json_404(app_keys: dict[str, str] | None) -> None:
-    async with kis_anyio.serve(app_keys=app_keys) as server:
+    async with kis_sim.serve(app_keys=app_keys) as server:
         port = server.port
 
         def requests() -> list[Reply]:
@@ -431,7 +432,7 @@ async def run_client(url: str, answer: Answer, pingpongs: list[str]) -> None:
 )
 async def test_a_strict_server_keeps_a_client_that_answers(answer: Answer, how: str) -> None:
     pingpongs: list[str] = []
-    async with kis_anyio.serve(config=STRICT) as server:
+    async with kis_sim.serve(config=STRICT) as server:
         async with anyio.create_task_group() as tg:
             tg.start_soon(run_client, server.url, answer, pingpongs)
             await server.wait_for(lambda: bool(server.sessions))
@@ -451,7 +452,7 @@ async def test_a_strict_server_keeps_a_client_that_answers(answer: Answer, how: 
 async def test_a_strict_server_drops_a_client_that_does_not_answer(answer: Answer) -> None:
     pingpongs: list[str] = []
     sessions: list[ServerSession] = []
-    async with kis_anyio.serve(config=STRICT) as server:
+    async with kis_sim.serve(config=STRICT) as server:
 
         async def watch() -> None:
             await server.wait_for(lambda: bool(server.sessions))
@@ -485,7 +486,7 @@ async def first_pingpong(url: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_pingpong_datetime_is_the_kst_wall_clock() -> None:
-    async with kis_anyio.serve(config=KISServerConfig(pingpong_interval=0.1)) as server:
+    async with kis_sim.serve(config=KISServerConfig(pingpong_interval=0.1)) as server:
         message = await first_pingpong(server.url)
     assert set(message) == {"header"}
     label = datetime.strptime(message["header"]["datetime"], "%Y%m%d%H%M%S")
@@ -495,13 +496,13 @@ async def test_pingpong_datetime_is_the_kst_wall_clock() -> None:
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_pingpong_datetime_clock_can_be_injected() -> None:
     config = KISServerConfig(pingpong_interval=0.1)
-    async with kis_anyio.serve(config=config, datetime_text=lambda now: "20250102030405") as server:
+    async with kis_sim.serve(config=config, datetime_text=lambda now: "20250102030405") as server:
         message = await first_pingpong(server.url)
     assert message == {"header": {"tr_id": "PINGPONG", "datetime": "20250102030405"}}
 
 
 async def test_hostile_requests_leave_the_server_serving() -> None:
-    async with kis_anyio.serve(app_keys=APP_KEYS) as server:
+    async with kis_sim.serve(app_keys=APP_KEYS) as server:
         assert server.approval_port is not None
         hostile = [
             (

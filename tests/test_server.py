@@ -18,22 +18,24 @@ from wsproto.events import AcceptConnection, CloseConnection, Message, Ping, Pon
 
 from kis_proto import (
     ConnectionClosed,
-    KeepAliveAnswered,
     KISConnection,
-    KISServerConfig,
-    KISServerConnection,
     LocalProtocolError,
     MsgCode,
     PingPong,
-    RequestRefused,
     ServerError,
-    SessionOpened,
     Subscribed,
     SubscribeFailed,
-    SubscriptionAdded,
-    SubscriptionRemoved,
     decode_message,
     records,
+)
+from kis_proto.server import (
+    KeepAliveAnswered,
+    KISServerConfig,
+    KISServerConnection,
+    RequestRefused,
+    SessionOpened,
+    SubscriptionAdded,
+    SubscriptionRemoved,
 )
 
 from .helpers import VECTOR_PLAINTEXT, fields_of, sample

@@ -9,18 +9,13 @@ from typing import Any
 
 import anyio
 import kis_anyio
+import kis_sim
 import pytest
 
-from kis_proto import (
-    LISTINGS,
-    TRS,
-    LayoutDrift,
-    LocalProtocolError,
-    MarketSession,
-    ReconnectPolicy,
-    Record,
-    records,
-)
+from kis_proto import LayoutDrift, LocalProtocolError, MarketSession, Record, records
+from kis_proto.feed import ReconnectPolicy
+from kis_proto.layouts import TRS
+from kis_proto.symbols import LISTINGS
 
 pytestmark = pytest.mark.anyio
 
@@ -61,7 +56,7 @@ async def first_records(sim: Any, subscriptions: list[tuple[str, str]], timeout:
 
 @pytest.mark.parametrize("era", [None, "2026-08"])
 async def test_each_tr_in_the_era_s_layout_without_drift(era: str | None) -> None:
-    async with kis_anyio.simulate(seed=1, tick=0.05, layouts=era) as sim:
+    async with kis_sim.simulate(seed=1, tick=0.05, layouts=era) as sim:
         assert sim.era == (era or "2026-09")
         events = await first_records(sim, SUBSCRIPTIONS)
     assert not [e for e in events if isinstance(e, LayoutDrift)]
@@ -92,7 +87,7 @@ async def test_each_tr_in_the_era_s_layout_without_drift(era: str | None) -> Non
 
 async def test_times_and_business_dates_are_kst_and_prices_near_the_listings() -> None:
     fixed = datetime(2026, 12, 3, 17, 5, 0, tzinfo=KST)  # Thursday, in the after-market
-    async with kis_anyio.simulate(seed=2, tick=0.05, clock="kst", wall_clock=lambda: fixed) as sim:
+    async with kis_sim.simulate(seed=2, tick=0.05, clock="kst", wall_clock=lambda: fixed) as sim:
         assert sim.session_now() is MarketSession.AFTER_MARKET
         events = await first_records(sim, [("H0STCNT0", "000660"), ("H0STASP0", "000660")])
     trade = next(e for e in events if isinstance(e, records.H0STCNT0))
@@ -107,7 +102,7 @@ async def test_times_and_business_dates_are_kst_and_prices_near_the_listings() -
 
 async def test_the_kst_clock_sends_nothing_while_the_market_is_closed() -> None:
     sunday = datetime(2026, 12, 6, 11, 0, 0, tzinfo=KST)
-    async with kis_anyio.simulate(seed=3, tick=0.02, clock="kst", wall_clock=lambda: sunday) as sim:
+    async with kis_sim.simulate(seed=3, tick=0.02, clock="kst", wall_clock=lambda: sunday) as sim:
         assert sim.session_now() is None
         policy = ReconnectPolicy(rand=random.Random(1).random, retry_delay=0.05)
         async with kis_anyio.connect(sim.url, approval_key="k", policy=policy) as feed:
@@ -124,7 +119,7 @@ async def test_the_kst_clock_sends_nothing_while_the_market_is_closed() -> None:
 
 
 async def test_the_default_clock_is_open_and_cycles_the_sessions() -> None:
-    async with kis_anyio.simulate(seed=4, tick=0.05) as sim:
+    async with kis_sim.simulate(seed=4, tick=0.05) as sim:
         assert sim.clock == "open"
         assert sim.session_now() is MarketSession.REGULAR  # the cycle starts regular
         events = await first_records(sim, [("H0STCNT0", "005930")])
@@ -135,7 +130,7 @@ async def test_the_default_clock_is_open_and_cycles_the_sessions() -> None:
 
 
 async def test_start_prices_can_be_given() -> None:
-    async with kis_anyio.simulate(seed=5, tick=0.05, prices={"005930": 75000}) as sim:
+    async with kis_sim.simulate(seed=5, tick=0.05, prices={"005930": 75000}) as sim:
         events = await first_records(sim, [("H0STCNT0", "005930")])
     trade = next(e for e in events if isinstance(e, records.H0STCNT0))
     assert trade.vi_stnd_prc == 75000
@@ -143,8 +138,8 @@ async def test_start_prices_can_be_given() -> None:
 
 async def test_unknown_era_or_clock_is_refused() -> None:
     with pytest.raises(LocalProtocolError, match="known: 2026-08"):
-        async with kis_anyio.simulate(layouts="2025-01"):
+        async with kis_sim.simulate(layouts="2025-01"):
             pass
     with pytest.raises(LocalProtocolError, match="clock"):
-        async with kis_anyio.simulate(clock="utc"):  # type: ignore[arg-type]
+        async with kis_sim.simulate(clock="utc"):  # type: ignore[arg-type]
             pass

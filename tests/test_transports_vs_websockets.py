@@ -12,7 +12,8 @@ import kis_asyncio
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from kis_proto import PingPong, ReconnectPolicy, Subscribed, records
+from kis_proto import PingPong, Subscribed, records
+from kis_proto.feed import ReconnectPolicy
 
 from .helpers import sample
 from .peers import ack

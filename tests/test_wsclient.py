@@ -1,6 +1,6 @@
 """The callback client and subscription tickets on both transports, over loopback sockets.
 
-`WSClient` has one home (`kis_proto.CallbackClient`); these tests hold both transports' clients
+`WSClient` has one home (`kis_proto.feed.CallbackClient`); these tests hold both transports' clients
 to it: refusals reach the log and `on_error`, sync callbacks in threads keep per-subscription
 order, and `Feed.subscribe` gives tickets whose answer can be awaited, also across a reconnect.
 The notebook test opens, iterates and closes a feed in three different tasks.
@@ -18,22 +18,21 @@ import anyio
 import anyio.lowlevel
 import kis_anyio
 import kis_asyncio
+import kis_sim
 import pytest
 
 from kis_proto import (
-    CallbackClient,
     ConnectionClosed,
     LocalProtocolError,
     Reconnecting,
-    ReconnectPolicy,
     Record,
     ServerError,
     Subscribed,
     SubscribeFailed,
     SubscriptionError,
-    SubState,
     records,
 )
+from kis_proto.feed import CallbackClient, ReconnectPolicy, SubState
 
 from .helpers import fields_of, sample
 
@@ -119,7 +118,7 @@ async def test_an_unknown_tr_is_logged_and_reaches_on_error(
         await anyio.lowlevel.checkpoint()
         errors.append(event)
 
-    async with kis_anyio.simulate(seed=21, tick=0.05) as sim:
+    async with kis_sim.simulate(seed=21, tick=0.05) as sim:
         ws = transport.WSClient(
             None,
             url=sim.url,
@@ -159,7 +158,7 @@ async def test_a_server_error_is_logged_without_the_key_and_reaches_on_error(
     errors: list[SubscribeFailed | ServerError] = []
     # A long reconnect delay: the client is closed before it tries the refused key again.
     policy = quick_policy(rand=lambda: 0.99, retry_delay=5.0, max_delay=5.0)
-    async with kis_anyio.serve(approval_ok=lambda key: False) as server:
+    async with kis_sim.serve(approval_ok=lambda key: False) as server:
         ws = transport.WSClient(None, url=server.url, approval_key=stale_key, policy=policy)
         ws.on_error = errors.append
         await ws.subscribe("H0STCNT0", "005930", lambda data: None)
@@ -183,7 +182,7 @@ async def test_a_raising_on_error_is_logged_and_the_feed_goes_on(
     transport: ModuleType, caplog: pytest.LogCaptureFixture
 ) -> None:
     prices: list[int] = []
-    async with kis_anyio.simulate(seed=22, tick=0.05) as sim:
+    async with kis_sim.simulate(seed=22, tick=0.05) as sim:
 
         def broken(event: SubscribeFailed | ServerError) -> None:
             raise RuntimeError("an on_error bug must not stop the feed")
@@ -232,7 +231,7 @@ async def test_thread_mode_keeps_order_per_subscription_and_a_slow_one_holds_bac
         if len(fast) == 20:
             fast_done_when_slow_had.append(len(slow))
 
-    async with kis_anyio.serve() as server:
+    async with kis_sim.serve() as server:
         ws = transport.WSClient(
             None, url=server.url, approval_key=KEY, policy=quick_policy(), sync_callbacks="thread"
         )
@@ -264,7 +263,7 @@ async def test_thread_mode_keeps_order_per_subscription_and_a_slow_one_holds_bac
 async def test_inline_mode_is_the_default_and_runs_callbacks_on_the_loop(transport: ModuleType) -> None:
     seen: list[tuple[int, int]] = []
     loop_thread = threading.get_ident()
-    async with kis_anyio.serve() as server:
+    async with kis_sim.serve() as server:
         ws = transport.WSClient(None, url=server.url, approval_key=KEY, policy=quick_policy())
         assert ws.sync_callbacks == "inline"
 
@@ -298,7 +297,7 @@ async def test_a_lane_that_falls_behind_drops_the_oldest_and_says_so(
             started.set()
             time.sleep(0.5)  # meanwhile nine more records arrive; the lane keeps the newest two
 
-    async with kis_anyio.serve() as server:
+    async with kis_sim.serve() as server:
         ws = transport.WSClient(
             None,
             url=server.url,
@@ -331,7 +330,7 @@ async def test_a_lane_that_falls_behind_drops_the_oldest_and_says_so(
 
 
 async def test_subscribe_returns_tickets_answered_by_the_server(transport: ModuleType) -> None:
-    async with kis_anyio.serve() as server:
+    async with kis_sim.serve() as server:
         async with transport.connect(server.url, approval_key=KEY, policy=quick_policy()) as feed:
             ticket = await feed.subscribe("H0STCNT0", "005930")
             subscribed = await ticket.wait()
@@ -360,7 +359,7 @@ async def test_a_ticket_made_while_disconnected_is_answered_after_the_reconnect(
     transport: ModuleType,
 ) -> None:
     policy = quick_policy(rand=lambda: 0.99, retry_delay=0.3, max_delay=0.3)  # a reconnect delay to act in
-    async with kis_anyio.serve() as server:
+    async with kis_sim.serve() as server:
         async with transport.connect(server.url, approval_key=KEY, policy=policy) as feed:
             await (await feed.subscribe("H0STCNT0", "005930")).wait()
             await server.sessions[0].drop()
@@ -377,7 +376,7 @@ async def test_a_ticket_made_while_disconnected_is_answered_after_the_reconnect(
 
 async def test_a_ticket_never_answered_says_why(transport: ModuleType) -> None:
     # The server takes seconds to accept: nothing is answered before the feed closes.
-    async with kis_anyio.simulate(seed=23, faults=kis_anyio.Faults(slow_accept=5.0)) as sim:
+    async with kis_sim.simulate(seed=23, faults=kis_sim.Faults(slow_accept=5.0)) as sim:
         async with transport.connect(sim.url, approval_key=KEY, policy=quick_policy()) as feed:
             released = await feed.subscribe("H0STCNT0", "005930")
             await feed.unsubscribe("H0STCNT0", "005930")
@@ -411,7 +410,7 @@ async def in_a_task_of_its_own(fn: Any) -> Any:
 
 
 async def test_open_iterate_and_close_in_three_tasks(transport: ModuleType) -> None:
-    async with kis_anyio.serve() as server:
+    async with kis_sim.serve() as server:
 
         async def open_cell() -> Any:
             feed = await transport.open_feed(server.url, approval_key=KEY, policy=quick_policy())

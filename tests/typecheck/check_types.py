@@ -10,7 +10,6 @@ from kis_proto import (
     Connected,
     ConnectionClosed,
     Event,
-    FieldValue,
     LayoutDrift,
     MarketSession,
     PingPong,
@@ -24,6 +23,7 @@ from kis_proto import (
     decode_message,
     records,
 )
+from kis_proto.layouts import FieldValue
 
 if TYPE_CHECKING:
     import kis_anyio

@@ -3,7 +3,7 @@
 ``async with kis_anyio.connect(credentials=creds) as feed:`` subscribes and iterates a live feed
 that reconnects by itself; `open_feed` opens one without a block (notebooks); `WSClient` is the
 original design's callback face on the same loop; `blocking` is both faces for code with no
-``async`` at all; `serve` runs a loopback KIS server for tests and the simulator.
+``async`` at all. The simulator is `kis_sim`.
 """
 
 from __future__ import annotations
@@ -13,26 +13,16 @@ import logging
 from . import _blocking as blocking
 from ._client import Callback, Feed, WSClient, connect, fetch_approval_key, open_feed
 from ._recording import read_recording
-from ._serve import KISServer, ServerSession, serve
-from ._sim import Clock, Faults, Simulator, Unsent, simulate
 
 __all__ = [
     "Callback",
-    "Clock",
-    "Faults",
     "Feed",
-    "KISServer",
-    "ServerSession",
-    "Simulator",
-    "Unsent",
     "WSClient",
     "blocking",
     "connect",
     "fetch_approval_key",
     "open_feed",
     "read_recording",
-    "serve",
-    "simulate",
 ]
 
 # A library logs and leaves the handlers to the application: configure logging to see warnings

@@ -31,14 +31,8 @@ from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, Unpack, cast, ove
 import anyio
 from anyio.from_thread import start_blocking_portal
 
-from kis_proto import (
-    LocalProtocolError,
-    Record,
-    SubscribeFailed,
-    SubscriptionError,
-    check_subscription,
-    tr_id_of,
-)
+from kis_proto import LocalProtocolError, Record, SubscribeFailed, SubscriptionError
+from kis_proto.feed import check_subscription, tr_id_of
 
 from . import _client
 
@@ -48,16 +42,9 @@ if TYPE_CHECKING:
 
     from anyio.from_thread import BlockingPortal
 
-    from kis_proto import (
-        Callback,
-        Credentials,
-        ErrorCallback,
-        FeedEvent,
-        Subscribed,
-        SyncCallbacks,
-        TypedCallback,
-    )
-    from kis_proto import Subscription as AsyncSubscription
+    from kis_proto import Credentials, FeedEvent, Subscribed
+    from kis_proto.feed import Callback, ErrorCallback, SyncCallbacks, TypedCallback
+    from kis_proto.feed import Subscription as AsyncSubscription
 
 __all__ = ["Backend", "Feed", "Subscription", "WSClient", "connect", "open_feed"]
 

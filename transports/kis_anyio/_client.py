@@ -21,18 +21,13 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
-from kis_proto import (
+from kis_proto import ApprovalError, Credentials, FeedEvent, KISConfig, LocalProtocolError
+from kis_proto.approval import ApprovalExchange, ApprovalFailure
+from kis_proto.feed import (
     KIS_MAX_SUBSCRIPTIONS,
-    ApprovalError,
-    ApprovalExchange,
-    ApprovalFailure,
     Callback,
     CallbackClient,
-    Credentials,
     FeedCore,
-    FeedEvent,
-    KISConfig,
-    LocalProtocolError,
     ReconnectPolicy,
     Subscription,
     connect_failure,
@@ -547,7 +542,7 @@ class WSClient(CallbackClient[Feed]):
     ``ws = WSClient(credentials)``; ``await ws.subscribe("H0STCNT0", ["005930"], on_price)``;
     ``await ws.run()`` until ``await ws.close()``. Options: ``sync_callbacks="thread"`` runs
     plain callbacks in worker threads, in order per subscription; ``on_error=`` gets refused
-    subscriptions and server errors. The full story is `kis_proto.CallbackClient`'s; for code
+    subscriptions and server errors. The full story is `kis_proto.feed.CallbackClient`'s; for code
     with no ``async`` at all, see ``kis_anyio.blocking.WSClient``.
     """
 

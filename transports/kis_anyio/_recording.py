@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kis_proto import replay_lines
+from kis_proto.recording import replay_lines
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -21,7 +21,7 @@ def read_recording(
     """Every event of a `kis-ws record` file with its arrival time (unix seconds), in order.
 
     For backtests: ``for t, event in read_recording("day.kisrec"): ...``. Encrypted notices
-    decrypt with the keys of their recorded acks; the format is in `kis_proto.RECORDING_HEADER`.
+    decrypt with the keys of their recorded acks; the format is in `kis_proto.recording.RECORDING_HEADER`.
     Lines that are not a recording's are skipped; `on_skip(line_number, line)` hears of each.
     Raises `OSError` when the file cannot be read and `UnicodeDecodeError` when it is not text.
     """

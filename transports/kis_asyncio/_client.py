@@ -4,7 +4,7 @@ An `asyncio.BufferedProtocol` feeds the core as bytes arrive, synchronously: no 
 await per read, and the socket is always drained whatever the application does; the core's
 deadline is a `loop.call_at` timer. Measured end to end (bench/bench_e2e.py, full speed): the
 streams version with a reader task ran at ~0.5x the websockets baseline, this one at ~1x. The non-I/O work (subscriptions across reconnects, the reconnect policy, the
-bounded event buffer) is `kis_proto.FeedCore`, shared with kis_anyio.
+bounded event buffer) is `kis_proto.feed.FeedCore`, shared with kis_anyio.
 """
 
 from __future__ import annotations
@@ -18,18 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from kis_proto import (
+from kis_proto import ApprovalError, Credentials, FeedEvent, KISConfig, LocalProtocolError
+from kis_proto.approval import ApprovalExchange, ApprovalFailure
+from kis_proto.feed import (
     KIS_MAX_SUBSCRIPTIONS,
-    ApprovalError,
-    ApprovalExchange,
-    ApprovalFailure,
     Callback,
     CallbackClient,
-    Credentials,
     FeedCore,
-    FeedEvent,
-    KISConfig,
-    LocalProtocolError,
     ReconnectPolicy,
     Subscription,
     connect_failure,

@@ -19,15 +19,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kis_proto import (
-    TRS,
-    Layout,
-    LayoutDrift,
-    MessageDecoder,
-    Record,
-    UndecodableMessage,
-    parse_recording_line,
-)
+from kis_proto import LayoutDrift, MessageDecoder, Record, UndecodableMessage
+from kis_proto.layouts import TRS, Layout
+from kis_proto.recording import parse_recording_line
 
 from ._arrow import pa, pc
 from ._tables import Invalid, TableSpec, convert, quote, raw_table, read_lines, typed_table
@@ -171,9 +165,9 @@ class Collector:
         self._emitting: deque[Future[None]] = deque()
 
     def feed(self, source: BinaryIO, on_skip: Callable[[int, str], None] | None = None) -> None:
-        """Take every message of a recording opened in binary, as `kis_proto.replay_lines` reads it.
+        """Take every message of a recording opened in binary, as `kis_proto.recording.replay_lines` reads it.
 
-        A line exactly as `kis_proto.recording_line` writes it, whose message needs no JSON
+        A line exactly as `kis_proto.recording.recording_line` writes it, whose message needs no JSON
         unescaping, is cut out of the line as it is; any other line goes through
         `parse_recording_line`. Lines that are not a recording's are skipped, and
         `on_skip(line_number, line)` hears of each. Raises `UnicodeDecodeError` for a file that is

@@ -19,7 +19,8 @@ from datetime import date, time
 from decimal import Decimal
 from typing import Any
 
-from kis_proto import KST, TRS, FieldType, Layout, MarketSession, Record, __version__
+from kis_proto import KST, MarketSession, Record, __version__
+from kis_proto.layouts import TRS, FieldType, Layout
 
 from ._arrow import pa, pc, pcsv
 

@@ -58,14 +58,11 @@ import nats.js.errors
 from kis_asyncio._client import Workers, workers
 
 from kis_proto import (
-    Callback,
-    CallbackClient,
     Connected,
     ConnectionClosed,
     Credentials,
     DecodeFailure,
     Event,
-    EventBuffer,
     EventsDropped,
     FeedEvent,
     LocalProtocolError,
@@ -73,11 +70,10 @@ from kis_proto import (
     Reconnecting,
     SubscribeFailed,
     SubscriptionError,
-    SyncCallbacks,
     UndecodableMessage,
-    check_subscription,
-    tr_spec,
 )
+from kis_proto.feed import Callback, CallbackClient, EventBuffer, SyncCallbacks, check_subscription
+from kis_proto.layouts import tr_spec
 
 from ._auth import CredentialError, NatsCredential, default_state_dir, discover, read_credential
 from ._subjects import H_META, ctl_subject, data_subject, meta_sequence, notice_stream, notice_subject
@@ -91,7 +87,7 @@ if TYPE_CHECKING:
     from nats.aio.subscription import Subscription as NATSSubscription
     from nats.js import JetStreamContext
 
-    from kis_proto import ErrorCallback
+    from kis_proto.feed import ErrorCallback
 
 __all__ = [
     "DEFAULT_URL",

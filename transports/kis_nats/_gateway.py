@@ -34,9 +34,9 @@ from kis_proto import (
     ServerError,
     Subscribed,
     SubscribeFailed,
-    key_problem,
-    tr_spec,
 )
+from kis_proto.layouts import tr_spec
+from kis_proto.symbols import key_problem
 
 from . import _subjects as subjects
 from ._placement import Place, Planner, Release, Reply

@@ -17,9 +17,11 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 import anyio
-from kis_anyio import simulate
+from kis_sim import simulate
 
-from kis_proto import ERAS, ApprovalError, KISServerConfig, __version__
+from kis_proto import ApprovalError, __version__
+from kis_proto.layouts import ERAS
+from kis_proto.server import KISServerConfig
 
 from . import _book, _export, _files, _live
 from ._errors import EXIT_FEED, EXIT_INTERRUPTED, EXIT_USAGE, CLIError

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, TextIO
 
 import anyio
 
-from kis_proto import MarketSession, Record, Subscribed, listing
+from kis_proto import MarketSession, Record, Subscribed
+from kis_proto.symbols import listing
 
 from ._errors import CLIError
 from ._inputs import check_subscriptions
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
     from rich.console import RenderableType
 
-    from kis_proto import FieldValue
+    from kis_proto.layouts import FieldValue
 
 __all__ = ["BookView", "book"]
 

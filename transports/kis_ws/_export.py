@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from kis_proto import parse_recording_line
+from kis_proto.recording import parse_recording_line
 
 from ._errors import CLIError
 

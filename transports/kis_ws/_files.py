@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, TextIO
 import anyio
 from kis_anyio import read_recording
 
-from kis_proto import MessageDecoder, Record, parse_recording_line
+from kis_proto import MessageDecoder, Record
+from kis_proto.recording import parse_recording_line
 
 from ._errors import CLIError
 from ._output import describe, json_line

@@ -35,9 +35,10 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from kis_anyio import Faults, simulate
+from kis_sim import Faults, simulate
 
-from kis_proto import Credentials, KISServerConfig, LocalProtocolError
+from kis_proto import Credentials, LocalProtocolError
+from kis_proto.server import KISServerConfig
 
 from ._errors import EXIT_FEED, EXIT_INTERRUPTED, CLIError
 from ._inputs import approval_endpoint, credentials_from_env

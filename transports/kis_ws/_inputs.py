@@ -12,15 +12,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import urlsplit
 
-from kis_anyio import Faults
+from kis_sim import Faults
 
-from kis_proto import (
-    KIS_MAX_SUBSCRIPTIONS,
-    Credentials,
-    LocalProtocolError,
-    key_problem,
-    split_ws_url,
-)
+from kis_proto import Credentials, LocalProtocolError
+from kis_proto.feed import KIS_MAX_SUBSCRIPTIONS, split_ws_url
+from kis_proto.symbols import key_problem
 
 from ._errors import CLIError
 

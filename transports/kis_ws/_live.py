@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import anyio
-from kis_anyio import connect, simulate
+from kis_anyio import connect
+from kis_sim import simulate
 
 from kis_proto import (
-    RECORDING_HEADER,
     Connected,
     KISConfig,
     Reconnecting,
@@ -23,9 +23,9 @@ from kis_proto import (
     SubscribeFailed,
     SubscriptionError,
     TextReceived,
-    recording_line,
-    tr_spec,
 )
+from kis_proto.layouts import tr_spec
+from kis_proto.recording import RECORDING_HEADER, recording_line
 
 from ._errors import EXIT_FEED, CLIError
 from ._inputs import Server, check_subscriptions, server_for

@@ -23,9 +23,9 @@ from kis_proto import (
     TextReceived,
     UndecodableMessage,
     Unsubscribed,
-    listing,
 )
 from kis_proto import Event as KISEvent
+from kis_proto.symbols import listing
 
 __all__ = ["describe", "event_to_json", "json_line", "status_line"]
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from kis_proto import MarketSession, listing
+from kis_proto import MarketSession
+from kis_proto.symbols import listing
 
 from ._output import mask, notice_text
 

@@ -28,14 +28,15 @@ import anyio.abc
 import h11
 from anyio.streams.tls import TLSListener
 
-from kis_proto import KISServerConfig, KISServerConnection, LocalProtocolError, ServerEvent
+from kis_proto import LocalProtocolError
+from kis_proto.server import KISServerConfig, KISServerConnection, ServerEvent
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
 
 __all__ = ["KISServer", "ServerSession", "serve"]
 
-logger = logging.getLogger("kis_anyio.serve")
+logger = logging.getLogger("kis_sim.serve")
 
 
 @dataclass(eq=False)

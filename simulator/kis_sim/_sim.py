@@ -19,25 +19,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from kis_proto import (
-    ERAS,
-    TRS,
-    KISServerConfig,
-    Layout,
-    LocalProtocolError,
-    MarketModel,
-    MarketSession,
-    demo_session,
-    krx_session,
-    layout_row,
-    us_session,
-)
+from kis_proto import LocalProtocolError, MarketSession
+from kis_proto.layouts import ERAS, TRS, Layout
+from kis_proto.sessions import krx_session, us_session
 
+from ._market import MarketModel, demo_session, layout_row
 from ._serve import KISServer, ServerSession, serve
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
     from decimal import Decimal
+
+    from kis_proto.server import KISServerConfig
 
 __all__ = ["Clock", "Faults", "Simulator", "Unsent", "simulate"]
 
@@ -131,7 +124,7 @@ class Simulator:
 
     server: KISServer
     market: MarketModel
-    #: The era whose layouts the simulator sends (`kis_proto.ERAS`; the last is today's).
+    #: The era whose layouts the simulator sends (`kis_proto.layouts.ERAS`; the last is today's).
     era: str
     clock: Clock
     #: The KRX session now, as the clock has it (None while the market is closed).
@@ -176,7 +169,7 @@ async def simulate(
     today's). `layout` then shifts every market-data record: +N appends N fields (a layout newer
     than any known), -N drops the last N, to test how clients take drift. `clock` is the session
     clock (`Clock`). `prices` sets start prices (won; dollars for overseas keys) over the
-    reference prices of `kis_proto.LISTINGS`. `wall_clock()` gives the current KST time (default:
+    reference prices of `kis_proto.symbols.LISTINGS`. `wall_clock()` gives the current KST time (default:
     the real one; tests pass a fixed one). With `trade_while_away`, a trade TR's key once
     subscribed goes on trading while no session holds it (as the exchange does while a client
     reconnects): those trades, and any a fault frame replaced, are listed in `Simulator.unsent`.

@@ -1,8 +1,8 @@
-"""A small, seeded market model for the simulator, and the KRX and US session timetables.
+"""A small, seeded market model for the simulator.
 
 Pure: the random source is injected (a `random.Random` fits) and the time is passed in, so a seed
 gives the same market every run. Prices start at the reference levels of well-known listings
-(`kis_proto.LISTINGS`, or prices given by the caller) and walk on the KRX tick-size bands within
+(`kis_proto.symbols.LISTINGS`, or prices given by the caller) and walk on the KRX tick-size bands within
 the ±30 % daily limits; each trade updates the day's open/high/low, accumulated volume and amount,
 and the order books straddle the last price. The model gives each record as a mapping from
 official column names to field strings; `layout_row` lays it out in the columns of any era, so the
@@ -12,26 +12,25 @@ simulator can speak today's layouts or earlier ones.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
-from ._fields import FieldType, MarketSession
-from ._symbols import listing
+from kis_proto import MarketSession
+from kis_proto.layouts import FieldType
+from kis_proto.symbols import listing
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from datetime import datetime
 
-    from ._fields import Layout
+    from kis_proto.layouts import Layout
 
 __all__ = [
     "MarketModel",
     "RandomSource",
     "demo_session",
-    "krx_session",
     "krx_tick",
     "layout_row",
-    "us_session",
 ]
 
 # KRX tick sizes by price band (unified for KOSPI and KOSDAQ since 2023-01-25).
@@ -55,30 +54,6 @@ def krx_tick(price: int) -> int:
 
 # -- sessions ---------------------------------------------------------------------------------------
 
-# The KRX day since 2026-09-14, in KST (NXT's pre-market, KRX's regular session with its closing
-# auction 15:20-15:30, the after-market): (start, end, session), end exclusive.
-_KRX_DAY: tuple[tuple[time, time, MarketSession], ...] = (
-    (time(8, 0), time(8, 50), MarketSession.PRE_MARKET),
-    (time(9, 0), time(15, 20), MarketSession.REGULAR),
-    (time(15, 20), time(15, 30), MarketSession.CLOSING),
-    (time(16, 0), time(20, 0), MarketSession.AFTER_MARKET),
-)
-
-
-def krx_session(at: datetime) -> MarketSession | None:
-    """The KRX session at `at` (a KST wall-clock time), or None when the market is closed.
-
-    Weekends are closed; exchange holidays are not known to this table.
-    """
-    if at.weekday() >= 5:
-        return None
-    clock = at.time().replace(tzinfo=None)
-    for start, end, session in _KRX_DAY:
-        if start <= clock < end:
-            return session
-    return None
-
-
 # The always-open demo cycle: (seconds, session), so MARKET_CLS_CODE varies at any hour.
 _DEMO_CYCLE: tuple[tuple[float, MarketSession], ...] = (
     (20.0, MarketSession.REGULAR),
@@ -96,24 +71,6 @@ def demo_session(elapsed: float) -> MarketSession:
             return session
         t -= seconds
     return _DEMO_CYCLE[0][1]
-
-
-def us_session(at: datetime) -> str | None:
-    """HDFSCNT0's ``MTYP`` at `at` (New York wall-clock time): "2" pre, "1" regular, "3" after.
-
-    Pre-market 04:00-09:30, regular 09:30-16:00, after-hours 16:00-20:00 ET on weekdays; None
-    otherwise (holidays are not known to this table).
-    """
-    if at.weekday() >= 5:
-        return None
-    clock = at.time().replace(tzinfo=None)
-    if time(4, 0) <= clock < time(9, 30):
-        return "2"
-    if time(9, 30) <= clock < time(16, 0):
-        return "1"
-    if time(16, 0) <= clock < time(20, 0):
-        return "3"
-    return None
 
 
 # -- laying records out ----------------------------------------------------------------------------
