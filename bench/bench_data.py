@@ -7,7 +7,7 @@ Generates its own recordings (in a temporary folder): `kis_sim.MarketModel` rows
 frames carry 2 to 5 records, as KIS sends under load), books, US trades, and encrypted execution
 notices with their acks. Two sizes, to show that the export's memory does not grow with the file.
 
-* Export: records/s and peak RSS of `kis_data.export`, each size in a fresh interpreter that
+* Export: records/s and peak RSS of `kis_data.parquet.export`, each size in a fresh interpreter that
   reports its own `resource.getrusage(RUSAGE_SELF).ru_maxrss` (so one run's peak cannot hide
   another's), next to the RSS of an interpreter that only imported kis_data and pyarrow. The
   baseline is replaying the same recording with `kis_proto.recording.replay_lines` (every record decoded),
@@ -112,11 +112,11 @@ def generate(path: Path, records_wanted: int, seed: int = 1) -> int:
 
 CHILD = """
 import json, resource, sys, time
-import kis_data, pyarrow
+import kis_data.parquet, pyarrow
 pyarrow.array([0.5])  # pyarrow's own lazy imports (pandas, when installed) before the clock starts
 if sys.argv[1] == "export":
     started = time.perf_counter()
-    summary = kis_data.export(sys.argv[2], sys.argv[3])
+    summary = kis_data.parquet.export(sys.argv[2], sys.argv[3])
     seconds = time.perf_counter() - started
     records = summary.records
 else:
@@ -212,7 +212,7 @@ def main() -> int:
         for recording in recordings:
             report = in_child("export", str(recording), str(base / recording.stem))
             rate = report["records"] / report["seconds"]
-            name = f"kis_data.export({recording.name}) (own process)"
+            name = f"kis_data.parquet.export({recording.name}) (own process)"
             print(
                 f"{name:48s} {int(report['records']):>10,d} {recording.stat().st_size / 1e6:5.0f} {rate:9,.0f} "
                 f"{rate / replay_rate:8.1f}x {report['maxrss_kb'] / 1024:6.0f} MB"

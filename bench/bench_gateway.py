@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import kis_asyncio
+import kis_gateway
 import kis_nats
 import nats
 from wsproto import ConnectionType, WSConnection
@@ -319,10 +320,10 @@ async def main() -> int:
     )
     with tempfile.TemporaryDirectory() as tmp:
         # The gateway's roles, as `kis-ws gateway` runs its embedded server; and one without them.
-        roles = kis_nats.ensure_credentials(Path(tmp) / "state")
-        config = kis_nats.server_config(roles, jetstream=False)
-        server = kis_nats.start_server(store_dir=Path(tmp) / "nats", config=config)
-        open_server = kis_nats.start_server(store_dir=Path(tmp) / "nats-open")
+        roles = kis_gateway.ensure_credentials(Path(tmp) / "state")
+        config = kis_gateway.server_config(roles, jetstream=False)
+        server = kis_gateway.start_server(store_dir=Path(tmp) / "nats", config=config)
+        open_server = kis_gateway.start_server(store_dir=Path(tmp) / "nats-open")
         gw_creds = str(kis_nats.credential_path(Path(tmp) / "state", "gateway"))
         creds = str(kis_nats.credential_path(Path(tmp) / "state", "consumer"))
         try:

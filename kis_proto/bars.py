@@ -1165,7 +1165,7 @@ def bars_from(
     **options: Any,
 ) -> Iterator[Bar]:
     """Bars of (receive time, event) pairs, e.g. ``kis_proto.recording.replay_lines`` or
-    ``kis_anyio.read_recording``: the recording's receive times are the clock.
+    ``kis_data.read_recording``: the recording's receive times are the clock.
 
     `options` are `BarAggregator`'s. At the end the bars still open are flushed as
     `BarAggregator.flush` does; a recording does not say when it stopped, so give `until` (unix

@@ -2,8 +2,8 @@
 
 Use it with ``from .nats_fixture import nats_server_fixture`` and a ``nats_server`` argument. It
 runs on a free loopback port with JetStream in a tmp store, and with the users and permissions of
-the gateway's roles (`kis_nats.server_config`), their credentials made in a tmp state dir by
-`kis_nats.ensure_credentials`, as ``kis-ws gateway`` does for its embedded server. Tests log in
+the gateway's roles (`kis_gateway.server_config`), their credentials made in a tmp state dir by
+`kis_gateway.ensure_credentials`, as ``kis-ws gateway`` does for its embedded server. Tests log in
 with ``nats_server.options(role)`` (nats.connect options) or ``nats_server.creds(role)`` (the
 credential file, for ``--nats-creds`` and ``nats_creds=``). Notice readers exist for `HTS_IDS`.
 
@@ -22,17 +22,15 @@ import pytest
 pytest.importorskip("nats", reason="nats-py is not installed: pip install 'kis-proto[nats]'")
 
 import nats
-from kis_nats import (
+from kis_gateway import (
     NatsServer,
     NatsServerUnavailable,
-    Role,
-    credential_path,
     ensure_credentials,
     find_nats_server,
-    read_credential,
     server_config,
     start_server,
 )
+from kis_nats import Role, credential_path, read_credential
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

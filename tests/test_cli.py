@@ -219,7 +219,7 @@ def test_record_then_replay_reproduces_every_record(tmp_path: Path) -> None:
 
 
 def test_read_recording_api_for_backtests(tmp_path: Path) -> None:
-    from kis_anyio import read_recording
+    from kis_data import read_recording
 
     from kis_proto import Subscribed, records
     from kis_proto.recording import RECORDING_HEADER, recording_line

@@ -31,8 +31,8 @@ from hypothesis import strategies as st
 pa = pytest.importorskip("pyarrow", reason="kis_data needs pyarrow: pip install -e '.[dev]' (the data extra)")
 pq = pytest.importorskip("pyarrow.parquet", reason="kis_data needs pyarrow")
 
-import kis_data
-from kis_anyio import read_recording
+import kis_data.parquet
+from kis_data import read_recording
 from kis_ws.__main__ import main
 
 from kis_proto import MarketSession, Record
@@ -152,20 +152,20 @@ def assert_same_as_replay(tables: dict[str, Any], recording: Path) -> int:
 
 def test_every_era_of_every_tr_round_trips_in_memory_and_through_parquet(tmp_path: Path) -> None:
     recording = write_recording(tmp_path / "all.kisrec", every_layout_messages(random.Random(12)))
-    in_memory = kis_data.read_recording_arrow(recording)
+    in_memory = kis_data.parquet.read_recording_arrow(recording)
     expected_records = sum(3 * len(spec.layouts) for spec in TRS.values())
     assert assert_same_as_replay(in_memory, recording) == expected_records
 
-    summary = kis_data.export(recording, tmp_path / "out")
+    summary = kis_data.parquet.export(recording, tmp_path / "out")
     assert summary.records == expected_records
     assert summary.undecodable == {}
     assert summary.raw_tables == []
-    on_disk = kis_data.read_export(tmp_path / "out")
+    on_disk = kis_data.parquet.read_export(tmp_path / "out")
     assert assert_same_as_replay(on_disk, recording) == expected_records
     assert sorted(on_disk) == sorted(in_memory)
     for name, table in on_disk.items():
         assert table.schema == in_memory[name].schema, name
-        assert table.schema.metadata[b"kis.format"] == kis_data.FORMAT.encode()
+        assert table.schema.metadata[b"kis.format"] == kis_data.parquet.FORMAT.encode()
     # Notices were decrypted: their text is there, not ciphertext.
     assert on_disk["H0STCNI0"].column("CUST_ID").to_pylist() == ["005930", "000660", "005930"]
 
@@ -183,7 +183,7 @@ def test_two_eras_of_one_tr_get_two_files(tmp_path: Path) -> None:
             encode_frame("H0STCNT0", [row_for(old, rng), row_for(old, rng), row_for(old, rng)]),
         ],
     )
-    summary = kis_data.export(recording, tmp_path / "out")
+    summary = kis_data.parquet.export(recording, tmp_path / "out")
     assert sorted(p.name for p in summary.files) == ["H0STCNT0-2026-08.parquet", "H0STCNT0.parquet"]
     assert summary.rows == {"H0STCNT0-2026-08": 4, "H0STCNT0": 2}
     today = pq.read_table(tmp_path / "out" / "H0STCNT0.parquet")
@@ -193,11 +193,11 @@ def test_two_eras_of_one_tr_get_two_files(tmp_path: Path) -> None:
     assert "MARKET_CLS_CODE" in today.column_names
     assert "MARKET_CLS_CODE" not in before.column_names
     assert today.schema.field("MARKET_CLS_CODE").type == pa.dictionary(pa.int32(), pa.string())
-    assert assert_same_as_replay(kis_data.read_export(tmp_path / "out"), recording) == 6
+    assert assert_same_as_replay(kis_data.parquet.read_export(tmp_path / "out"), recording) == 6
 
 
 def test_schema_types_and_metadata() -> None:
-    schema = kis_data.layout_schema(TRS["HDFSCNT0"].layout())
+    schema = kis_data.parquet.layout_schema(TRS["HDFSCNT0"].layout())
     assert schema.field("t").type == pa.timestamp("us", tz="UTC")
     assert schema.field("tr_key").type == pa.dictionary(pa.int32(), pa.string())
     assert schema.field("LAST").type == pa.float64()  # an overseas price: DECIMAL
@@ -206,7 +206,7 @@ def test_schema_types_and_metadata() -> None:
     assert schema.field("KHMS").type == pa.time32("ms")
     assert schema.field("KHMS").metadata[b"kis.tz"] == b"KST (UTC+9)"
     assert schema.field("XHMS").metadata[b"kis.tz"] == b"exchange local time"
-    trade = kis_data.layout_schema(TRS["H0STCNT0"].layout())
+    trade = kis_data.parquet.layout_schema(TRS["H0STCNT0"].layout())
     assert trade.field("STCK_PRPR").metadata[b"kis.aliases"] == b"price"
     assert trade.field("STCK_PRPR").metadata[b"kis.kor"] == "주식 현재가".encode()
     codes = json.loads(trade.field("MARKET_CLS_CODE").metadata[b"kis.codes"])
@@ -256,7 +256,7 @@ def test_odd_values_read_as_kis_proto_reads_them_and_are_counted_once(
         frames.append(encode_frame("H0STCNT0", [row]))
     recording = write_recording(tmp_path / "odd.kisrec", frames)
     with caplog.at_level(logging.WARNING, logger="kis_data"):
-        summary = kis_data.export(recording, tmp_path / "out", batch_rows=10)
+        summary = kis_data.parquet.export(recording, tmp_path / "out", batch_rows=10)
     table = pq.read_table(tmp_path / "out" / "H0STCNT0.parquet")
     assert assert_same_as_replay({"H0STCNT0": table}, recording) == len(ODD) * 3
     for i, (column, text, value, _) in enumerate(ODD):
@@ -295,7 +295,7 @@ def test_bulk_casts_agree_with_typed_reads(
         rows.append(row)
     path = tmp_path_factory.mktemp("agree") / "r.kisrec"
     write_recording(path, [encode_frame("H0STCNT0", rows)])
-    tables = kis_data.read_recording_arrow(path)
+    tables = kis_data.parquet.read_recording_arrow(path)
     assert assert_same_as_replay(tables, path) == len(texts)
 
 
@@ -316,9 +316,9 @@ def test_unknown_trs_and_drifted_widths_are_kept_as_strings(
         ],
     )
     with caplog.at_level(logging.WARNING, logger="kis_data"):
-        summary = kis_data.export(recording, tmp_path / "out")
+        summary = kis_data.parquet.export(recording, tmp_path / "out")
     assert sorted(summary.raw_tables) == ["FOO00000-w2.raw", "FOO00000-w3.raw", "H0STCNT0-w48.raw"]
-    tables = kis_data.read_export(tmp_path / "out")
+    tables = kis_data.parquet.read_export(tmp_path / "out")
     assert assert_same_as_replay(tables, recording) == 10
     foo = tables["FOO00000-w3.raw"]
     assert foo.column_names == ["t", "tr_key", "f0", "f1", "f2"]
@@ -338,7 +338,7 @@ def test_undecodable_messages_and_foreign_lines_are_counted_not_exported(tmp_pat
     with recording.open("a", encoding="utf-8") as out:
         out.write("not a recording line\n\n# a comment\n")
     skipped: list[int] = []
-    summary = kis_data.export(recording, tmp_path / "out", on_skip=lambda n, _: skipped.append(n))
+    summary = kis_data.parquet.export(recording, tmp_path / "out", on_skip=lambda n, _: skipped.append(n))
     assert summary.records == 0
     assert summary.files == []
     assert summary.undecodable == {"NO_KEY": 1, "UNKNOWN_MESSAGE": 1, "BAD_RECORD_COUNT": 1, "BAD_FRAME": 1}
@@ -373,7 +373,7 @@ def test_lines_that_need_json_parsing_read_as_the_replay_reads_them(tmp_path: Pa
     path.write_text("\n".join(lines), encoding="utf-8")
     replayed = [rec for _, rec in read_recording(path) if isinstance(rec, Record)]
     assert len(replayed) == 5
-    tables = kis_data.read_recording_arrow(path)
+    tables = kis_data.parquet.read_recording_arrow(path)
     assert assert_same_as_replay(tables, path) == 5
     assert tables["H0STCNT0"].column("PRDY_VRSS_SIGN").to_pylist()[:3] == [
         'say "hi"\\ there',
@@ -389,7 +389,7 @@ def test_a_recording_that_is_not_utf8_fails_as_the_replay_does(tmp_path: Path) -
     with pytest.raises(UnicodeDecodeError):
         list(read_recording(path))
     with pytest.raises(UnicodeDecodeError):
-        kis_data.export(path, tmp_path / "out")
+        kis_data.parquet.export(path, tmp_path / "out")
     assert not any((tmp_path / "out").glob("*"))  # nothing half-written left behind
 
 
@@ -418,7 +418,7 @@ def test_files_are_private_and_hold_no_keys(tmp_path: Path) -> None:
         ],
     )
     out = tmp_path / "a" / "b"
-    summary = kis_data.export(recording, out, compression="none")
+    summary = kis_data.parquet.export(recording, out, compression="none")
     assert summary.rows == {"H0STCNI0": 1}
     assert mode(tmp_path / "a") == 0o700
     assert mode(out) == 0o700
@@ -440,7 +440,7 @@ def test_files_are_private_and_hold_no_keys(tmp_path: Path) -> None:
     for secret in (KEY, IV, APPROVAL_KEY):
         assert secret not in shown
 
-    recorder = kis_data.ParquetRecorder(tmp_path / "live" / "parts", roll_seconds=60)
+    recorder = kis_data.parquet.ParquetRecorder(tmp_path / "live" / "parts", roll_seconds=60)
     for number, line in enumerate(recording.read_text(encoding="utf-8").splitlines()[1:]):
         recorder.add(T0 + number, json.loads(line)["m"])
     [part] = recorder.close().files
@@ -459,12 +459,12 @@ def test_export_streams_in_batches_and_keeps_arrival_order(tmp_path: Path) -> No
         if i % 7 == 0:
             messages.append(encode_frame("H0STASP0", [row_for(TRS["H0STASP0"].layout(), rng)]))
     recording = write_recording(tmp_path / "many.kisrec", messages, step=0.001)
-    summary = kis_data.export(recording, tmp_path / "out", batch_rows=64, buffer_bytes=20_000)
+    summary = kis_data.parquet.export(recording, tmp_path / "out", batch_rows=64, buffer_bytes=20_000)
     trades = pq.ParquetFile(tmp_path / "out" / "H0STCNT0.parquet")
     assert trades.metadata.num_row_groups > 5  # written as it went, one row group per batch
     biggest = max(trades.metadata.row_group(i).num_rows for i in range(trades.metadata.num_row_groups))
     assert biggest <= 64 + 4  # a batch ends with the frame that fills it (frames of up to 5 here)
-    assert assert_same_as_replay(kis_data.read_export(tmp_path / "out"), recording) == summary.records
+    assert assert_same_as_replay(kis_data.parquet.read_export(tmp_path / "out"), recording) == summary.records
 
 
 def test_an_export_does_not_replace_files_unless_asked(tmp_path: Path) -> None:
@@ -472,10 +472,10 @@ def test_an_export_does_not_replace_files_unless_asked(tmp_path: Path) -> None:
     recording = write_recording(
         tmp_path / "r.kisrec", [encode_frame("H0STCNT0", [row_for(layout, random.Random())])]
     )
-    kis_data.export(recording, tmp_path / "out")
+    kis_data.parquet.export(recording, tmp_path / "out")
     with pytest.raises(FileExistsError):
-        kis_data.export(recording, tmp_path / "out")
-    assert kis_data.export(recording, tmp_path / "out", overwrite=True).rows == {"H0STCNT0": 1}
+        kis_data.parquet.export(recording, tmp_path / "out")
+    assert kis_data.parquet.export(recording, tmp_path / "out", overwrite=True).rows == {"H0STCNT0": 1}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["H0STCNT0.parquet"]  # no temporaries
 
 
@@ -488,7 +488,7 @@ def test_the_parquet_recorder_writes_complete_parts_by_time_and_size(tmp_path: P
         else encode_frame("H0STASP0", [row_for(book, rng)])
         for i in range(60)
     ]
-    recorder = kis_data.ParquetRecorder(tmp_path / "parts", roll_seconds=10, roll_bytes=1 << 30)
+    recorder = kis_data.parquet.ParquetRecorder(tmp_path / "parts", roll_seconds=10, roll_bytes=1 << 30)
     for i, message in enumerate(messages):
         recorder.add(T0 + i, message)
         recorder.roll_if_due(T0 + i)
@@ -500,15 +500,17 @@ def test_the_parquet_recorder_writes_complete_parts_by_time_and_size(tmp_path: P
         recorder.add(T0, messages[0])
     (tmp_path / "parts" / "H0STCNT0" / ".20991231T000000Z-00099.parquet.tmp").write_bytes(b"half a part")
     recording = write_recording(tmp_path / "same.kisrec", messages, step=1.0)
-    parts = kis_data.read_export(tmp_path / "parts")
+    parts = kis_data.parquet.read_export(tmp_path / "parts")
     assert assert_same_as_replay(parts, recording) == summary.records
 
-    by_size = kis_data.ParquetRecorder(tmp_path / "sized", roll_seconds=3600, roll_bytes=4000)
+    by_size = kis_data.parquet.ParquetRecorder(tmp_path / "sized", roll_seconds=3600, roll_bytes=4000)
     for i, message in enumerate(messages):
         by_size.add(T0 + i, message)
     assert len(by_size.summary.files) > 3  # written as the buffer filled, not at the end
     by_size.close()
-    assert assert_same_as_replay(kis_data.read_export(tmp_path / "sized"), recording) == summary.records
+    assert (
+        assert_same_as_replay(kis_data.parquet.read_export(tmp_path / "sized"), recording) == summary.records
+    )
 
 
 # -- the command line -------------------------------------------------------------------------------
@@ -582,7 +584,7 @@ def test_a_parquet_recording_killed_with_sigkill_leaves_readable_parts(tmp_path:
             process.stderr.close()
     parts = sorted(folder.glob("*/*.parquet"))
     assert len(parts) >= 3, "no parts were written within 30 s"
-    tables = kis_data.read_export(folder)
+    tables = kis_data.parquet.read_export(folder)
     for part in parts:
         assert pq.read_table(part).num_rows > 0  # every part is a complete file
         assert mode(part) == 0o600
@@ -590,27 +592,21 @@ def test_a_parquet_recording_killed_with_sigkill_leaves_readable_parts(tmp_path:
     # What the parts hold is what the recording holds, up to where the parts end (the recording
     # is written line by line, before the record reaches the Parquet recorder).
     for name, table in tables.items():
-        replayed = kis_data.read_recording_arrow(recording)[name].slice(0, table.num_rows)
+        replayed = kis_data.parquet.read_recording_arrow(recording)[name].slice(0, table.num_rows)
         assert table.to_pylist() == replayed.to_pylist(), name
     assert {"H0STCNT0", "H0STASP0"} <= set(tables)
 
 
-# -- layering ---------------------------------------------------------------------------------------
+# -- packaging -------------------------------------------------------------------------------------
 
 
-def test_kis_data_uses_only_kis_proto_s_public_api_and_no_transport() -> None:
+def test_pyarrow_comes_with_the_data_extra_and_the_dev_one() -> None:
+    """The layering of kis_data is import-linter's (pyproject.toml); its extra is checked here."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    contracts = config["tool"]["importlinter"]["contracts"]
-    [data] = [c for c in contracts if c["source_modules"] == ["kis_data"]]
-    private = {f"kis_proto.{p.stem}" for p in (ROOT / "kis_proto").glob("_*.py") if p.stem != "__init__"}
-    assert private <= set(data["forbidden_modules"])
-    assert {"kis_anyio", "kis_asyncio", "kis_ws"} <= set(data["forbidden_modules"])
-    assert "kis_data" in config["tool"]["importlinter"]["root_packages"]
-    assert "transports/kis_data" in config["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
     extras = config["project"]["optional-dependencies"]
     assert any(d.startswith("pyarrow") for d in extras["data"])
     assert any("data" in d for d in extras["dev"] if d.startswith("kis-proto"))
-    assert (ROOT / "transports" / "kis_data" / "py.typed").exists()
+    assert (ROOT / "data" / "kis_data" / "py.typed").exists()
 
 
 def test_replay_lines_and_the_export_agree_on_a_simulated_session(tmp_path: Path) -> None:
@@ -632,5 +628,5 @@ def test_replay_lines_and_the_export_agree_on_a_simulated_session(tmp_path: Path
     path = write_recording(tmp_path / "sim.kisrec", messages)
     lines = path.read_text(encoding="utf-8").splitlines()
     records = [rec for _, rec in replay_lines(lines) if isinstance(rec, Record)]
-    tables = kis_data.read_recording_arrow(path)
+    tables = kis_data.parquet.read_recording_arrow(path)
     assert assert_same_as_replay(tables, path) == len(records) == sum(1 + i % 3 for i in range(200)) + 200

@@ -36,28 +36,50 @@ def test_the_picture_of_watch_is_the_live_table() -> None:
         assert shown in picture
 
 
-def test_api_page_names_every_public_name() -> None:
+def public_modules() -> list[str]:
+    """Every public module of the distribution: each package, and its modules not named ``_x``."""
+    import tomllib
+
+    config = tomllib.loads((gen_docs.DOCS.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    found: list[str] = []
+    for folder in config["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]:
+        package = gen_docs.DOCS.parent / folder
+        found.append(package.name)
+        found += [
+            f"{package.name}.{p.stem}" for p in sorted(package.glob("*.py")) if not p.stem.startswith("_")
+        ]
+    return found
+
+
+def test_every_public_module_has_its_names_on_the_api_page() -> None:
+    import importlib
     import re
 
-    import kis_anyio
-    import kis_asyncio
+    page = (gen_docs.PAGE.parent / "api.md").read_text(encoding="utf-8")
+    sections = dict(re.findall(r"### ([\w.]+)\n(.*?)(?=\n##|\Z)", page, flags=re.DOTALL))
+    for name in public_modules():
+        assert name in sections, f"docs/api.md has no section for {name}"
+        module = importlib.import_module(name)
+        if name == "kis_proto.records":
+            continue  # one class per TR and era: the Fields page lists them
+        named = set(re.findall(r"`(\w+)`", sections[name]))
+        missing = set(module.__all__) - named
+        assert not missing, f"docs/api.md does not mention {sorted(missing)} of {name}"
 
+
+def test_every_public_module_has_a_reference_page_in_the_site() -> None:
+    """Each public module has one page that mkdocstrings fills from its docstrings, in the nav."""
+    reference = gen_docs.DOCS / "reference"
+    nav = (gen_docs.DOCS.parent / "mkdocs.yml").read_text(encoding="utf-8")
+    pages = {p.name: p.read_text(encoding="utf-8") for p in reference.glob("*.md")}
+    for module in public_modules():
+        found = [name for name, text in pages.items() if f"::: {module}\n" in text]
+        assert found == [f"{module}.md"], module
+        assert f"reference/{module}.md" in nav, module
+    assert len(pages) == len(public_modules())  # no page of a module that is gone
+
+
+def test_the_core_s_front_door_is_h11_sized() -> None:
     import kis_proto
 
-    page = (gen_docs.PAGE.parent / "api.md").read_text(encoding="utf-8")
-    sections = dict(re.findall(r"## (\w+) .*?\n(.*?)(?=\n## |\Z)", page, flags=re.DOTALL))
-    for module in (kis_proto, kis_anyio, kis_asyncio):
-        named = set(re.findall(r"`(\w+)`", sections[module.__name__]))
-        missing = set(module.__all__) - named
-        assert not missing, f"docs/api.md does not mention {sorted(missing)} of {module.__name__}"
-
-
-def test_the_api_reference_is_generated_from_the_docstrings() -> None:
-    """Each package has a reference page that mkdocstrings fills from its docstrings."""
-    reference = gen_docs.DOCS / "reference"
-    for module in ("kis_proto", "kis_anyio", "kis_anyio.blocking", "kis_asyncio", "kis_proto.records"):
-        pages = [p for p in reference.glob("*.md") if f"::: {module}\n" in p.read_text(encoding="utf-8")]
-        assert len(pages) == 1, module
-        assert f"reference/{pages[0].name}" in (gen_docs.DOCS.parent / "mkdocs.yml").read_text(
-            encoding="utf-8"
-        )
+    assert len(kis_proto.__all__) <= 35

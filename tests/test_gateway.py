@@ -15,7 +15,7 @@ pytest.importorskip("nats", reason="nats-py is not installed: pip install 'kis-p
 
 import kis_asyncio
 import kis_nats
-from kis_nats._gateway import Gateway, SessionSpec
+from kis_gateway import Gateway, SessionSpec
 
 from kis_proto import Record
 from kis_proto.feed import ReconnectPolicy

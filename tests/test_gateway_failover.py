@@ -24,7 +24,7 @@ import pytest
 pytest.importorskip("nats", reason="nats-py is not installed: pip install 'kis-proto[nats]'")
 
 import kis_nats
-from kis_nats._gateway import Gateway, SessionSpec
+from kis_gateway import Gateway, SessionSpec
 from kis_sim import Faults
 
 from kis_proto import Record

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from kis_nats._placement import STANDING, Place, Planner, Release
+from kis_gateway._placement import STANDING, Place, Planner, Release
 
 
 def keys(n: int) -> list[str]:

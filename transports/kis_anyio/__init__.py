@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import logging
 
-from . import _blocking as blocking
+from . import blocking
 from ._client import Callback, Feed, WSClient, connect, fetch_approval_key, open_feed
-from ._recording import read_recording
 
 __all__ = [
     "Callback",
@@ -22,7 +21,6 @@ __all__ = [
     "connect",
     "fetch_approval_key",
     "open_feed",
-    "read_recording",
 ]
 
 # A library logs and leaves the handlers to the application: configure logging to see warnings

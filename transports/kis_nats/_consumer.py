@@ -55,7 +55,7 @@ import nats
 import nats.aio.client
 import nats.errors
 import nats.js.errors
-from kis_asyncio._client import Workers, workers
+from kis_asyncio import workers
 
 from kis_proto import (
     Connected,
@@ -72,11 +72,11 @@ from kis_proto import (
     SubscriptionError,
     UndecodableMessage,
 )
-from kis_proto.feed import Callback, CallbackClient, EventBuffer, SyncCallbacks, check_subscription
+from kis_proto.feed import Callback, CallbackClient, EventBuffer, SyncCallbacks, Workers, check_subscription
 from kis_proto.layouts import tr_spec
 
 from ._auth import CredentialError, NatsCredential, default_state_dir, discover, read_credential
-from ._subjects import H_META, ctl_subject, data_subject, meta_sequence, notice_stream, notice_subject
+from .subjects import H_META, ctl_subject, data_subject, meta_sequence, notice_stream, notice_subject
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import AsyncIterator
 
-    from kis_data import ParquetRecorder
+    from kis_data.parquet import ParquetRecorder
 
     from kis_proto import FeedEvent
 
@@ -262,7 +262,7 @@ async def record(args: argparse.Namespace, err: TextIO) -> int:
 
     The recording is created readable by its owner only (it holds the session's AES keys and the
     user's own notices) and written line by line. With ``--parquet DIR`` the records also go to
-    Parquet as they arrive (`kis_data.ParquetRecorder`: parts that survive a crash).
+    Parquet as they arrive (`kis_data.parquet.ParquetRecorder`: parts that survive a crash).
     """
     subscriptions = check_subscriptions(args.keys)
     answers = Answers(subscriptions)

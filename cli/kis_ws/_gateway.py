@@ -47,7 +47,7 @@ from ._nats import nats_login
 if TYPE_CHECKING:
     import argparse
 
-    from kis_nats._gateway import Gateway, SessionSpec
+    from kis_gateway import Gateway, SessionSpec
 
 __all__ = ["gateway", "nats_config", "read_credentials", "status"]
 
@@ -98,7 +98,7 @@ async def _sessions(
     args: argparse.Namespace, stack: contextlib.AsyncExitStack, err: TextIO
 ) -> tuple[str, list[SessionSpec], list[str]]:
     """(env, the sessions to hold, the HTS IDs of their notices) from the options and the environment."""
-    from kis_nats._gateway import SessionSpec
+    from kis_gateway import SessionSpec
 
     apps: list[tuple[str, Credentials]] = []
     if args.credentials:
@@ -154,7 +154,7 @@ async def _embedded_nats(
     err: TextIO,
 ) -> tuple[list[str], dict[str, Any]]:
     """Start the embedded NATS with a user per role; the gateway's own login to it."""
-    from kis_nats import NatsServerUnavailable, embedded_server, ensure_credentials, server_config
+    from kis_gateway import NatsServerUnavailable, embedded_server, ensure_credentials, server_config
 
     creds = ensure_credentials(state_dir, hts_ids)
     config = server_config(creds, host="127.0.0.1", port=args.nats_port, jetstream=False)
@@ -182,7 +182,7 @@ async def _embedded_nats(
 
 async def _run_gateway(args: argparse.Namespace, err: TextIO) -> int:
     import nats
-    from kis_nats._gateway import Gateway, GatewayConfigError
+    from kis_gateway import Gateway, GatewayConfigError
 
     state_dir = Path(args.state_dir).expanduser()
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -255,7 +255,7 @@ def nats_config(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     The credentials are the state dir's (made when missing), so the gateway and its consumers
     use the same files against your server as against the embedded one.
     """
-    from kis_nats import ensure_credentials, server_config
+    from kis_gateway import ensure_credentials, server_config
 
     state_dir = Path(args.state_dir).expanduser()
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -21,7 +21,8 @@ def read_recording(
     """Every event of a `kis-ws record` file with its arrival time (unix seconds), in order.
 
     For backtests: ``for t, event in read_recording("day.kisrec"): ...``. Encrypted notices
-    decrypt with the keys of their recorded acks; the format is in `kis_proto.recording.RECORDING_HEADER`.
+    decrypt with the keys of their recorded acks; the format is in `kis_proto.recording.RECORDING_HEADER`
+    (`kis_proto.recording.replay_lines` does the same over any lines).
     Lines that are not a recording's are skipped; `on_skip(line_number, line)` hears of each.
     Raises `OSError` when the file cannot be read and `UnicodeDecodeError` when it is not text.
     """

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 import anyio
-from kis_anyio import read_recording
+from kis_data import read_recording
 
 from kis_proto import MessageDecoder, Record
 from kis_proto.recording import parse_recording_line

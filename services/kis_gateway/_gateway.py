@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import kis_asyncio
+from kis_nats import subjects
 
 from kis_proto import (
     Connected,
@@ -38,7 +39,6 @@ from kis_proto import (
 from kis_proto.layouts import tr_spec
 from kis_proto.symbols import key_problem
 
-from . import _subjects as subjects
 from ._placement import Place, Planner, Release, Reply
 
 if TYPE_CHECKING:

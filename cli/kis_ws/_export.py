@@ -18,7 +18,7 @@ from ._errors import CLIError
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from kis_data import ExportSummary, ParquetRecorder
+    from kis_data.parquet import ExportSummary, ParquetRecorder
 
 __all__ = ["duration", "export", "open_recorder", "size", "summary_lines"]
 
@@ -47,7 +47,7 @@ def size(text: str) -> int:
 
 def _kis_data(command: str) -> ModuleType:
     try:
-        import kis_data
+        import kis_data.parquet
     except ImportError:
         raise CLIError(
             f"{command} needs pyarrow, which is not installed",
@@ -91,7 +91,7 @@ def export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if target.exists() and not target.is_dir():
         raise CLIError(f"{target} is not a directory", hint="--to names the folder the files go to")
     try:
-        summary = kis_data.export(path, target, overwrite=args.overwrite)
+        summary = kis_data.parquet.export(path, target, overwrite=args.overwrite)
     except FileExistsError as exc:
         raise CLIError(str(exc), hint="choose an empty folder, or add --overwrite") from None
     except UnicodeDecodeError:
@@ -129,7 +129,7 @@ def open_recorder(args: argparse.Namespace) -> ParquetRecorder:
     kis_data = _kis_data("kis-ws record --parquet")
     folder = Path(args.parquet)
     try:
-        recorder: ParquetRecorder = kis_data.ParquetRecorder(
+        recorder: ParquetRecorder = kis_data.parquet.ParquetRecorder(
             folder, roll_seconds=args.roll, roll_bytes=args.roll_size
         )
     except OSError as exc:
