@@ -188,7 +188,8 @@ class _Lane:
 class CallbackClient(abc.ABC, Generic[FeedT]):
     """The original design's callback client; each transport's `WSClient` is this with its I/O.
 
-    ``ws = WSClient(credentials)``; ``await ws.subscribe("H0STCNT0", ["005930"], on_price)``
+    ``ws = WSClient(credentials)`` (or ``WSClient(url=sim.url, approval_key=sim.approval_key)`` for
+    a simulator); ``await ws.subscribe("H0STCNT0", ["005930"], on_price)``
     (before or after `run` starts); ``await ws.run()`` until ``await ws.close()``. Callbacks get
     each record (``data["price"]`` works), may be sync or async, several per (tr_id, key); one
     that raises is logged and the feed goes on. `run` raises `ConnectionError` after
@@ -213,7 +214,7 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
 
     def __init__(
         self,
-        kis: Credentials | None,
+        kis: Credentials | None = None,
         max_retries: int | None = 5,
         retry_delay: float = 1.0,
         *,

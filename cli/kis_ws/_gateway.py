@@ -291,10 +291,15 @@ def nats_config(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise CLIError(str(exc)) from None
     if args.out:
         path = Path(args.out).expanduser()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-        path.chmod(0o600)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                file.write(text)
+            path.chmod(0o600)
+        except OSError as exc:
+            raise CLIError(
+                f"cannot write {path}: {exc.strerror or exc}", hint="does its folder exist?"
+            ) from None
         err.write(f"wrote {path} (readable by you only: it holds the passwords)\n")
     else:
         out.write(text)

@@ -14,7 +14,7 @@ import logging
 
 from ._market import MarketModel, RandomSource, demo_session, krx_tick, layout_row
 from ._serve import KISServer, ServerSession, serve
-from ._sim import Clock, Faults, Simulator, Unsent, simulate
+from ._sim import Clock, Faults, Simulator, Unsent, running, simulate
 
 __all__ = [
     "Clock",
@@ -28,6 +28,7 @@ __all__ = [
     "demo_session",
     "krx_tick",
     "layout_row",
+    "running",
     "serve",
     "simulate",
 ]

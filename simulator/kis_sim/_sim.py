@@ -12,12 +12,13 @@ the wall-clock times.
 from __future__ import annotations
 
 import random
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
+from anyio.from_thread import start_blocking_portal
 
 from kis_proto import LocalProtocolError, MarketSession
 from kis_proto.layouts import ERAS, TRS, Layout
@@ -27,12 +28,12 @@ from ._market import MarketModel, demo_session, layout_row
 from ._serve import KISServer, ServerSession, serve
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Mapping
+    from collections.abc import AsyncIterator, Callable, Iterator, Mapping
     from decimal import Decimal
 
     from kis_proto.server import KISServerConfig
 
-__all__ = ["Clock", "Faults", "Simulator", "Unsent", "simulate"]
+__all__ = ["Clock", "Faults", "Simulator", "Unsent", "running", "simulate"]
 
 _TRADES = {"H0STCNT0", "H0NXCNT0", "H0UNCNT0"}
 _BOOKS = {"H0STASP0", "H0NXASP0", "H0UNASP0"}
@@ -138,7 +139,13 @@ class Simulator:
 
     @property
     def url(self) -> str:
+        """``ws://host:port``: where a client connects (and fetches approval keys, on the same port)."""
         return self.server.url
+
+    @property
+    def approval_key(self) -> str:
+        """An approval key to connect with: the simulator accepts any, so this saves inventing one."""
+        return "simulator"
 
 
 @asynccontextmanager
@@ -319,3 +326,22 @@ async def simulate(
                 yield simulator
             finally:
                 tg.cancel_scope.cancel()
+
+
+@contextmanager
+def running(
+    host: str = "127.0.0.1", port: int = 0, *, backend: Literal["asyncio", "trio"] = "asyncio", **options: Any
+) -> Iterator[Simulator]:
+    """``with kis_sim.running() as sim:`` the simulator in a thread of its own, for code without async.
+
+    The same simulator as `simulate` (its keyword options are `simulate`'s), on an event loop of
+    its own (anyio's blocking portal, `backend`), so a plain script, a notebook or a test connects
+    any client to ``sim.url``: ``kis_anyio.blocking.connect(sim.url, approval_key=sim.approval_key)``.
+    It stops when the block exits. The simulator's own coroutines (``sim.server.broadcast``) belong
+    to that loop: call them from async code, not from here.
+    """
+    with (
+        start_blocking_portal(backend) as portal,
+        portal.wrap_async_context_manager(simulate(host, port, **options)) as sim,
+    ):
+        yield sim
