@@ -55,6 +55,10 @@ _TR_KEY = re.compile(r"[0-9A-Za-z._\-]{1,32}\Z")
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 # A TR this version does not know: plain records, no layout to drift from.
 _UNKNOWN_TR: tuple[type[Record], dict[int, type[Record]]] = (Record, {})
+# Each TR id's classes by width: the hot path's one lookup.
+_WIDTHS: dict[str, dict[int, type[Record]]] = {tr_id: widths for tr_id, (_, widths) in LAYOUTS_BY_ID.items()}
+# Records are built without __init__ (which copies its list): the decoder sets their slots.
+_new = object.__new__
 _APPROVAL_ECHO = re.compile(r"(invalid approval\s*:\s*)\S.*", re.IGNORECASE | re.DOTALL)
 
 Keys = Mapping[str, tuple[str, str]]
@@ -75,18 +79,32 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _decode(text: str, keys: Keys | None, drift_seen: set[tuple[str, int]] | None) -> list[Event]:
-    """Decode one message: data frames here (the hot path, kept flat), anything else elsewhere."""
-    try:
-        parts = text.split("|", 3)
-    except (AttributeError, TypeError):  # the type says str; "never raises" covers callers who err
-        return [_undecodable(DecodeFailure.UNKNOWN_MESSAGE, "not text", repr(text)[:200])]
-    flag = parts[0]
+def _decode_unsplit(text: str, learn: dict[str, tuple[str, str]] | None) -> list[Event]:
+    """A message that is not four ``|``-separated parts (or not text at all): no data frame."""
+    if not isinstance(text, str):  # the type says str; "never raises" covers callers who err
+        return [_undecodable(DecodeFailure.UNKNOWN_MESSAGE, "not text", repr(text)[:200])]  # type: ignore[unreachable]
+    if text.split("|", 1)[0] not in ("0", "1"):
+        return [_decode_other(text, learn)]
+    return [_undecodable(DecodeFailure.BAD_FRAME, "expected E|TR_ID|COUNT|payload", text)]
+
+
+def _decode_frame(
+    text: str,
+    flag: str,
+    tr_id: str,
+    count_text: str,
+    payload: str,
+    keys: Keys | None,
+    drift_seen: set[tuple[str, int]] | None,
+    learn: dict[str, tuple[str, str]] | None,
+) -> list[Event]:
+    """Any message of four ``|``-separated parts but the usual frame, which `decode_message` and
+    `MessageDecoder.decode` build themselves: control JSON, checks, decryption, drift, counts.
+
+    `learn`, when given, takes the (key, iv) of every SUBSCRIBE SUCCESS decoded (`MessageDecoder`).
+    """
     if flag != "0" and flag != "1":
-        return [_decode_other(text)]
-    if len(parts) != 4:
-        return [_undecodable(DecodeFailure.BAD_FRAME, "expected E|TR_ID|COUNT|payload", text)]
-    _, tr_id, count_text, payload = parts
+        return [_decode_other(text, learn)]
     known = LAYOUTS_BY_ID.get(tr_id)
     if known is None:
         if not _TR_ID.match(tr_id):
@@ -105,39 +123,68 @@ def _decode(text: str, keys: Keys | None, drift_seen: set[tuple[str, int]] | Non
         except DecryptError as exc:
             return [_undecodable(DecodeFailure.DECRYPT_FAILED, f"{tr_id}: {exc}", text, tr_id)]
 
+    events: list[Event] = []
+    if count == 1:
+        width = payload.count("^") + 1
+        cls = known[1].get(width) or _drifted(known, tr_id, width, drift_seen, events)
+        rec = _new(cls)
+        rec._tr_id = tr_id
+        rec._p = payload
+        rec._n = 0
+        events.append(rec)
+        return events
+
     fields = payload.split("^")
     total = len(fields)
     width, rest = divmod(total, count)
     if rest or not width:
         reason = f"{total} fields do not split into {count} records"
         return [_undecodable(DecodeFailure.BAD_RECORD_COUNT, reason, text, tr_id)]
-
-    events: list[Event] = []
-    # The layout whose width is the record's (an old recording keeps its old names); a width no
-    # era has is drift: today's layout names the prefix and the rest stays in `raw`.
-    cls = known[1].get(width)
-    if cls is None:
-        cls = known[0]
-        if cls is not Record and (drift_seen is None or (tr_id, width) not in drift_seen):
-            if drift_seen is not None:
-                drift_seen.add((tr_id, width))
-            events.append(
-                LayoutDrift(tr_id=tr_id, expected=cls.width or 0, received=width, known=tuple(known[1]))
-            )
-    # The hot path: build records without going through __init__ (it copies the list).
-    new = cls.__new__
-    if count == 1:
-        rec = new(cls)
-        rec._tr_id = tr_id
-        rec._f = fields
-        events.append(rec)
+    cls = known[1].get(width) or _drifted(known, tr_id, width, drift_seen, events)
+    # The records share the frame's one split, each at its offset, without a slice of its own;
+    # except where the layout is wider than the records (drift): its columns past a record's end
+    # would read the next record, so each gets its own fields.
+    new = _new
+    if width >= (cls.width or 0):
+        for start in range(0, total, width):
+            rec = new(cls)
+            rec._tr_id = tr_id
+            rec._f = fields
+            rec._o = start
+            rec._n = width
+            rec._p = None
+            events.append(rec)
         return events
     for start in range(0, total, width):
         rec = new(cls)
+        own = fields[start : start + width]
         rec._tr_id = tr_id
-        rec._f = fields[start : start + width]
+        rec._o = 0
+        rec._f = own
+        rec._n = width
+        rec._p = own
         events.append(rec)
     return events
+
+
+def _drifted(
+    known: tuple[type[Record], dict[int, type[Record]]],
+    tr_id: str,
+    width: int,
+    drift_seen: set[tuple[str, int]] | None,
+    events: list[Event],
+) -> type[Record]:
+    """The class of records `width` fields wide, which no era of the TR has: today's layout names
+    the prefix and the rest stays in `raw`. Adds the `LayoutDrift` to `events` (once per (TR,
+    width) for a `MessageDecoder`; a TR this version does not know has no layout to drift from)."""
+    cls = known[0]
+    if cls is not Record and (drift_seen is None or (tr_id, width) not in drift_seen):
+        if drift_seen is not None:
+            drift_seen.add((tr_id, width))
+        events.append(
+            LayoutDrift(tr_id=tr_id, expected=cls.width or 0, received=width, known=tuple(known[1]))
+        )
+    return cls
 
 
 def _undecodable(
@@ -213,12 +260,15 @@ def _subscribed(
     )
 
 
-def _decode_other(text: str) -> Event:
+def _decode_other(text: str, learn: dict[str, tuple[str, str]] | None = None) -> Event:
     """Anything that is not a well-flagged data frame: control JSON, or an undecodable message."""
     if text[:1] in ("0", "1"):
         return _undecodable(DecodeFailure.BAD_FRAME, "the encryption flag is neither 0 nor 1", text)
     if text.lstrip()[:1] == "{":
-        return _decode_control(text)
+        event = _decode_control(text)
+        if learn is not None and type(event) is Subscribed and event.key is not None and event.iv is not None:
+            learn[event.tr_id] = (event.key, event.iv)
+        return event
     return _undecodable(DecodeFailure.UNKNOWN_MESSAGE, "neither a data frame nor JSON", text)
 
 
@@ -236,7 +286,25 @@ def decode_message(text: str, *, keys: Keys | None = None) -> list[Event]:
 
     Never raises.
     """
-    return _decode(text, keys, None)
+    try:
+        flag, tr_id, count_text, payload = text.split("|", 3)
+    except (ValueError, AttributeError, TypeError):
+        return _decode_unsplit(text, None)
+    if count_text == "001" and flag == "0":
+        # The usual frame, one plain record of a known TR and width, built here without a call
+        # (the same lines are in MessageDecoder.decode; `_decode_frame` takes the rest). Its width is
+        # counted, not split: the record splits its text when first read (Record._tail).
+        try:
+            cls = _WIDTHS[tr_id][payload.count("^") + 1]
+        except KeyError:
+            pass
+        else:
+            rec = _new(cls)
+            rec._tr_id = tr_id
+            rec._p = payload
+            rec._n = 0
+            return [rec]
+    return _decode_frame(text, flag, tr_id, count_text, payload, keys, None, None)
 
 
 class MessageDecoder:
@@ -265,12 +333,25 @@ class MessageDecoder:
 
     def decode(self, text: str) -> list[Event]:
         """Decode one text message; see `decode_message`. Never raises."""
-        events = _decode(text, self._keys, self._drift_seen)
-        if len(events) == 1:
-            event = events[0]
-            if type(event) is Subscribed and event.key is not None and event.iv is not None:
-                self._keys[event.tr_id] = (event.key, event.iv)
-        return events
+        try:
+            flag, tr_id, count_text, payload = text.split("|", 3)
+        except (ValueError, AttributeError, TypeError):
+            return _decode_unsplit(text, self._keys)
+        if count_text == "001" and flag == "0":
+            # The usual frame, one plain record of a known TR and width, built here without a call
+            # (the same lines are in decode_message; `_decode_frame` takes the rest). Its width is
+            # counted, not split: the record splits its text when first read (Record._tail).
+            try:
+                cls = _WIDTHS[tr_id][payload.count("^") + 1]
+            except KeyError:
+                pass
+            else:
+                rec = _new(cls)
+                rec._tr_id = tr_id
+                rec._p = payload
+                rec._n = 0
+                return [rec]
+        return _decode_frame(text, flag, tr_id, count_text, payload, self._keys, self._drift_seen, self._keys)
 
 
 def check_approval_key(approval_key: str) -> None:

@@ -2,10 +2,13 @@
 
 A data frame carries records as runs of `^`-separated strings. A record keeps the strings of its
 run exactly as received and converts a field only when it is read: most consumers read two or
-three fields of a 46-field trade, so converting everything up front would cost more than the split
-itself (measured in `bench/bench_codec.py`; see docs/decisions.md). A conversion is not cached;
-reading the same attribute twice converts twice, which is cheaper than the bookkeeping a cache
-would need on every record.
+three fields of a 47-field trade, so converting everything up front would cost more than the split
+itself (measured in `bench/bench_codec.py`; see docs/decisions.md). It splits lazily too: the
+record of a one-record frame holds its text and splits it on the first read, no further than
+the layout's friendly columns unless a read needs more; the records of a multi-record frame share
+the frame's one split. A conversion is not cached; reading the same attribute twice converts
+twice, which is cheaper than the bookkeeping a cache would need on every record. Every field at
+once (`Record.to_dict`) goes through one converter per layout, compiled from the descriptors.
 
 Each real-time TR has a generated subclass of `Record` (`kis_proto.records`) whose class
 attributes are the descriptors below, one per official column, so `rec.stck_prpr` is typed
@@ -15,8 +18,9 @@ attributes are the descriptors below, one per official column, so `rec.stck_prpr
 from __future__ import annotations
 
 import enum
+import linecache
 import logging
-from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
+from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass
 from datetime import date, time, timedelta, timezone, tzinfo
 from decimal import Decimal
@@ -142,12 +146,85 @@ class TRKind(enum.Enum):
     NAV = "nav"
 
 
+#: How many texts a memo holds before it starts over (a few hundred kB at most).
+_MEMO_SIZE = 4096
+
+
+class _Memo(dict[str, Any]):
+    """Field text → converted value, for the types whose parsing costs far more than a lookup.
+
+    Times, dates and session codes repeat all day (a trade's time, the opening time, today's
+    date), and a lookup costs ~40 ns against ~0.8 µs for parsing a time. The values are immutable,
+    so records share them. The texts in `absent` map to None. An invalid text raises the parser's
+    ValueError and is not kept. When full, the memo starts over: it stays bounded.
+    """
+
+    __slots__ = ("_absent", "_parse")
+
+    def __init__(self, parse: Callable[[str], Any], absent: tuple[str, ...] = ("",)) -> None:
+        super().__init__()
+        self._parse = parse
+        self._absent = absent
+
+    def __missing__(self, text: str) -> Any:
+        value = None if text in self._absent else self._parse(text)
+        if len(self) >= _MEMO_SIZE:
+            self.clear()
+        self[text] = value
+        return value
+
+
+def _not_finite(text: str) -> Decimal:
+    """Refuse a decimal text that is no number (``NaN``, ``Infinity``): the converters' way."""
+    raise ValueError(text)
+
+
+def _parse_date(text: str) -> date:
+    if len(text) != 8 or not text.isdigit() or not text.isascii():
+        raise ValueError(text)
+    return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+
+
+def _parse_session(text: str) -> MarketSession:
+    try:
+        return _SESSION_BY_CODE[text]
+    except KeyError:
+        raise ValueError(text) from None
+
+
+_DATES = _Memo(_parse_date, ("", "00000000"))
+_SESSIONS = _Memo(_parse_session)
+_TIMES: dict[tzinfo | None, _Memo] = {}
+
+
+def _times(tz: tzinfo | None) -> _Memo:
+    """The memo of HHMMSS times in zone `tz` (one per zone: KST, or naive)."""
+    memo = _TIMES.get(tz)
+    if memo is None:
+
+        def parse(text: str) -> time:
+            if len(text) != 6 or not text.isdigit() or not text.isascii():
+                raise ValueError(text)
+            return time(int(text[:2]), int(text[2:4]), int(text[4:]), tzinfo=tz)
+
+        memo = _TIMES[tz] = _Memo(parse)
+    return memo
+
+
+#: The sign codes that make a positive change negative (4 limit down, 5 down).
+_DOWN = ("4", "5")
+
+
 class Field(Generic[T]):
     """A descriptor reading one column of a record by index and converting it lazily.
 
     An empty or absent field reads as None. A value that does not convert also reads as None: it
     is logged once per field (at WARNING, on the ``kis_proto.records`` logger), listed by
     `Record.invalid_fields()`, and kept as received in `Record.raw`. Reading never raises.
+
+    Every read starts the same way, inlined in each hot descriptor: field ``i`` is
+    ``obj._f[obj._o + i]`` when ``i < obj._n`` (the record's split reaches it), and otherwise
+    ``obj._tail(i)`` splits as far as needed (`Record` explains the state).
     """
 
     __slots__ = ("_warned", "index", "kor", "name", "type")
@@ -172,10 +249,11 @@ class Field(Generic[T]):
         The mapping interface reads through this; the attribute of a required field raises instead
         of giving None (`RequiredField`).
         """
+        i = self.index
         try:
-            text = obj._f[self.index]
-        except IndexError:
-            return None
+            text = obj._f[obj._o + i] if i < obj._n else obj._tail(i)
+        except IndexError:  # another thread is splitting this record (Record._tail)
+            text = obj._tail(i)
         if not text or text == self._ABSENT:
             return None
         try:
@@ -193,10 +271,7 @@ class Field(Generic[T]):
 
     def missing(self, obj: Record) -> EmptyFieldError:
         """The error a required field's attribute raises when `obj` has no valid value for it."""
-        try:
-            text = obj._f[self.index]
-        except IndexError:
-            text = None
+        text = obj._text(self.index)
         what = (
             "absent" if text is None else "empty" if not text else f"not a valid {self.type.value.__name__}"
         )
@@ -227,6 +302,19 @@ class Field(Generic[T]):
             return False
         return True
 
+    def _code(self, text: str, names: dict[str, object]) -> str | None:
+        """Python source of an expression that reads the field string in variable `text` as `read`
+        does, but raises ValueError or ArithmeticError where `read` would log and give None; None
+        if this field has no such expression. It may put the names it uses into `names`.
+
+        `Record.to_dict` compiles these into one converter per layout (`_converter_source`).
+        """
+        if type(self).read is not Field.read:
+            return None
+        name = f"_convert{len(names)}"
+        names[name] = self.convert
+        return f"({name}({text}) if {text} and {text} != {self._ABSENT!r} else None)"
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} [{self.index}] {self.name}>"
 
@@ -241,10 +329,12 @@ class StrField(Field[str]):
         return text
 
     def read(self, obj: Record) -> str | None:
+        i = self.index
         try:
-            return obj._f[self.index] or None
+            text = obj._f[obj._o + i] if i < obj._n else obj._tail(i)
         except IndexError:
-            return None
+            text = obj._tail(i)
+        return text or None
 
     # Text needs no conversion, so the hot path skips the generic machinery.
     @overload
@@ -254,10 +344,17 @@ class StrField(Field[str]):
     def __get__(self, obj: Record | None, owner: type[Any] | None = None) -> Self | str | None:
         if obj is None:
             return self
+        i = self.index
         try:
-            return obj._f[self.index] or None
+            text = obj._f[obj._o + i] if i < obj._n else obj._tail(i)
         except IndexError:
-            return None
+            text = obj._tail(i)
+        return text or None
+
+    def _code(self, text: str, names: dict[str, object]) -> str | None:
+        if type(self).read is not StrField.read:
+            return super()._code(text, names)
+        return f"({text} or None)"
 
 
 class IntField(Field[int]):
@@ -270,10 +367,11 @@ class IntField(Field[int]):
         return int(text)
 
     def read(self, obj: Record) -> int | None:
+        i = self.index
         try:
-            text = obj._f[self.index]
+            text = obj._f[obj._o + i] if i < obj._n else obj._tail(i)
         except IndexError:
-            return None
+            text = obj._tail(i)
         if not text:
             return None
         try:
@@ -290,16 +388,22 @@ class IntField(Field[int]):
     def __get__(self, obj: Record | None, owner: type[Any] | None = None) -> Self | int | None:
         if obj is None:
             return self
+        i = self.index
         try:
-            text = obj._f[self.index]
+            text = obj._f[obj._o + i] if i < obj._n else obj._tail(i)
         except IndexError:
-            return None
+            text = obj._tail(i)
         if not text:
             return None
         try:
             return int(text)
         except ValueError:
             return self._invalid(obj, text)
+
+    def _code(self, text: str, names: dict[str, object]) -> str | None:
+        if type(self).read is not IntField.read:
+            return super()._code(text, names)
+        return f"(int({text}) if {text} else None)"
 
 
 class DecimalField(Field[Decimal]):
@@ -314,35 +418,53 @@ class DecimalField(Field[Decimal]):
             raise ValueError(text)
         return value
 
+    def _code(self, text: str, names: dict[str, object]) -> str | None:
+        if type(self).convert is not DecimalField.convert or type(self).read is not Field.read:
+            return super()._code(text, names)
+        names["Decimal"] = Decimal
+        names["_not_finite"] = _not_finite
+        return f"((_d if (_d := Decimal({text})).is_finite() else _not_finite({text})) if {text} else None)"
+
 
 class DateField(Field[date]):
     """A YYYYMMDD date; the all-zero date KIS uses for "no date" reads as None."""
 
     __slots__ = ()
     _TYPE = FieldType.DATE
+    _ABSENT = "00000000"
 
     def convert(self, text: str) -> date:
-        if len(text) != 8 or not text.isdigit() or not text.isascii():
-            raise ValueError(text)
-        return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+        value: date = _DATES[text]
+        return value
 
-    _ABSENT = "00000000"
+    def _code(self, text: str, names: dict[str, object]) -> str | None:
+        if type(self).convert is not DateField.convert or type(self).read is not Field.read:
+            return super()._code(text, names)
+        names["_dates"] = _DATES
+        return f"_dates[{text}]"
 
 
 class TimeField(Field[time]):
     """An HHMMSS time of day: aware (`KST`) for Korean times, naive for an exchange's local time."""
 
-    __slots__ = ("tz",)
+    __slots__ = ("_memo", "tz")
     _TYPE = FieldType.TIME
 
     def __init__(self, index: int, name: str, kor: str = "", *, tz: tzinfo | None = None) -> None:
         super().__init__(index, name, kor)
         self.tz = tz
+        self._memo = _times(tz)
 
     def convert(self, text: str) -> time:
-        if len(text) != 6 or not text.isdigit() or not text.isascii():
-            raise ValueError(text)
-        return time(int(text[:2]), int(text[2:4]), int(text[4:]), tzinfo=self.tz)
+        value: time = self._memo[text]
+        return value
+
+    def _code(self, text: str, names: dict[str, object]) -> str | None:
+        if type(self).convert is not TimeField.convert or type(self).read is not Field.read:
+            return super()._code(text, names)
+        name = next((k for k, v in names.items() if v is self._memo), f"_times{len(names)}")
+        names[name] = self._memo
+        return f"{name}[{text}]"
 
 
 class SessionField(Field[MarketSession]):
@@ -352,10 +474,14 @@ class SessionField(Field[MarketSession]):
     _TYPE = FieldType.SESSION
 
     def convert(self, text: str) -> MarketSession:
-        try:
-            return _SESSION_BY_CODE[text]
-        except KeyError:
-            raise ValueError(text) from None
+        value: MarketSession = _SESSIONS[text]
+        return value
+
+    def _code(self, text: str, names: dict[str, object]) -> str | None:
+        if type(self).convert is not SessionField.convert or type(self).read is not Field.read:
+            return super()._code(text, names)
+        names["_sessions"] = _SESSIONS
+        return f"_sessions[{text}]"
 
 
 class SignedChange(Field[N]):
@@ -389,10 +515,8 @@ class SignedChange(Field[N]):
 
     def read(self, obj: Record) -> N | None:
         value = self.value.read(obj)
-        if value is not None and value > 0:
-            fields = obj._f
-            if self.sign_index < len(fields) and fields[self.sign_index] in ("4", "5"):
-                return -value
+        if value is not None and value > 0 and obj._text(self.sign_index) in _DOWN:
+            return -value
         return value
 
 
@@ -417,10 +541,11 @@ class RequiredStrField(StrField):
     def __get__(self, obj: Record | None, owner: type[Any] | None = None) -> Self | str:
         if obj is None:
             return self
+        i = self.index
         try:
-            text = obj._f[self.index]
+            text = obj._f[obj._o + i] if i < obj._n else obj._tail(i)
         except IndexError:
-            raise self.missing(obj) from None
+            text = obj._tail(i)
         if not text:
             raise self.missing(obj)
         return text
@@ -438,9 +563,14 @@ class RequiredIntField(IntField):
     def __get__(self, obj: Record | None, owner: type[Any] | None = None) -> Self | int:
         if obj is None:
             return self
+        i = self.index
         try:
-            return int(obj._f[self.index])
-        except (ValueError, IndexError):
+            text = obj._f[obj._o + i] if i < obj._n else obj._tail(i)
+        except IndexError:
+            text = obj._tail(i)
+        try:
+            return int(text)  # type: ignore[arg-type]  # None (absent) raises TypeError
+        except (TypeError, ValueError):
             raise self.missing(obj) from None
 
 
@@ -488,6 +618,9 @@ else:
     # Record is registered as a virtual Mapping below and implements the mixin methods itself.
     _RecordBase = object
 
+#: A converter: a record and its field strings (exactly its own) → every key with its value.
+Converter: TypeAlias = "Callable[[Record, list[str]], dict[str, FieldValue]]"
+
 
 class Record(_RecordBase):
     """One data record of a real-time TR: one event per record, however many a frame carries.
@@ -508,7 +641,26 @@ class Record(_RecordBase):
     `raw` and `extra` still hold everything.
     """
 
-    __slots__ = ("_f", "_tr_id")
+    # How a record holds its fields (docs/codec.md, "Why it is fast"). Field i is `_f[_o + i]`
+    # whenever i < `_n`; anything else goes through `_tail`. `_p` says where the fields come from:
+    #
+    # * the payload text of a one-record frame, not split yet (`_n` 0) or split up to `_depth`
+    #   fields (`_f` holds exactly those, `_n` == `_depth`): `_tail` splits further;
+    # * the record's own list of every field once split (built by hand, or split in full): `_f`
+    #   is that list too;
+    # * None: a record of a multi-record frame, whose `_f` is the frame's one split, shared by its
+    #   records, from offset `_o`, `_n` fields wide.
+    #
+    # The state only ever grows, each step writes `_f` before `_n`, and `_p` (never shrinking:
+    # text, then the full list) is the truth `_tail` falls back on, so a record read by several
+    # threads at once can at worst split twice: an out-of-date (`_f`, `_n`) pair either still
+    # reads right or raises IndexError, which the readers catch and send to `_tail`.
+    __slots__ = ("_f", "_n", "_o", "_p", "_tr_id")
+    _f: list[str]
+    _n: int
+    _o: int
+    _p: str | list[str] | None
+    _tr_id: str
 
     #: The number of fields of this layout (None for an unknown TR).
     width: ClassVar[int | None] = None
@@ -519,7 +671,12 @@ class Record(_RecordBase):
     #: Friendly names (symbol, time, price, change, volume, session) this layout offers.
     friendly: ClassVar[tuple[str, ...]] = ()
     _by_key: ClassVar[dict[str, Field[Any]]] = {}
-    _key_index: ClassVar[int] = 0
+    # How many fields the first read of a one-record frame splits: past the friendly columns
+    # (the session excepted: KIS appended it at the end), so a consumer's usual reads cost one
+    # short split. A read past it splits the rest.
+    _depth: ClassVar[int] = 1
+    # The converter of this layout, compiled on first use (`_converter`).
+    _convert: ClassVar[Converter | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -538,12 +695,87 @@ class Record(_RecordBase):
         cls.width = len(columns)
         cls.friendly = tuple(friendly)
         cls._by_key = {f.name: f for f in columns} | friendly
+        reach = [0]  # the key column: tr_key
+        for label, field in friendly.items():
+            if label != "session":
+                reach.append(field.index)
+                if isinstance(field, SignedChange):
+                    reach.append(field.sign_index)
+        cls._depth = max(reach) + 1
+        cls._convert = None
 
     def __init__(self, tr_id: str, fields: tuple[str, ...] | list[str]) -> None:
         """Build a record from its field strings (the decoder builds records; tests may too)."""
+        own = list(fields)
         self._tr_id = tr_id
-        self._f = list(fields)
+        self._o = 0
+        self._f = own
+        self._n = len(own)
+        self._p = own
 
+    # -- the split -------------------------------------------------------------------------------
+    def _tail(self, i: int) -> str | None:
+        """Field `i` when ``i >= self._n``: split as far as needed, or None when there is no field i."""
+        depth = self._depth
+        try:
+            if i < depth:
+                fields = self._p.split("^", depth)  # type: ignore[union-attr]
+                try:
+                    del fields[depth]  # the rest of the text: `_p` still has it
+                except IndexError:
+                    pass  # the record has no more than `depth` fields: split in full
+                else:
+                    self._o = 0
+                    self._f = fields
+                    self._n = depth
+                    return fields[i]
+            elif i < MISSING:
+                fields = self._p.split("^")  # type: ignore[union-attr]
+            else:
+                return None
+        except AttributeError:  # `_p` is no text: the record is split in full, or shared
+            return self._split(i)
+        self._o = 0
+        self._f = fields
+        self._n = len(fields)
+        self._p = fields
+        return fields[i] if i < len(fields) else None
+
+    def _split(self, i: int) -> str | None:
+        """`_tail` of a record split in full (`_p` its list) or of a multi-record frame (`_p` None).
+
+        Only a reader that raced another thread's split finds a field here: the list has it.
+        """
+        src = self._p
+        if src is None or isinstance(src, str) or i >= len(src):
+            return None
+        self._f = src
+        self._n = len(src)
+        return src[i]
+
+    def _text(self, i: int) -> str | None:
+        """The string of field `i`, or None when this record has no field `i`."""
+        try:
+            return self._f[self._o + i] if i < self._n else self._tail(i)
+        except IndexError:
+            return self._tail(i)
+
+    def _list(self) -> list[str]:
+        """Every field string of this record: split in full and kept (a shared list: do not change it)."""
+        src = self._p
+        if src is None:
+            o = self._o
+            return self._f[o : o + self._n]
+        if isinstance(src, str):
+            fields = src.split("^")
+            self._o = 0
+            self._f = fields
+            self._n = len(fields)
+            self._p = fields
+            return fields
+        return src
+
+    # -- what every record has -------------------------------------------------------------------
     @property
     def tr_id(self) -> str:
         """The TR id of the frame, e.g. ``H0STCNT0`` (``H0STCNI9`` for paper notices)."""
@@ -552,22 +784,29 @@ class Record(_RecordBase):
     @property
     def tr_key(self) -> str:
         """The record's key column: the symbol, index code, or HTS ID on notices."""
-        fields = self._f
-        return fields[self._key_index] if self._key_index < len(fields) else ""
+        if self._n:  # every list a record ever holds has its key column
+            return self._f[self._o]
+        # Not split yet: cut the key out of the text instead. Dispatch by key reads it first, and
+        # the next read may well need the rest (raw, to_dict, a far column): one split, not two.
+        src = self._p
+        if isinstance(src, str):
+            end = src.find("^")
+            return src if end < 0 else src[:end]
+        return src[0] if src else ""
 
     @property
     def raw(self) -> tuple[str, ...]:
         """Every field string of this record as received, unknown trailing fields included."""
-        return tuple(self._f)
+        return tuple(self._list())
 
     @property
     def extra(self) -> tuple[str, ...]:
         """The trailing fields this version has no name for (KIS appends fields over time)."""
-        return tuple(self._f[len(self.columns) :])
+        return tuple(self._list()[len(self.columns) :])
 
     def invalid_fields(self) -> dict[str, str]:
         """Map each column whose value does not convert under its declared type to the raw text."""
-        fields = self._f
+        fields = self._list()
         return {
             f.name: fields[f.index]
             for f in self.columns
@@ -575,8 +814,20 @@ class Record(_RecordBase):
         }
 
     def to_dict(self) -> dict[str, FieldValue]:
-        """Every official column and friendly name with its converted value."""
-        return {key: self[key] for key in self}
+        """Every official column and friendly name with its converted value.
+
+        One compiled function per layout converts them all (the cost of building a dict of
+        strings, not of one read per column); a record with an invalid or missing value falls back
+        to reading field by field, which logs as the reads do.
+        """
+        cls = type(self)
+        convert = cls._convert
+        if convert is None:
+            convert = cls._convert = _converter(cls)
+        try:
+            return convert(self, self._list())
+        except (ValueError, ArithmeticError):
+            return {key: self[key] for key in self}
 
     # -- Mapping ---------------------------------------------------------------------------------
     def __getitem__(self, key: str) -> FieldValue:
@@ -600,12 +851,12 @@ class Record(_RecordBase):
         return KeysView(self)
 
     def items(self) -> ItemsView[str, FieldValue]:
-        """(name, converted value) pairs."""
-        return ItemsView(self)
+        """(name, converted value) pairs, converted at once as `to_dict` does."""
+        return self.to_dict().items()
 
     def values(self) -> ValuesView[FieldValue]:
-        """The converted values."""
-        return ValuesView(self)
+        """The converted values, converted at once as `to_dict` does."""
+        return self.to_dict().values()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._by_key)
@@ -618,18 +869,115 @@ class Record(_RecordBase):
         if type(other) is not type(self):
             return NotImplemented
         assert isinstance(other, Record)
-        return self._tr_id == other._tr_id and self._f == other._f
+        if self._tr_id != other._tr_id:
+            return False
+        mine, theirs = self._p, other._p
+        if type(mine) is str and type(theirs) is str:  # both unsplit: the texts say it all
+            return mine == theirs
+        return self._list() == other._list()
 
     def __hash__(self) -> int:
-        return hash((type(self).__name__, self._tr_id, tuple(self._f)))
+        return hash((type(self).__name__, self._tr_id, tuple(self._list())))
+
+    def __reduce__(self) -> tuple[type[Record], tuple[str, tuple[str, ...]]]:
+        # A record pickles (and copies) as its own fields, never the frame it shares a split with.
+        return (type(self), (self._tr_id, tuple(self._list())))
 
     def __repr__(self) -> str:
         if self.friendly:
             shown = ", ".join(f"{key}={_short(self[key])}" for key in self.friendly)
         else:
-            shown = f"fields={len(self._f)}"
+            shown = f"fields={len(self._list())}"
         era = f" {self.era}" if self.era else ""
         return f"<{self._tr_id}{era} tr_key={self.tr_key!r} {shown}>"
+
+
+def _converter_source(cls: type[Record]) -> tuple[str, dict[str, object]]:
+    """The source of `cls`'s converter and the names it uses: two functions of one pattern.
+
+    Both unpack the record's field strings into locals (``v0`` …) and return every column, then
+    every friendly name, in the mapping's order. ``convert``, the one `Record.to_dict` calls,
+    converts all the integer columns with one ``map(int, …)`` and all the decimal ones with one
+    ``map(Decimal, …)`` (C loops, no bytecode per field) and fills a copy of a template dict
+    (cheaper than a dict display of fifty keys, which grows as it is built). An empty or invalid
+    number there sends the record to ``exact``, which converts each column with its descriptor's
+    `Field._code` expression, so that an empty field reads as None; an invalid value raises
+    there, and `Record.to_dict` reads field by field instead (and logs, as the reads do).
+    """
+    columns = cls.columns
+    width = len(columns)
+    keys = cls._by_key
+    names: dict[str, object] = {"_DOWN": _DOWN, "Decimal": Decimal, "_template": dict.fromkeys(keys)}
+    unpack = [f"    if len(f) != {width}:", f"        f = f[:{width}]"] if width else []
+    if width:
+        unpack.append("    " + ", ".join(f"v{i}" for i in range(width)) + ", = f")
+
+    def by_descriptor(field: Field[Any]) -> str:
+        name = f"_field{len(names)}"
+        names[name] = field
+        return f"{name}.read(rec)"
+
+    # Each column's exact expression; a column a friendly name reads too gets a local (c2), so
+    # that its value is converted once.
+    code = {id(f): f._code(f"v{f.index}", names) or by_descriptor(f) for f in columns}
+    shared = {
+        id(target): f"c{target.index}"
+        for label, field in keys.items()
+        if id(target := field.value if isinstance(field, SignedChange) else field) in code
+        and label != target.name
+    }
+
+    def entry(field: Field[Any], value: dict[int, str], never_none: set[int]) -> str:
+        if isinstance(field, SignedChange) and id(field.value) in value and field.sign_index < width:
+            n, sign = value[id(field.value)], f"v{field.sign_index}"
+            if id(field.value) in never_none:
+                return f"(-{n} if {n} > 0 and {sign} in _DOWN else {n})"
+            return f"(-{n} if {n} is not None and {n} > 0 and {sign} in _DOWN else {n})"
+        return value.get(id(field)) or code.get(id(field)) or by_descriptor(field)
+
+    exact = ["def exact(rec, f):", *unpack]
+    exact += [f"    {local} = {code[ident]}" for ident, local in shared.items()]
+    exact.append("    return {")
+    exact += [f"        {label!r}: {entry(field, shared, set())}," for label, field in keys.items()]
+    exact.append("    }")
+
+    ints = [f for f in columns if type(f).read is IntField.read and type(f).convert is IntField.convert]
+    decimals = [
+        f
+        for f in columns
+        if isinstance(f, DecimalField)
+        and type(f).convert is DecimalField.convert
+        and type(f).read is Field.read
+    ]
+    numbers = {id(f): f"n{f.index}" for f in [*ints, *decimals]}
+    fast = ["def convert(rec, f):", *unpack]
+    if numbers:
+        fast.append("    try:")
+        for group, how in ((ints, "int"), (decimals, "Decimal")):
+            if group:
+                targets = ", ".join(f"n{f.index}" for f in group)
+                texts = ", ".join(f"v{f.index}" for f in group)
+                fast.append(f"        {targets}, = map({how}, ({texts},))")
+        fast += ["    except (ValueError, ArithmeticError):", "        return exact(rec, f)"]
+    if decimals:
+        finite = " and ".join(f"n{f.index}.is_finite()" for f in decimals)
+        fast += [f"    if not ({finite}):", "        return exact(rec, f)"]
+    value = {**shared, **numbers}
+    fast += [f"    {local} = {code[ident]}" for ident, local in shared.items() if ident not in numbers]
+    fast.append("    d = _template.copy()")
+    fast += [f"    d[{label!r}] = {entry(field, value, set(numbers))}" for label, field in keys.items()]
+    fast.append("    return d")
+    return "\n".join(exact) + "\n\n\n" + "\n".join(fast) + "\n", names
+
+
+def _converter(cls: type[Record]) -> Converter:
+    """Compile `cls`'s converter (`_converter_source`); tracebacks through it show its lines."""
+    source, names = _converter_source(cls)
+    filename = f"<converter of {cls.__module__}.{cls.__qualname__}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    exec(compile(source, filename, "exec"), names)  # noqa: S102  # source built from our descriptors
+    convert: Converter = names["convert"]  # type: ignore[assignment]
+    return convert
 
 
 Mapping.register(Record)

@@ -649,7 +649,7 @@ class BarAggregator:
             raise _bad_now(now) from None
         self._last_now = now
         # The hot path: every trade comes here. Fields are read by index, once each.
-        fields: list[str] = event._f  # type: ignore[union-attr]
+        fields: list[str] = event._list()  # type: ignore[union-attr]
         i_time, i_price, i_volume, i_cumulative, i_session, i_side = layout.indices
         try:
             text = fields[i_time]

@@ -293,7 +293,7 @@ class BookSnapshots:
         if layout is None:
             return due
         assert isinstance(event, Record)
-        fields = event._f
+        fields = event._list()
         state = layout.states.get(fields[0])
         if state is None:
             state = layout.states[fields[0]] = _Key()
@@ -337,7 +337,7 @@ class BookSnapshots:
         return min(midnight + ((received - midnight) // self.every + 1) * self.every, midnight + _DAY)
 
     def _snapshot(self, layout: _Layout, rec: Record, received: float, at: float) -> BookSnapshot:
-        fields = rec._f
+        fields = rec._list()
         width = len(fields)
 
         def text(index: int | None) -> str:
