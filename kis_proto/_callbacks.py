@@ -6,11 +6,15 @@ feed, hence the feed type) and `_workers` (how to start a task and how to run a 
 in a worker thread). The core imports no asyncio, anyio or threading: it only awaits what the
 transport hands it.
 
-Sync callbacks run either *inline* (on the event loop, as the original design did: a callback
-that blocks stalls every other callback, though never the socket reader) or in a *thread*: each
-subscription (tr_id, key) then has a lane whose records reach its callbacks in order, sync ones
-in a worker thread, async ones on the loop, so a slow callback holds back its own subscription
-and nothing else.
+Sync callbacks run *inline* (on the event loop, as the original design did: a callback that
+blocks stalls every other callback, though never the socket reader), in one *worker* thread
+(every callback one at a time, in arrival order, off the loop: what a script's plain counter
+needs), or *per subscription*: each (tr_id, key) has a lane whose records reach its callbacks in
+order in a worker thread of its own, so a slow callback holds back its own subscription and
+nothing else, and callbacks of different subscriptions run at the same time.
+
+`close` is a promise: no callback starts after it was called, from inside a callback too; the
+records still queued are counted in the close's log line.
 """
 
 from __future__ import annotations
@@ -84,8 +88,11 @@ def tr_id_of(tr: str | type[Record]) -> str:
 #: What `WSClient(on_error=...)` gets: a refused subscription or a session-level server error.
 ErrorCallback: TypeAlias = "Callable[[SubscribeFailed | ServerError], Awaitable[None] | None]"
 
-#: Where sync callbacks run: ``"inline"`` on the event loop, ``"thread"`` in a worker thread.
-SyncCallbacks: TypeAlias = Literal["inline", "thread"]
+#: Where sync callbacks run: ``"inline"`` on the event loop; ``"worker"`` in one worker thread,
+#: one at a time in arrival order; ``"per-subscription"`` in a worker thread per subscription,
+#: in order per subscription and in parallel across them.
+SyncCallbacks: TypeAlias = Literal["inline", "worker", "per-subscription"]
+_SYNC_CALLBACKS = ("inline", "worker", "per-subscription")
 
 T = TypeVar("T")
 
@@ -172,11 +179,14 @@ class Workers(Protocol):
 
 
 FeedT = TypeVar("FeedT", bound=ClientFeed)
-_LaneKey: TypeAlias = "tuple[str, str] | None"  # None: the on_error lane
+# A lane's key: a subscription (per-subscription mode), None for the on_error lane there, or
+# _ONE_LANE for the single lane of every event in worker mode.
+_LaneKey: TypeAlias = "tuple[str, str] | str | None"
+_ONE_LANE = "worker"
 
 
 class _Lane:
-    """One subscription's records waiting for its callbacks (thread mode), in order, bounded."""
+    """Records waiting for their callbacks in a worker thread, in order, bounded."""
 
     __slots__ = ("buffer", "running")
 
@@ -195,14 +205,20 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
     that raises is logged and the feed goes on. `run` raises `ConnectionError` after
     `max_retries` failed reconnects. Other keyword options go to the transport's ``connect``.
 
-    `sync_callbacks`: ``"inline"`` (the default, as before) calls sync callbacks on the event
-    loop, one after another: a callback that blocks (``time.sleep``, an HTTP order, pandas)
-    holds back every callback, though never the PINGPONG answer. ``"thread"`` gives each
-    subscription a lane: its records reach its callbacks in order, sync ones in a worker thread
-    and async ones on the loop, so a slow callback delays only its own subscription. A lane keeps
-    at most `buffer_size` market records (the ``connect`` option; 10,000 by default) and drops
-    the oldest past that, logged; notices are never dropped. On `close`, records still waiting in
-    lanes are dropped and callbacks already running are waited for.
+    `sync_callbacks`: ``"inline"`` (the default of the async clients) calls sync callbacks on
+    the event loop, one after another: a callback that blocks (``time.sleep``, an HTTP order,
+    pandas) holds back every callback, though never the PINGPONG answer. ``"worker"`` (the
+    default of `kis_anyio.blocking.WSClient`) runs them in one worker thread, one at a time in
+    arrival order, async ones on the loop in their turn: blocking delays the callbacks, never the
+    socket. ``"per-subscription"`` gives each subscription a worker lane of its own: a slow
+    callback delays only its own subscription, and callbacks of *different* subscriptions run at
+    the same time, so state they share needs a lock (a plain counter races). A worker's queue
+    keeps at most `buffer_size` market records (the ``connect`` option; 10,000 by default) and
+    drops the oldest past that, logged; notices are never dropped.
+
+    `close` (or `close_nowait`) means no callback starts after it, even when called from a
+    callback: the records still queued are not handed out, and their number is in the close's
+    log line (INFO); a callback already running is waited for.
 
     `on_error` (sync or async) gets every `SubscribeFailed` (a refused subscription, e.g. an
     unknown TR id) and `ServerError` (session level); each is also logged at WARNING on the
@@ -224,8 +240,10 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
         on_error: ErrorCallback | None = None,
         **options: Any,
     ) -> None:
-        if sync_callbacks not in ("inline", "thread"):
-            raise LocalProtocolError(f"sync_callbacks must be 'inline' or 'thread', not {sync_callbacks!r}")
+        if sync_callbacks not in _SYNC_CALLBACKS:
+            raise LocalProtocolError(
+                f"sync_callbacks must be 'inline', 'worker' or 'per-subscription', not {sync_callbacks!r}"
+            )
         self.kis = kis
         self.max_retries = max_retries
         self.retry_delay = retry_delay
@@ -239,6 +257,8 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
         self._closed = False
         self._stopping = False  # lanes take no more work: close() was called or run() is ending
         self._lanes: dict[_LaneKey, _Lane] = {}
+        self._unhanded = 0  # records not handed to callbacks because close() came first
+        self._async: dict[object, bool] = {}  # is_async_callback, cached per callback
 
     def __repr__(self) -> str:
         state = "running" if self._feed is not None else "closed" if self._closed else "not running"
@@ -307,6 +327,7 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
         options = {"max_retries": self.max_retries, "retry_delay": self.retry_delay} | self._options
         self._stopping = self._closed
         self._lanes = {}
+        self._unhanded = 0
         error: ConnectionError | None = None
         async with self._connect(
             self._url, credentials=self.kis, approval_key=self._approval_key, **options
@@ -324,8 +345,26 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
                         self._stopping = True
             finally:
                 self._feed = None
+                self._log_close()
         if error is not None:
             raise error
+
+    def _log_close(self) -> None:
+        """The close's log line: how many records were still queued for callbacks."""
+        queued = self._unhanded + sum(
+            sum(1 for event in lane.buffer.drain() if isinstance(event, Record))
+            for lane in self._lanes.values()
+        )
+        self._lanes = {}
+        if self._closed:
+            self._log.info(
+                "closed: %d record%s still queued %s not handed to callbacks",
+                queued,
+                "" if queued == 1 else "s",
+                "was" if queued == 1 else "were",
+            )
+        elif queued:
+            self._log.info("the feed ended: %d records still queued were not handed to callbacks", queued)
 
     async def close(self) -> None:
         """Stop `run`: close the connection cleanly."""
@@ -353,24 +392,46 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
 
     # -- the dispatcher ---------------------------------------------------------------------------
     async def _dispatch(self, feed: FeedT, workers: Workers) -> None:
-        threaded = self.sync_callbacks == "thread"
+        mode = self.sync_callbacks
+        table = self._callbacks._callbacks
         if self._closed:
             await feed.aclose()
         async for batch in feed.batches():
-            for event in batch:
+            for index, event in enumerate(batch):
+                if self._closed:  # close() came from a callback: nothing more starts
+                    self._unhanded += sum(1 for left in batch[index:] if isinstance(left, Record))
+                    break
                 if isinstance(event, Record):
-                    if threaded:
-                        self._enqueue((event.tr_id, event.tr_key), event, workers)
-                        continue
-                    for pending in self._callbacks.call(event):
-                        await self._guarded(pending, (event.tr_id, event.tr_key))
-                elif isinstance(event, SubscribeFailed | ServerError) and self.on_error is not None:
-                    if threaded:
-                        self._enqueue(None, event, workers)
+                    if mode == "inline":
+                        for callback in table.get((event.tr_id, event.tr_key), ()):
+                            if self._stopped():  # close() from the callback before
+                                break
+                            await self._call_inline(callback, event)
                     else:
+                        key = _ONE_LANE if mode == "worker" else (event.tr_id, event.tr_key)
+                        self._enqueue(key, event, workers)
+                elif isinstance(event, SubscribeFailed | ServerError) and self.on_error is not None:
+                    if mode == "inline":
                         await self._call_on_error(event)
+                    else:
+                        self._enqueue(_ONE_LANE if mode == "worker" else None, event, workers)
             if self._closed and not feed.closing:
                 await feed.aclose()  # close_nowait() was called from a callback
+
+    def _stopped(self) -> bool:
+        """`_stopping` read afresh: a callback (or another thread) may have set it since the last look."""
+        return self._stopping
+
+    async def _call_inline(self, callback: Callback, record: Record) -> None:
+        log = self._log
+        try:
+            result = callback(record)
+        except Exception:
+            log.exception("a callback for %s %s raised; the feed goes on", record.tr_id, record.tr_key)
+            return
+        # Plain callbacks return None: skip the awaitable test for them.
+        if result is not None and inspect.isawaitable(result):
+            await self._guarded(result, record)
 
     async def _call_on_error(self, event: SubscribeFailed | ServerError) -> None:
         assert self.on_error is not None
@@ -382,18 +443,25 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
         except Exception:
             log.exception("the on_error callback raised; the feed goes on")
 
-    def _callbacks_of(self, key: _LaneKey) -> list[Callable[[Any], Any]]:
-        if key is None:
-            return [self.on_error] if self.on_error is not None else []
-        return self._callbacks.callbacks(*key)
+    def _callbacks_for(self, event: object) -> list[Callable[[Any], Any]]:
+        """The callbacks of one event, in the order added: a record's, or on_error."""
+        if isinstance(event, Record):
+            return self._callbacks.callbacks(event.tr_id, event.tr_key)
+        return [self.on_error] if self.on_error is not None else []
 
-    # -- thread mode: one lane per subscription ---------------------------------------------------
+    def _is_async(self, callback: object) -> bool:
+        known = self._async.get(callback)
+        if known is None:
+            known = self._async[callback] = is_async_callback(callback)
+        return known
+
+    # -- worker threads: one lane for every event, or one per subscription ------------------------
     def _enqueue(
         self, key: _LaneKey, event: Record | SubscribeFailed | ServerError, workers: Workers
     ) -> None:
         lane = self._lanes.get(key)
         if lane is None:
-            if self._stopping or not self._callbacks_of(key):
+            if self._stopping or (isinstance(key, tuple | None) and not self._callbacks_for(event)):
                 return
             lane = self._lanes[key] = _Lane(self._options.get("buffer_size", 10_000))
         lane.buffer.put(event)
@@ -402,7 +470,12 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
             workers.spawn(partial(self._run_lane, key, lane, workers))
 
     async def _run_lane(self, key: _LaneKey, lane: _Lane, workers: Workers) -> None:
-        """Hand a lane's events to its callbacks, in order, until it is empty (or the client stops)."""
+        """Hand a lane's events to their callbacks, in order, until it is empty (or the client stops).
+
+        Runs of events whose callbacks are all plain go to the worker thread at once; an event
+        with an async callback is handed out on the loop, its plain callbacks in the thread, in
+        the order they were added.
+        """
         try:
             while not self._stopping:
                 events = lane.buffer.drain()
@@ -411,57 +484,70 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
                 items: list[Any] = []
                 for event in events:
                     if isinstance(event, EventsDropped):
-                        assert key is not None  # errors are never dropped
                         self._log.warning(
-                            "the callbacks of %s %s fell behind: %d records dropped, oldest first "
+                            "the callbacks%s fell behind: %d records dropped, oldest first "
                             "(notices are never dropped)",
-                            key[0],
-                            shown_key(*key),
+                            f" of {key[0]} {shown_key(*key)}" if isinstance(key, tuple) else "",
                             event.count,
                         )
                     else:
                         items.append(event)
-                callbacks = self._callbacks_of(key)
-                plain = [callback for callback in callbacks if not is_async_callback(callback)]
-                if plain:
-                    for awaitable in await workers.run_sync(partial(self._call_plain, plain, items)):
+                start = 0
+                while start < len(items) and not self._stopping:
+                    start, pending = await workers.run_sync(partial(self._call_plain, items, start))
+                    for awaitable in pending:
                         await self._guarded(awaitable, key)
-                for callback in callbacks:
-                    if callback in plain:
-                        continue
-                    for item in items:
-                        if self._halted():  # close() may come while a callback runs
-                            return
-                        await self._guarded(callback(item), key)
+                    if start < len(items) and not self._stopping:  # an event with an async callback
+                        await self._call_mixed(items[start], workers)
+                        start += 1
+                self._unhanded += sum(1 for item in items[start:] if isinstance(item, Record))
         finally:
             lane.running = False
 
-    def _halted(self) -> bool:
-        return self._stopping
+    async def _call_mixed(self, item: Any, workers: Workers) -> None:
+        """One event with an async callback: each callback in turn, plain ones in the thread."""
+        for callback in self._callbacks_for(item):
+            if self._stopping:
+                return
+            if self._is_async(callback):
+                await self._guarded(callback(item), item)
+                continue
+            for awaitable in await workers.run_sync(partial(self._call_plain_one, callback, item)):
+                await self._guarded(awaitable, item)
 
-    async def _guarded(self, awaitable: Awaitable[Any], key: _LaneKey) -> None:
+    async def _guarded(self, awaitable: Awaitable[Any], about: object) -> None:
         log = self._log
         try:
             await awaitable
         except Exception:
-            log.exception("%s raised; the feed goes on", _callback_name(key))
+            log.exception("%s raised; the feed goes on", _callback_name(about))
 
-    def _call_plain(self, callbacks: list[Callable[[Any], Any]], items: list[Any]) -> list[Awaitable[Any]]:
-        """In a worker thread: every plain callback for each item, in order; awaitables returned."""
-        log = self._log
+    def _call_plain(self, items: list[Any], start: int) -> tuple[int, list[Awaitable[Any]]]:
+        """In a worker thread: the callbacks of items[start:], in order, while all are plain.
+
+        Returns where it stopped (an event with an async callback, or the end) and the awaitables
+        plain callbacks returned. Stops as soon as the client is closing.
+        """
         pending: list[Awaitable[Any]] = []
-        for item in items:
-            if self._stopping:
-                break
+        for index in range(start, len(items)):
+            item = items[index]
+            callbacks = self._callbacks_for(item)
+            if self._stopping or any(self._is_async(callback) for callback in callbacks):
+                return index, pending  # not started: the caller hands it out, or counts it
             for callback in callbacks:
-                try:
-                    result = callback(item)
-                except Exception:
-                    log.exception("%s raised; the feed goes on", _callback_name(item))
-                    continue
-                if result is not None and inspect.isawaitable(result):
-                    pending.append(result)
-        return pending
+                if self._stopped():
+                    return index + 1, pending  # begun: not counted as left over
+                pending.extend(self._call_plain_one(callback, item))
+        return len(items), pending
+
+    def _call_plain_one(self, callback: Callable[[Any], Any], item: Any) -> list[Awaitable[Any]]:
+        log = self._log
+        try:
+            result = callback(item)
+        except Exception:
+            log.exception("%s raised; the feed goes on", _callback_name(item))
+            return []
+        return [result] if result is not None and inspect.isawaitable(result) else []
 
 
 def _callback_name(about: object) -> str:
@@ -470,4 +556,6 @@ def _callback_name(about: object) -> str:
         about = (about.tr_id, about.tr_key)
     if isinstance(about, tuple):
         return f"a callback for {about[0]} {shown_key(about[0], about[1])}"
-    return "the on_error callback"
+    if isinstance(about, SubscribeFailed | ServerError) or about is None:
+        return "the on_error callback"
+    return "a callback"

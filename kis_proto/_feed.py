@@ -450,7 +450,10 @@ def split_ws_url(url: str) -> tuple[str, int, str]:
         host, _, port_text = authority.partition(":")
     if not host or (port_text and not port_text.isdigit()):
         raise LocalProtocolError(f"the KIS real-time URL is plain ws://host:port, not {url!r}")
-    return host, int(port_text) if port_text else 80, (slash + path) or "/tryitout"
+    port = int(port_text) if port_text else 80
+    if not 0 < port < 65536:
+        raise LocalProtocolError(f"the port of {url!r} is not 1 to 65535: KIS serves ws://host:port")
+    return host, port, (slash + path) or "/tryitout"
 
 
 def feed_core(

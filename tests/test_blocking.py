@@ -74,7 +74,9 @@ def test_a_callback_sleeping_3_s_per_record_keeps_a_strict_session() -> None:
     config = KISServerConfig(pingpong_interval=0.5, strict_pingpong=True)
     with simulator(config=config, seed=31, tick=0.05) as (sim, _):
         answered: list[int] = []
-        ws = blocking.WSClient(url=sim.url, approval_key=KEY, policy=quick_policy(), sync_callbacks="thread")
+        ws = blocking.WSClient(
+            url=sim.url, approval_key=KEY, policy=quick_policy(), sync_callbacks="per-subscription"
+        )
 
         def slow(data: Record) -> None:
             time.sleep(3.0)  # a blocking call: pandas, an order over HTTP...

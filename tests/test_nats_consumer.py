@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
+import re
 import string
 import time
 from typing import TYPE_CHECKING, Any
@@ -566,7 +568,7 @@ async def test_ephemeral_notices_and_the_callback_client(
         nats_creds=nats_server.creds("notices", "myhtsid"),
         credentials=Credentials(app_key="k", app_secret="s", hts_id="myhtsid"),
         on_error=errors.append,
-        sync_callbacks="thread",
+        sync_callbacks="per-subscription",
     )
     gateway.refuse[("H0STCNT0", "000660")] = ("invalid", "no such symbol")
     await ws.subscribe("H0STCNT0", ["005930", "000660"], trades.append)
@@ -585,3 +587,39 @@ async def test_ephemeral_notices_and_the_callback_client(
         await ws.close()
         await asyncio.wait_for(runner, 5)
     assert gateway.demand == {}  # released on close (an ephemeral notice consumer included)
+
+
+@pytest.mark.parametrize("mode", ["inline", "worker", "per-subscription"])
+async def test_the_callback_client_starts_no_callback_after_close(
+    nats_server: NatsProcess, gateway: FakeGateway, mode: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """close() in the 50th callback: 50 callbacks, and the records still queued are counted (issue 18)."""
+    caplog.set_level(logging.INFO)
+    seen: list[Record] = []
+    loop = asyncio.get_running_loop()
+    ws = kis_nats.WSClient(nats_server.url, nats_creds=nats_server.creds("consumer"), sync_callbacks=mode)
+
+    def on_trade(rec: Record) -> None:
+        seen.append(rec)
+        if len(seen) == 50:
+            if mode == "inline":
+                ws.close_nowait()  # on the loop
+            else:  # in a worker thread: close on the loop, as the docs say
+                asyncio.run_coroutine_threadsafe(ws.close(), loop)
+
+    await ws.subscribe("H0STCNT0", "005930", on_trade)
+    runner = asyncio.create_task(ws.run())
+    try:
+        await eventually(lambda: gateway.demanded("H0STCNT0", "005930"))
+        published = 0
+        for n in range(80):
+            published += await gateway.publish("H0STCNT0", "005930", trade("005930", 70000 + n))
+        await asyncio.wait_for(runner, 10)
+    finally:
+        if not runner.done():
+            await ws.close()
+            await asyncio.wait_for(runner, 5)
+    assert published >= 50
+    assert [rec["price"] for rec in seen] == list(range(70000, 70050))
+    [queued] = [m for r in caplog.records if (m := re.search(r"closed: (\d+) records?", r.getMessage()))]
+    assert 0 <= int(queued[1]) <= published - 50

@@ -233,7 +233,7 @@ async def test_thread_mode_keeps_order_per_subscription_and_a_slow_one_holds_bac
 
     async with kis_sim.serve() as server:
         ws = transport.WSClient(
-            None, url=server.url, approval_key=KEY, policy=quick_policy(), sync_callbacks="thread"
+            None, url=server.url, approval_key=KEY, policy=quick_policy(), sync_callbacks="per-subscription"
         )
         await ws.subscribe("H0STCNT0", "005930", on_slow)
         await ws.subscribe("H0STCNT0", "000660", on_fast)
@@ -303,7 +303,7 @@ async def test_a_lane_that_falls_behind_drops_the_oldest_and_says_so(
             url=server.url,
             approval_key=KEY,
             policy=quick_policy(),
-            sync_callbacks="thread",
+            sync_callbacks="per-subscription",
             buffer_size=2,
         )
         await ws.subscribe("H0STCNT0", "005930", on_price)

@@ -20,7 +20,7 @@ from kis_proto.symbols import listing
 
 from ._errors import CLIError
 from ._inputs import check_subscriptions
-from ._live import Answers, LiveFeed, open_feed
+from ._live import Answers, LiveFeed, open_feed, subscribe_all
 from ._output import status_line
 
 if TYPE_CHECKING:
@@ -132,8 +132,7 @@ async def book(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     answers = Answers([(trade_tr, key), (book_tr, key)])
     view = BookView(key)
     async with open_feed(args, err) as (feed, _):
-        await feed.subscribe(trade_tr, key)
-        await feed.subscribe(book_tr, key)
+        await subscribe_all(feed, [(trade_tr, key), (book_tr, key)], err)
         live = out.isatty() and not args.plain
         with anyio.move_on_after(args.duration if args.duration is not None else math.inf):
             if live:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 from kis_proto.recording import parse_recording_line
 
 from ._errors import CLIError
+from ._files import not_ours, readable
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -26,7 +27,6 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h)?", re.IGNORECASE)
 _SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(b|kb|k|mb|m|gb|g)?", re.IGNORECASE)
 _BYTES = {"b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "g": 1 << 30, "gb": 1 << 30}
-_SHOWN = 60  # characters of a bad line quoted in an error
 
 
 def duration(text: str) -> float:
@@ -56,18 +56,15 @@ def _kis_data(command: str) -> ModuleType:
     return kis_data
 
 
-def _first_line_problem(path: Path) -> str | None:
+def _first_line_problem(path: Path) -> CLIError | None:
     """Why `path` is not a recording, judged by its first line that is not blank or a comment."""
     with path.open("rb") as source:
-        for line in source:
+        for number, line in enumerate(source, 1):
             text = line.decode("utf-8", "replace").strip()
             if not text or text.startswith("#"):
                 continue
             if parse_recording_line(text) is None:
-                return (
-                    f"{path} is not a kis-ws recording: its first line is not "
-                    f'{{"t": <seconds>, "m": <message>}} ({text[:_SHOWN]!r})'
-                )
+                return not_ours(str(path), number, text, "not a kis-ws recording")
             return None
     return None
 
@@ -76,18 +73,10 @@ def export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Write a recording's records as Parquet, one file per TR and era, and say what was written."""
     kis_data = _kis_data("kis-ws export")
     path, target = Path(args.file), Path(args.to)
-    try:
+    with readable(str(path)):
         problem = _first_line_problem(path)
-    except FileNotFoundError:
-        raise CLIError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise CLIError(f"{path} is a directory, not a file") from None
-    except OSError as exc:
-        raise CLIError(f"cannot read {path}: {exc.strerror or exc}") from None
     if problem is not None:
-        raise CLIError(
-            problem, hint="kis-ws record writes recordings; `kis-ws decode FILE` reads raw KIS messages"
-        )
+        raise problem
     if target.exists() and not target.is_dir():
         raise CLIError(f"{target} is not a directory", hint="--to names the folder the files go to")
     try:

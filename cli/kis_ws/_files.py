@@ -22,23 +22,46 @@ if TYPE_CHECKING:
 
     from kis_proto import Event
 
-__all__ = ["decode", "decode_lines", "replay"]
+__all__ = ["decode", "decode_lines", "not_ours", "readable", "replay"]
 
 _SHOWN = 60  # characters of a bad line quoted in an error
 
 
-def decode_lines(lines: Iterable[str], decoder: MessageDecoder) -> Iterator[Event]:
-    """Decode each line as one KIS message; a `kis-ws record` line gives its recorded message."""
-    for line in lines:
+def decode_lines(
+    lines: Iterable[str], decoder: MessageDecoder, *, name: str = "the input"
+) -> Iterator[Event]:
+    """Decode each line as one KIS message; a `kis-ws record` line gives its recorded message.
+
+    The file is judged by its first message line, as `replay` judges a recording: one that is
+    neither a KIS message nor a recording line means this is not such a file (`CLIError`, exit 2).
+    """
+    first = True
+    for number, line in enumerate(lines, 1):
         text = line.rstrip("\r\n")
         if not text or text.startswith("#"):
             continue
         recorded = parse_recording_line(text)
+        if first and recorded is None and not text.startswith(_MESSAGE_STARTS):
+            raise not_ours(name, number, text, "neither KIS messages nor a kis-ws recording")
+        first = False
         yield from decoder.decode(recorded[1] if recorded is not None else text)
 
 
+# How every KIS real-time message starts: a frame (0|: plain, 1|: encrypted) or a JSON object.
+_MESSAGE_STARTS = ("0|", "1|", "{")
+
+
+def not_ours(name: str, number: int, line: str, what: str) -> CLIError:
+    """The one refusal of `decode` and `replay` for a file that is not what they read (exit 2)."""
+    return CLIError(
+        f"{name} is {what}: line {number} is {line.strip()[:_SHOWN]!r}",
+        hint='a recording line is {"t": <seconds>, "m": <message>}, as kis-ws record writes them; '
+        "decode also reads raw KIS messages, one per line",
+    )
+
+
 @contextmanager
-def _readable(path: str) -> Iterator[None]:
+def readable(path: str) -> Iterator[None]:
     """Turn a file that cannot be read into a `CLIError` saying why."""
     try:
         yield
@@ -59,12 +82,12 @@ def decode(args: argparse.Namespace, out: TextIO) -> int:
     decoder = MessageDecoder()
     for tr_id, key, iv in args.key:
         decoder.set_key(tr_id, key, iv)
-    with _readable(args.file):
+    with readable(args.file):
         source = sys.stdin if args.file == "-" else Path(args.file).open(encoding="utf-8")  # noqa: SIM115
         with source:
             out.writelines(
                 (json_line(event) if args.jsonl else describe(event)) + "\n"
-                for event in decode_lines(source, decoder)
+                for event in decode_lines(source, decoder, name=args.file)
             )
     return 0
 
@@ -76,15 +99,11 @@ async def replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     def skip(number: int, line: str) -> None:
         if not seen_any and not skipped:
-            raise CLIError(
-                f"{args.file} is not a kis-ws recording: line {number} is not "
-                f'{{"t": <seconds>, "m": <message>}} ({line.strip()[:_SHOWN]!r})',
-                hint="kis-ws record writes recordings; `kis-ws decode FILE` reads raw KIS messages",
-            )
+            raise not_ours(args.file, number, line, "not a kis-ws recording")
         skipped.append(number)
 
     previous: float | None = None
-    with _readable(args.file):
+    with readable(args.file):
         for t, event in read_recording(args.file, on_skip=skip):
             seen_any = True
             if not isinstance(event, Record):

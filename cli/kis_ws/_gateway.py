@@ -41,7 +41,7 @@ from kis_proto import Credentials, LocalProtocolError
 from kis_proto.server import KISServerConfig
 
 from ._errors import EXIT_FEED, EXIT_INTERRUPTED, CLIError
-from ._inputs import approval_endpoint, credentials_from_env
+from ._inputs import approval_endpoint, credentials_from_env, nats_urls
 from ._nats import nats_login
 
 if TYPE_CHECKING:
@@ -184,6 +184,8 @@ async def _run_gateway(args: argparse.Namespace, err: TextIO) -> int:
     import nats
     from kis_gateway import Gateway, GatewayConfigError
 
+    if args.nats is not None:
+        nats_urls(args.nats)  # before the KIS sessions start: a bad URL costs one line, exit 2
     state_dir = Path(args.state_dir).expanduser()
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     async with contextlib.AsyncExitStack() as stack:

@@ -16,7 +16,8 @@ from kis_sim import Faults
 
 from kis_proto import Credentials, LocalProtocolError
 from kis_proto.feed import KIS_MAX_SUBSCRIPTIONS, split_ws_url
-from kis_proto.symbols import key_problem
+from kis_proto.layouts import Market, tr_spec
+from kis_proto.symbols import key_problem, listing
 
 from ._errors import CLIError
 
@@ -26,10 +27,12 @@ __all__ = [
     "check_subscriptions",
     "credentials_from_env",
     "faults",
+    "nats_urls",
     "parse_subscription",
     "port",
     "price",
     "server_for",
+    "unknown_listings",
 ]
 
 
@@ -62,6 +65,60 @@ def check_subscriptions(texts: list[str]) -> list[tuple[str, str]]:
             hint=f"watch at most {KIS_MAX_SUBSCRIPTIONS}, or spread them over several app keys",
         )
     return wanted
+
+
+_LISTED_MARKETS = frozenset(
+    {Market.DOMESTIC_STOCK, Market.DOMESTIC_ETF, Market.DOMESTIC_ELW, Market.OVERSEAS_STOCK}
+)
+
+
+def unknown_listings(subscriptions: list[tuple[str, str]]) -> list[str]:
+    """A warning line for each stock key (domestic code, US symbol) kis-ws knows no listing of.
+
+    A simulator invents prices for any key, so a typo (005390 for 005930) would look like real
+    data; KIS itself answers an unknown code with silence. Index, futures, bond and notice keys
+    are not checked: the table names stocks only.
+    """
+    lines = []
+    for tr_id, key in subscriptions:
+        spec = tr_spec(tr_id)
+        if spec is None or spec.market not in _LISTED_MARKETS or listing(key) is not None:
+            continue
+        lines.append(
+            f"warning: {key} is not a listing kis-ws knows (its table names the most traded KRX and US "
+            "stocks); the simulator invents its prices. Check the code: KIS sends nothing for one that "
+            "does not exist"
+        )
+    return lines
+
+
+_NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+
+
+def nats_urls(text: str, option: str = "--nats") -> list[str]:
+    """The NATS URLs of an option (comma-separated for a cluster), each checked; `CLIError` if not one.
+
+    Checked before anything connects, so ``--gateway notaurl`` fails at once with exit 2 instead of
+    after nats-py's retries.
+    """
+    urls = [part.strip() for part in text.split(",")]
+    for url in urls:
+        parts = urlsplit(url)
+        try:
+            given_port = parts.port
+        except ValueError:
+            given_port = -1
+        if (
+            parts.scheme not in _NATS_SCHEMES
+            or not parts.hostname
+            or (given_port is not None and not 0 < given_port < 65536)
+        ):
+            raise CLIError(
+                f"{option} {url!r} is not a NATS URL",
+                hint="give nats://host:port, e.g. nats://127.0.0.1:4222 (tls://host:port with TLS; "
+                "several, comma-separated, for a cluster)",
+            )
+    return urls
 
 
 def faults(text: str) -> Faults:
@@ -122,7 +179,8 @@ def server_for(url: str | None, env: str | None, approval_url: str | None) -> Se
         except LocalProtocolError:
             raise CLIError(
                 f"--url {url!r} is not a KIS real-time URL",
-                hint="give ws://host:port (KIS serves plain ws://; e.g. ws://127.0.0.1:21000 for kis-ws sim)",
+                hint="give ws://host:port with a port from 1 to 65535 "
+                "(KIS serves plain ws://; e.g. ws://127.0.0.1:21000 for kis-ws sim)",
             ) from None
     credentials = credentials_from_env(env)
     if approval_url is not None:

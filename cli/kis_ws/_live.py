@@ -28,7 +28,7 @@ from kis_proto.layouts import tr_spec
 from kis_proto.recording import RECORDING_HEADER, recording_line
 
 from ._errors import EXIT_FEED, CLIError
-from ._inputs import Server, check_subscriptions, server_for
+from ._inputs import Server, check_subscriptions, server_for, unknown_listings
 from ._output import describe, json_line, status_line
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from kis_proto import FeedEvent
 
-__all__ = ["LiveFeed", "record", "simulator_options", "watch"]
+__all__ = ["Answers", "LiveFeed", "open_feed", "record", "simulator_options", "subscribe_all", "watch"]
 
 
 class LiveFeed(Protocol):
@@ -138,6 +138,8 @@ async def open_feed(
             )
         else:
             err.write(server.description + "\n")
+        if server.credentials is None:  # KIS decides with real credentials; a simulator invents
+            err.writelines(line + "\n" for line in unknown_listings(_subscriptions_of(args)))
         err.flush()
         host, port, tls = server.approval or (None, None, True)
         custtype = server.credentials.custtype if server.credentials else "P"
@@ -166,11 +168,12 @@ async def _gateway_feed(args: argparse.Namespace, err: TextIO) -> AsyncIterator[
 
     env = args.gateway_env
     # A notice key is an HTS ID: its notice reader's credential is the one that may read it.
-    notices = [
-        key for tr_id, key in check_subscriptions(getattr(args, "keys", None) or [args.key]) if _notice(tr_id)
-    ]
-    urls, options = nats_login(args, args.gateway, "consumer", hts_id=notices[0] if notices else None)
-    err.write(f"streaming from the kis-ws gateway ({env}) at {args.gateway}\n")
+    notices = [key for tr_id, key in _subscriptions_of(args) if _notice(tr_id)]
+    urls, options = nats_login(
+        args, args.gateway, "consumer", hts_id=notices[0] if notices else None, option="--gateway"
+    )
+    # No claim about the gateway yet: only its answer to a subscription says one serves this env.
+    err.write(f"connecting to NATS at {args.gateway} for a kis-ws gateway of env {env}\n")
     err.flush()
     try:
         async with kis_nats.connect(urls, env=env, max_retries=5, nats_options=options) as feed:
@@ -181,18 +184,31 @@ async def _gateway_feed(args: argparse.Namespace, err: TextIO) -> AsyncIterator[
         raise CLIError(str(exc), hint="is `kis-ws gateway` running, for this env?", code=EXIT_FEED) from None
 
 
+def _subscriptions_of(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The checked subscriptions of a live command (``keys``, or ``book``'s one ``key``)."""
+    keys = getattr(args, "keys", None) or [args.key]
+    return check_subscriptions(keys)
+
+
 def _notice(tr_id: str) -> bool:
     spec = tr_spec(tr_id)
     return spec is not None and spec.encrypted
 
 
-async def _subscribe_all(feed: LiveFeed, subscriptions: list[tuple[str, str]]) -> None:
-    """Subscribe each; a gateway's refusal (its capacity, KIS's answer) ends the command clearly."""
+async def subscribe_all(feed: LiveFeed, subscriptions: list[tuple[str, str]], err: TextIO) -> None:
+    """Subscribe each; a gateway's refusal (its capacity, KIS's answer) ends the command clearly.
+
+    From a gateway, the first answer names it: only then does a line say which one streams.
+    """
     for tr_id, key in subscriptions:
         try:
             await feed.subscribe(tr_id, key)
         except SubscriptionError as exc:
             raise CLIError(str(exc), code=EXIT_FEED) from None
+    gateway = getattr(feed, "gateway", None)
+    if isinstance(gateway, str):
+        err.write(f"streaming from the kis-ws gateway {gateway} ({getattr(feed, 'env', '?')})\n")
+        err.flush()
 
 
 async def watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -200,7 +216,7 @@ async def watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     subscriptions = check_subscriptions(args.keys)
     answers = Answers(subscriptions)
     async with open_feed(args, err) as (feed, url):
-        await _subscribe_all(feed, subscriptions)
+        await subscribe_all(feed, subscriptions, err)
         live = out.isatty() and not args.jsonl and not args.plain
         with anyio.move_on_after(args.duration if args.duration is not None else math.inf):
             if live:
@@ -276,6 +292,7 @@ async def record(args: argparse.Namespace, err: TextIO) -> int:
         parquet = open_recorder(args)
     new_file = not path.exists() or path.stat().st_size == 0
     written = 0
+    opened = False  # the summary is for a recording that was opened
     config = KISConfig(emit_text=True)
     try:
         async with open_feed(args, err, config=config, max_retries=args.max_retries) as (feed, _):
@@ -283,10 +300,11 @@ async def record(args: argparse.Namespace, err: TextIO) -> int:
                 out = _append_private(path)
             except OSError as exc:
                 raise CLIError(f"cannot write {path}: {exc.strerror or exc}") from None
+            opened = True
             with out:
                 if new_file:
                     out.write(RECORDING_HEADER + "\n")
-                await _subscribe_all(feed, subscriptions)
+                await subscribe_all(feed, subscriptions, err)
                 async with anyio.create_task_group() as tasks:
                     if parquet is not None:
                         tasks.start_soon(_roll_when_due, parquet)
@@ -307,14 +325,16 @@ async def record(args: argparse.Namespace, err: TextIO) -> int:
                             if answers.all_refused:
                                 break
                     tasks.cancel_scope.cancel()
-    finally:
+    finally:  # also on Ctrl-C: what was kept is said either way
         if parquet is not None:
             summary = parquet.close()
             err.write(
                 f"wrote {summary.records} records to {len(summary.files)} Parquet "
                 f"part{'s' if len(summary.files) != 1 else ''} in {parquet.directory}\n"
             )
-    err.write(f"recorded {written} messages to {path}\n")
+        if opened:
+            err.write(f"recorded {written} message{'' if written == 1 else 's'} to {path}\n")
+            err.flush()
     if answers.all_refused:
         raise answers.error()
     if (failure := answers.never_connected(args.url or "the server")) is not None:

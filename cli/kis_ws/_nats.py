@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import CLIError
+from ._inputs import nats_urls
 
 if TYPE_CHECKING:
     import argparse
@@ -82,6 +83,7 @@ def nats_login(
     *,
     hts_id: str | None = None,
     state_dir: str | os.PathLike[str] | None = None,
+    option: str = "--nats",
 ) -> tuple[list[str], dict[str, Any]]:
     """The URLs and ``nats.connect`` options for `args`' NATS options; `CLIError` saying what is wrong.
 
@@ -95,6 +97,8 @@ def nats_login(
             f"{_shown(url)}: a password in the URL is readable by every user of this machine (ps)",
             hint=f"give --nats-user and {_PASSWORD_ENV}, or --nats-creds FILE",
         )
+    if url is not None:
+        nats_urls(url, option)
     options: dict[str, Any] = {}
     if args.nats_user is not None:
         if args.nats_creds is not None:

@@ -540,8 +540,9 @@ class WSClient(CallbackClient[Feed]):
     """The original design's callback client, on the anyio feed (trio or asyncio).
 
     ``ws = WSClient(credentials)``; ``await ws.subscribe("H0STCNT0", ["005930"], on_price)``;
-    ``await ws.run()`` until ``await ws.close()``. Options: ``sync_callbacks="thread"`` runs
-    plain callbacks in worker threads, in order per subscription; ``on_error=`` gets refused
+    ``await ws.run()`` until ``await ws.close()``. Options: ``sync_callbacks="worker"`` runs
+    plain callbacks in a worker thread, one at a time in arrival order (``"per-subscription"``:
+    a worker per subscription, in parallel across them); ``on_error=`` gets refused
     subscriptions and server errors. The full story is `kis_proto.feed.CallbackClient`'s; for code
     with no ``async`` at all, see ``kis_anyio.blocking.WSClient``.
     """

@@ -302,12 +302,16 @@ class WSClient:
     (before or during `run_forever`, from any thread); ``ws.run_forever()``. ``ws.close()``
     ends it from another thread or from a callback; Ctrl+C ends it too.
 
-    Callbacks are plain functions (async ones work as well). By default they run in worker
-    threads (``sync_callbacks="thread"``), in order per subscription, so one may block (sleep,
-    send an order over HTTP, crunch pandas) without delaying the PINGPONG answer or the other
-    subscriptions. ``sync_callbacks="inline"`` runs them on the background loop, one after
-    another, as the async `kis_anyio.WSClient` does by default. `on_error` gets every refused
-    subscription and server error (they are logged at WARNING on ``kis_anyio`` either way).
+    Callbacks are plain functions (async ones work as well). By default they run in one worker
+    thread (``sync_callbacks="worker"``), one at a time in arrival order, so a plain counter is
+    exact and one may block (sleep, send an order over HTTP, crunch pandas) without delaying the
+    PINGPONG answer. ``sync_callbacks="per-subscription"`` gives each subscription a worker of
+    its own: a slow callback then holds back only its own subscription, but callbacks of
+    different subscriptions run at the same time, so what they share needs a lock.
+    ``sync_callbacks="inline"`` runs them on the background loop, as the async
+    `kis_anyio.WSClient` does by default. `close` means no callback starts after it, even from a
+    callback. `on_error` gets every refused subscription and server error (they are logged at
+    WARNING on ``kis_anyio`` either way).
     Other arguments are the async client's; `backend` picks the loop of the background thread.
     """
 
@@ -319,7 +323,7 @@ class WSClient:
         *,
         url: str | None = None,
         approval_key: str | None = None,
-        sync_callbacks: SyncCallbacks = "thread",
+        sync_callbacks: SyncCallbacks = "worker",
         on_error: ErrorCallback | None = None,
         backend: Backend = "asyncio",
         backend_options: dict[str, Any] | None = None,
@@ -359,7 +363,7 @@ class WSClient:
         if threading.get_ident() == self._loop_thread:
             raise LocalProtocolError(
                 "a callback run inline cannot subscribe or unsubscribe (it runs on the event loop); "
-                "use sync_callbacks='thread'"
+                "use sync_callbacks='worker' (the default)"
             )
         portal.call(fn)
 

@@ -505,8 +505,8 @@ async def workers(thread_name_prefix: str) -> AsyncIterator[Workers]:
 class WSClient(CallbackClient[Feed]):
     """The original design's callback client on asyncio alone; see `kis_anyio.WSClient`.
 
-    ``sync_callbacks="thread"`` runs plain callbacks in a thread pool of the client's own (one
-    thread per subscription at most, created as needed), in order per subscription.
+    ``sync_callbacks="worker"`` and ``"per-subscription"`` run plain callbacks in a thread pool
+    of the client's own (one thread, or one per subscription at most, created as needed).
     """
 
     _log = logger
