@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -48,7 +49,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError as WSLocalProtocolError
 from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
 
-from ._codec import MessageDecoder, check_approval_key, subscribe_message
+from ._codec import MessageDecoder, check_approval_key, check_subscription, subscribe_message
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
     Connected,
@@ -108,6 +109,10 @@ class KISConfig:
     #: Also emit each received text message as a `TextReceived` event, before its decoded events
     #: (for recording a session; `kis-ws record` uses it).
     emit_text: bool = False
+    #: Subscribe and unsubscribe requests sent per second at most, evenly spaced, on the first
+    #: connect and every restore alike (41 at 20/s take 2 s). None: no pacing on a bare
+    #: connection; the transports' feeds fill in KIS's own client's pace, 20/s (2/s on paper).
+    request_rate: float | None = None
 
     def __post_init__(self) -> None:
         if not self.path.startswith("/"):
@@ -121,6 +126,11 @@ class KISConfig:
             value = getattr(self, name)
             if not value > 0:  # also refuses NaN
                 raise LocalProtocolError(f"{name} must be a positive number of seconds, not {value!r}")
+        rate = self.request_rate
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0):
+            raise LocalProtocolError(
+                f"request_rate must be a positive number of requests per second (math.inf: no pacing) or None, not {rate!r}"
+            )
 
 
 class ConnState(enum.Enum):
@@ -152,7 +162,7 @@ _TRANSITIONS: Final[dict[tuple[ConnState, _Input], ConnState]] = {
 class _Sub(enum.Enum):
     """A registration as this connection sees it."""
 
-    QUEUED = "queued"  # asked for before the handshake finished; sent on open
+    QUEUED = "queued"  # asked for, not sent yet: before the handshake, or waiting for its turn
     PENDING = "pending"  # request sent, no ack yet
     ACTIVE = "active"
     RELEASING = "releasing"  # unsubscribe sent, no ack yet (still counts toward the cap)
@@ -235,6 +245,12 @@ class KISConnection:
         self._message_size = 0
         self._subs: dict[tuple[str, str], _Sub] = {}
         self._ack_deadlines: dict[tuple[str, str], float] = {}
+        # Requests waiting for their turn at `request_rate`: (key, True to subscribe / False to
+        # release). What is sent is decided when its turn comes, from `_subs`.
+        self._outbox: deque[tuple[tuple[str, str], bool]] = deque()
+        rate = self.config.request_rate
+        self._spacing = 0.0 if rate is None else 1.0 / rate
+        self._send_at = -math.inf  # when the next request may leave
         self._eof = False
         self._close_code = NORMAL
         self._deadline = now + self.config.open_timeout  # open, idle or close deadline by state
@@ -280,9 +296,12 @@ class KISConnection:
         """The earliest time at which `handle_timer` must be called, or None when closed."""
         if self._state is ConnState.CLOSED:
             return None
+        deadline = self._deadline
         if self._ack_deadlines:
-            return min(self._deadline, min(self._ack_deadlines.values()))
-        return self._deadline
+            deadline = min(deadline, min(self._ack_deadlines.values()))
+        if self._outbox and self._state is ConnState.OPEN:
+            deadline = min(deadline, self._send_at)
+        return deadline
 
     # -- commands ----------------------------------------------------------------------------------
     def subscribe(self, tr_id: str, tr_key: str, *, now: float) -> None:
@@ -293,7 +312,7 @@ class KISConnection:
         for a malformed tr_id or tr_key, and for a registration past `max_subscriptions`.
         """
         self._require_usable("subscribe")
-        message = subscribe_message(self._approval_key, tr_id, tr_key, custtype=self.config.custtype)
+        check_subscription(tr_id, tr_key)
         key = (tr_id, tr_key)
         if key in self._subs:
             return
@@ -302,12 +321,10 @@ class KISConnection:
                 f"cannot subscribe {tr_id}/{tr_key}: this session already has {len(self._subs)} "
                 f"registrations and KIS allows {self.config.max_subscriptions}; unsubscribe one first"
             )
-        if self._state is ConnState.CONNECTING:
-            self._subs[key] = _Sub.QUEUED
-            return
-        self._subs[key] = _Sub.PENDING
-        self._send_text(message)
-        self._ack_deadlines[key] = now + self.config.subscribe_timeout
+        self._subs[key] = _Sub.QUEUED
+        self._outbox.append((key, True))
+        if self._state is ConnState.OPEN:
+            self._send_due(now)
 
     def unsubscribe(self, tr_id: str, tr_key: str, *, now: float) -> None:
         """Release (tr_id, tr_key); the answer comes as `Unsubscribed` or `SubscribeFailed`.
@@ -319,18 +336,33 @@ class KISConnection:
         sub = self._subs.get(key)
         if sub is None:
             raise LocalProtocolError(f"{tr_id}/{tr_key} is not subscribed on this connection")
-        if sub is _Sub.QUEUED:  # never sent: just forget it
+        if sub is _Sub.QUEUED:  # never sent: just forget it (its turn in the outbox is skipped)
             del self._subs[key]
             return
         if sub is _Sub.RELEASING:
             return
         self._subs[key] = _Sub.RELEASING
-        self._send_text(
-            subscribe_message(
-                self._approval_key, tr_id, tr_key, custtype=self.config.custtype, subscribe=False
+        self._outbox.append((key, False))
+        self._send_due(now)
+
+    def _send_due(self, now: float) -> None:
+        """Send the requests whose turn has come at `request_rate` (all of them without a rate)."""
+        outbox = self._outbox
+        while outbox and now >= self._send_at:
+            key, subscribe = outbox.popleft()
+            sub = self._subs.get(key)
+            if subscribe and sub is _Sub.QUEUED:
+                self._subs[key] = _Sub.PENDING
+            elif subscribe or sub is not _Sub.RELEASING:
+                continue  # withdrawn meanwhile: it takes no turn
+            self._send_text(
+                subscribe_message(
+                    self._approval_key, *key, custtype=self.config.custtype, subscribe=subscribe
+                )
             )
-        )
-        self._ack_deadlines[key] = now + self.config.subscribe_timeout
+            self._ack_deadlines[key] = now + self.config.subscribe_timeout
+            if self._spacing:
+                self._send_at = now + self._spacing
 
     def close(self, code: int = NORMAL, *, now: float) -> None:
         """Start the closing handshake (or, while connecting, just give up).
@@ -349,6 +381,7 @@ class KISConnection:
             self._fire(_Input.SEND_CLOSE)
             self._deadline = now + self.config.close_timeout
             self._ack_deadlines.clear()
+            self._outbox.clear()
 
     # -- network input -------------------------------------------------------------------------------
     def receive_data(self, data: bytes | bytearray | memoryview, *, now: float) -> None:
@@ -486,6 +519,8 @@ class KISConnection:
         """Act on every deadline that has passed; does nothing before `timer()`."""
         if self._state is ConnState.CLOSED:
             return
+        if self._outbox and self._state is ConnState.OPEN:
+            self._send_due(now)
         for key, deadline in list(self._ack_deadlines.items()):
             if now >= deadline:
                 del self._ack_deadlines[key]
@@ -533,6 +568,7 @@ class KISConnection:
         """Emit the terminal event and stop."""
         self._fire(_Input.CLOSED)
         self._ack_deadlines.clear()
+        self._outbox.clear()
         self._message.clear()
         self._events.append(closed)
 
@@ -572,11 +608,7 @@ class KISConnection:
         self._fire(_Input.ACCEPTED)
         self._deadline = now + self.config.idle_timeout
         self._events.append(Connected(path=self.config.path))
-        for key, sub in list(self._subs.items()):
-            if sub is _Sub.QUEUED:
-                self._subs[key] = _Sub.PENDING
-                self._send_text(subscribe_message(self._approval_key, *key, custtype=self.config.custtype))
-                self._ack_deadlines[key] = now + self.config.subscribe_timeout
+        self._send_due(now)  # what was asked for while connecting, at the pace
 
     def _on_reject(self, status: int) -> None:
         reason = f"the server refused the WebSocket upgrade with HTTP {status}"
@@ -662,7 +694,7 @@ class KISConnection:
         key = (ack.tr_id, ack.tr_key)
         self._ack_deadlines.pop(key, None)
         if isinstance(ack, Subscribed):
-            if key in self._subs:
+            if self._subs.get(key) is _Sub.PENDING:  # not one being released meanwhile
                 self._subs[key] = _Sub.ACTIVE
         else:
             self._subs.pop(key, None)

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from ._reconnect import ReconnectDecision, ReconnectPolicy
 
 __all__ = [
+    "PAPER_REQUEST_RATE",
+    "REQUEST_RATE",
     "FeedCore",
     "Subscription",
     "SubscriptionError",
@@ -437,6 +439,12 @@ def _close_cause(event: ConnectionClosed) -> str:
     return f"{event.reason} ({event.code})" if event.reason else f"closed with code {event.code}"
 
 
+#: Subscribe and unsubscribe requests per second a feed sends by default (KIS's own client's pace).
+REQUEST_RATE = 20.0
+#: ... and on paper trading (모의투자), where KIS's own client goes ten times slower.
+PAPER_REQUEST_RATE = 2.0
+
+
 def split_ws_url(url: str) -> tuple[str, int, str]:
     """(host, port, path) of a ``ws://host:port/path`` URL (KIS serves plain ws only)."""
     scheme, sep, rest = url.partition("://")
@@ -468,8 +476,9 @@ def feed_core(
 ) -> FeedCore:
     """The `FeedCore` for a transport's ``connect(...)`` arguments, checked the same way by both.
 
-    The URL defaults to the credentials' environment; the config takes the URL's path and the
-    credentials' custtype. Raises `LocalProtocolError` when there is no way to the server or no
+    The URL defaults to the credentials' environment; the config takes the URL's path, the
+    credentials' custtype and, unless it sets one, the pace of KIS's own client for subscribe
+    requests (`REQUEST_RATE`, `PAPER_REQUEST_RATE` on paper). Raises `LocalProtocolError` when there is no way to the server or no
     way to an approval key. `log` is the transport's logger, for refusals and server errors.
     """
     if url is None:
@@ -484,6 +493,9 @@ def feed_core(
     config = config or KISConfig(custtype=credentials.custtype if credentials else "P")
     if config.path != path:
         config = dataclasses.replace(config, path=path)
+    if config.request_rate is None:  # KIS's own client's pace: 20 requests/s, 2/s on paper
+        paper = credentials is not None and credentials.env == "paper"
+        config = dataclasses.replace(config, request_rate=PAPER_REQUEST_RATE if paper else REQUEST_RATE)
     return FeedCore(
         host=host,
         port=port,

@@ -89,6 +89,10 @@ class KISServerConfig:
     max_message_size: int = 64 * 1024
     #: How long to wait for the client's close frame after sending ours.
     close_timeout: float = 10.0
+    #: Drop (no close frame, as KIS does) a client that sends more subscribe and unsubscribe
+    #: requests than this within any one second; None lets any pace through. A fault for testing
+    #: the client's pacing: KIS publishes no limit, its own client keeps 20/s (2/s on paper).
+    max_request_rate: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,6 +197,7 @@ class KISServerConnection:
         self._unanswered_value: object = None  # ... and its JSON value, for re-serialised echoes
         self._close_due: float | None = None
         self._eof = False
+        self._request_times: deque[float] = deque()  # of the last second, for max_request_rate
         del now  # nothing is due before the handshake
 
     # -- introspection ---------------------------------------------------------------------------
@@ -408,7 +413,7 @@ class KISServerConnection:
                 text = "".join(self._message)
                 self._message.clear()
                 self._message_size = 0
-                self._on_request(text)
+                self._on_request(text, now)
         elif isinstance(event, Ping):
             self._out += self._ws.send(event.response())
             self._keepalive_frame(bytes(event.payload), "ping")
@@ -448,7 +453,18 @@ class KISServerConnection:
                 RequestRefused(msg_cd=code.value, message=message or code.text, tr_id=tr_id, tr_key=tr_key)
             )
 
-    def _on_request(self, text: str) -> None:
+    def _too_fast(self, now: float) -> bool:
+        """Count one request at `now`; True when the last second holds more than the limit."""
+        limit = self.config.max_request_rate
+        if limit is None:
+            return False
+        times = self._request_times
+        times.append(now)
+        while times and times[0] <= now - 1.0:
+            times.popleft()
+        return len(times) > limit
+
+    def _on_request(self, text: str, now: float) -> None:
         try:
             request = json.loads(text)
         except (ValueError, RecursionError):
@@ -473,6 +489,9 @@ class KISServerConnection:
             return
         header = request["header"]
         tr_id, tr_key = request["body"]["input"]["tr_id"], request["body"]["input"]["tr_key"]
+        if self._too_fast(now):
+            self.abort(f"requests faster than {self.config.max_request_rate:g} per second")
+            return
         if header["tr_type"] == "1":
             self._subscribe(tr_id, tr_key)
         else:

@@ -22,12 +22,23 @@ from ._callbacks import (
     tr_id_of,
 )
 from ._codec import check_subscription
-from ._feed import FeedCore, Subscription, connect_failure, feed_core, shown_key, split_ws_url
+from ._feed import (
+    PAPER_REQUEST_RATE,
+    REQUEST_RATE,
+    FeedCore,
+    Subscription,
+    connect_failure,
+    feed_core,
+    shown_key,
+    split_ws_url,
+)
 from ._reconnect import ReconnectDecision, ReconnectPolicy
 from ._subscriptions import KIS_MAX_SUBSCRIPTIONS, SubscriptionRegistry, SubState
 
 __all__ = [
     "KIS_MAX_SUBSCRIPTIONS",
+    "PAPER_REQUEST_RATE",
+    "REQUEST_RATE",
     "Callback",
     "CallbackClient",
     "CallbackTable",

@@ -11,6 +11,7 @@ the wall-clock times.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from anyio.from_thread import start_blocking_portal
 
 from kis_proto import LocalProtocolError, MarketSession
 from kis_proto.layouts import ERAS, TRS, Layout
+from kis_proto.server import KISServerConfig
 from kis_proto.sessions import krx_session, us_session
 
 from ._market import MarketModel, demo_session, layout_row
@@ -30,8 +32,6 @@ from ._serve import KISServer, ServerSession, serve
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator, Mapping
     from decimal import Decimal
-
-    from kis_proto.server import KISServerConfig
 
 __all__ = ["Clock", "Faults", "Simulator", "Unsent", "running", "simulate"]
 
@@ -65,7 +65,7 @@ class Faults:
     """What the simulator does wrong, on purpose (all off by default).
 
     From the command line: ``--faults drop=5,garbage=20,utf8=50,oversize=100,stall=3,in_use,
-    refuse_approval,slow_accept=2`` (counts are frames; times are seconds).
+    refuse_approval,slow_accept=2,max_rate=10`` (counts are frames; times are seconds; rates per second).
     """
 
     #: Drop each session's socket (no close frame) this many seconds after it opened.
@@ -84,6 +84,8 @@ class Faults:
     refuse_approval: bool = False
     #: Wait this many seconds before answering each WebSocket upgrade.
     slow_accept: float = 0.0
+    #: Drop a client that sends more than this many subscribe/unsubscribe requests in a second.
+    max_rate: float | None = None
 
     @classmethod
     def parse(cls, text: str) -> Faults:
@@ -200,6 +202,8 @@ async def simulate(
     def approve(app_key: str, secret: str) -> bool:
         return not refuse
 
+    if faults.max_rate is not None:
+        config = dataclasses.replace(config or KISServerConfig(), max_request_rate=faults.max_rate)
     async with serve(
         host, port, config=config, random_bytes=rng.randbytes, approve=approve, slow_accept=faults.slow_accept
     ) as server:
