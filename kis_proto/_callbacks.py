@@ -11,6 +11,11 @@ that blocks stalls every other callback, though never the socket reader) or in a
 subscription (tr_id, key) then has a lane whose records reach its callbacks in order, sync ones
 in a worker thread, async ones on the loop, so a slow callback holds back its own subscription
 and nothing else.
+
+Bars (`CallbackClient.subscribe_bars`) are made in the same dispatcher: each batch of events goes
+to a `BarAggregator` with the transport's wall clock as its receive time, and a timer task sleeps
+until the aggregator's `timer`, so a quiet symbol's bar closes on time. The clock and the sleep
+are the transport's (`Workers`); the core reads no clock.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from __future__ import annotations
 import abc
 import inspect
 import logging
-from collections import defaultdict
+import math
+from collections import defaultdict, deque
 from functools import partial
 from typing import (
     TYPE_CHECKING,
@@ -37,9 +43,10 @@ from typing import (
 from ._buffer import EventBuffer, EventsDropped
 from ._codec import check_subscription
 from ._errors import LocalProtocolError
-from ._events import ServerError, SubscribeFailed
+from ._events import ServerError, Subscribed, SubscribeFailed, Unsubscribed
 from ._feed import shown_key
 from ._fields import Record
+from .bars import Bar, BarAggregator
 from .records import TRS
 
 if TYPE_CHECKING:
@@ -51,6 +58,7 @@ if TYPE_CHECKING:
     from ._buffer import FeedEvent
 
 __all__ = [
+    "BarCallback",
     "Callback",
     "CallbackClient",
     "CallbackTable",
@@ -80,6 +88,9 @@ def tr_id_of(tr: str | type[Record]) -> str:
             return spec.tr_id
     raise LocalProtocolError(f"{tr!r} is not a record class of kis_proto.records: give its TR id")
 
+
+#: A bar callback (`CallbackClient.subscribe_bars`): plain or async.
+BarCallback: TypeAlias = "Callable[[Bar], Awaitable[None]] | Callable[[Bar], None]"
 
 #: What `WSClient(on_error=...)` gets: a refused subscription or a session-level server error.
 ErrorCallback: TypeAlias = "Callable[[SubscribeFailed | ServerError], Awaitable[None] | None]"
@@ -170,9 +181,40 @@ class Workers(Protocol):
         """Run `fn()` in a worker thread and return its result, the loop running meanwhile."""
         ...
 
+    def time(self) -> float:
+        """The wall clock, unix seconds: the receive time bars are cut by."""
+        ...
+
+    async def sleep(self, seconds: float, /) -> None:
+        """Sleep `seconds`, or less: until `wake` is called."""
+
+    def wake(self) -> None:
+        """End every `sleep` under way now."""
+
 
 FeedT = TypeVar("FeedT", bound=ClientFeed)
-_LaneKey: TypeAlias = "tuple[str, str] | None"  # None: the on_error lane
+_LaneKey: TypeAlias = "tuple[str, str] | _Bars | None"  # None: the on_error lane
+
+
+class _Bars:
+    """One `subscribe_bars`: its aggregator, its keys, its callback, the bars it is handing out."""
+
+    __slots__ = ("aggregator", "callback", "delivering", "keys", "pending", "tr_id")
+
+    def __init__(self, tr_id: str, keys: list[str], aggregator: BarAggregator, callback: BarCallback) -> None:
+        self.tr_id = tr_id
+        self.keys = set(keys)
+        self.aggregator = aggregator
+        self.callback = callback
+        self.pending: deque[Bar] = deque()  # inline mode: bars in order, whichever task made them
+        self.delivering = False
+
+    def wants(self, event: object) -> bool:
+        """Whether the aggregator is to see `event`: its own keys' records and acks, and every
+        event about the feed as a whole (reconnects, drops)."""
+        if isinstance(event, Record | Subscribed | Unsubscribed):
+            return event.tr_id == self.tr_id and event.tr_key in self.keys
+        return True
 
 
 class _Lane:
@@ -239,6 +281,9 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
         self._closed = False
         self._stopping = False  # lanes take no more work: close() was called or run() is ending
         self._lanes: dict[_LaneKey, _Lane] = {}
+        self._bars: list[_Bars] = []
+        self._timing = False  # the bar timer task runs
+        self._timer_deadline = math.inf  # what it sleeps until
 
     def __repr__(self) -> str:
         state = "running" if self._feed is not None else "closed" if self._closed else "not running"
@@ -292,9 +337,43 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
         await self.subscribe(tr_id, [key], callback)
         return tr_id
 
+    async def subscribe_bars(
+        self,
+        symbols: str | Iterable[str],
+        callback: BarCallback,
+        *,
+        tr_id: str | type[Record] = "H0STCNT0",
+        **options: Any,
+    ) -> None:
+        """Call `callback` (sync or async) with every bar of these symbols' trades as it completes.
+
+        ``await ws.subscribe_bars(["005930"], on_bar, every="1m")``. `options` are
+        `kis_proto.bars.BarAggregator`'s: one of ``every=`` (``"10s"``, ``"1m"``, ``"1h"``, or
+        seconds), ``ticks=``, ``volume=``, ``value=``; ``grace=``, ``empty=``. `tr_id` is the trade
+        TR (``H0STCNT0`` KRX by default; ``HDFSCNT0`` for US stocks…); it is subscribed for the
+        symbols, as `subscribe` does. The receive time is the transport's wall clock, one time per
+        batch of events, and a time bar closes on time even when its symbol goes quiet. Bar
+        callbacks run as record callbacks do (inline or in a thread, by `sync_callbacks`), in
+        order; a bar emitted again with a late trade (`Bar.revision`) replaces the one before.
+        Bars still open when the client closes are not delivered. Raises `LocalProtocolError` at
+        once for bad options, a TR that is not a trade TR, or a malformed symbol.
+        """
+        tr = tr_id_of(tr_id)
+        symbols = [symbols] if isinstance(symbols, str) else list(symbols)
+        for symbol in symbols:
+            check_subscription(tr, symbol)
+        aggregator = BarAggregator(tr_ids=[tr], **options)
+        self._bars.append(_Bars(tr, symbols, aggregator, callback))
+        if self._feed is not None:
+            await self._feed.subscribe(tr, symbols)
+
     async def unsubscribe(self, tr_id: str, symbols: str | Iterable[str]) -> None:
-        """Stop the callbacks of these symbols and release them on the server."""
+        """Stop the callbacks (and bars) of these symbols and release them on the server."""
         symbols = self._callbacks.remove(tr_id, symbols)
+        for bars in self._bars:
+            if bars.tr_id == tr_id:
+                bars.keys.difference_update(symbols)
+        self._bars = [bars for bars in self._bars if bars.keys]
         for symbol in symbols:
             lane = self._lanes.get((tr_id, symbol))
             if lane is not None:
@@ -313,7 +392,9 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
         ) as feed:
             self._feed = feed
             try:
-                for tr_id, symbol in self._callbacks.subscriptions():
+                wanted = dict.fromkeys(self._callbacks.subscriptions())
+                wanted.update(dict.fromkeys((bars.tr_id, key) for bars in self._bars for key in bars.keys))
+                for tr_id, symbol in wanted:
                     await feed.subscribe(tr_id, [symbol])
                 async with self._workers() as workers:
                     try:
@@ -322,6 +403,7 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
                         error = exc  # raised below, not wrapped in the task group's exception group
                     finally:
                         self._stopping = True
+                        workers.wake()  # the bar timer ends
             finally:
                 self._feed = None
         if error is not None:
@@ -357,6 +439,8 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
         if self._closed:
             await feed.aclose()
         async for batch in feed.batches():
+            if self._bars:
+                await self._add_to_bars(batch, workers)
             for event in batch:
                 if isinstance(event, Record):
                     if threaded:
@@ -372,6 +456,71 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
             if self._closed and not feed.closing:
                 await feed.aclose()  # close_nowait() was called from a callback
 
+    # -- bars -----------------------------------------------------------------------------------
+    async def _add_to_bars(self, batch: list[FeedEvent], workers: Workers) -> None:
+        """Hand a batch to every bar subscription, received now (one time: one read's events)."""
+        now = workers.time()
+        for bars in list(self._bars):
+            made: list[Bar] = []
+            for event in batch:
+                if bars.wants(event):
+                    made += bars.aggregator.add(event, now)
+            await self._deliver_bars(bars, made, workers)
+        deadline = min((t for bars in self._bars if (t := bars.aggregator.timer()) is not None), default=None)
+        if deadline is None:
+            return
+        if not self._timing:
+            self._timing = True
+            workers.spawn(partial(self._bar_timer, workers))
+        elif deadline < self._timer_deadline:
+            workers.wake()  # the timer task sleeps until a later deadline: it looks again
+
+    async def _bar_timer(self, workers: Workers) -> None:
+        """Close the time bars on the clock: sleep until the earliest `timer`, `handle_timer`, repeat."""
+        try:
+            while not self._stopping:
+                deadlines = [t for bars in self._bars if (t := bars.aggregator.timer()) is not None]
+                if not deadlines:
+                    return  # nothing to close: the next batch that opens a bar starts a timer again
+                self._timer_deadline = min(deadlines)
+                wait = self._timer_deadline - workers.time()
+                if wait > 0:
+                    await workers.sleep(min(wait, 3600.0))
+                    continue
+                now = workers.time()
+                for bars in list(self._bars):
+                    await self._deliver_bars(bars, list(bars.aggregator.handle_timer(now)), workers)
+        finally:
+            self._timing = False
+            self._timer_deadline = math.inf
+
+    async def _deliver_bars(self, bars: _Bars, made: list[Bar], workers: Workers) -> None:
+        """Hand `made` to the callback in order: in its lane (thread mode), or here, on the loop;
+        bars made while an async callback runs wait their turn behind the ones before."""
+        if not made or self._stopping:
+            return
+        if self.sync_callbacks == "thread":
+            for bar in made:
+                self._enqueue(bars, bar, workers)
+            return
+        bars.pending.extend(made)
+        if bars.delivering:
+            return
+        bars.delivering = True
+        log = self._log
+        try:
+            while bars.pending and not self._stopping:
+                bar = bars.pending.popleft()
+                try:
+                    result = bars.callback(bar)
+                except Exception:
+                    log.exception("%s raised; the feed goes on", _callback_name(bar))
+                    continue
+                if result is not None and inspect.isawaitable(result):
+                    await self._guarded(result, bars)
+        finally:
+            bars.delivering = False
+
     async def _call_on_error(self, event: SubscribeFailed | ServerError) -> None:
         assert self.on_error is not None
         log = self._log
@@ -385,18 +534,20 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
     def _callbacks_of(self, key: _LaneKey) -> list[Callable[[Any], Any]]:
         if key is None:
             return [self.on_error] if self.on_error is not None else []
+        if isinstance(key, _Bars):
+            return [key.callback] if key in self._bars else []
         return self._callbacks.callbacks(*key)
 
     # -- thread mode: one lane per subscription ---------------------------------------------------
     def _enqueue(
-        self, key: _LaneKey, event: Record | SubscribeFailed | ServerError, workers: Workers
+        self, key: _LaneKey, event: Record | SubscribeFailed | ServerError | Bar, workers: Workers
     ) -> None:
         lane = self._lanes.get(key)
         if lane is None:
             if self._stopping or not self._callbacks_of(key):
                 return
             lane = self._lanes[key] = _Lane(self._options.get("buffer_size", 10_000))
-        lane.buffer.put(event)
+        lane.buffer.put(event)  # type: ignore[arg-type]  # a bar is never dropped either
         if not lane.running and not self._stopping:
             lane.running = True
             workers.spawn(partial(self._run_lane, key, lane, workers))
@@ -411,7 +562,7 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
                 items: list[Any] = []
                 for event in events:
                     if isinstance(event, EventsDropped):
-                        assert key is not None  # errors are never dropped
+                        assert isinstance(key, tuple)  # errors and bars are never dropped
                         self._log.warning(
                             "the callbacks of %s %s fell behind: %d records dropped, oldest first "
                             "(notices are never dropped)",
@@ -466,8 +617,14 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
 
 def _callback_name(about: object) -> str:
     """Which callback, for a log line: of which subscription, or on_error."""
+    if isinstance(about, Bar | _Bars):
+        return f"a bar callback for {about.tr_id} {', '.join(sorted(_keys_of(about)))}"
     if isinstance(about, Record):
         about = (about.tr_id, about.tr_key)
     if isinstance(about, tuple):
         return f"a callback for {about[0]} {shown_key(about[0], about[1])}"
     return "the on_error callback"
+
+
+def _keys_of(about: Bar | _Bars) -> set[str]:
+    return {about.symbol} if isinstance(about, Bar) else about.keys

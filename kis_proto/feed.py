@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ._buffer import EventBuffer
 from ._callbacks import (
+    BarCallback,
     Callback,
     CallbackClient,
     CallbackTable,
@@ -28,6 +29,7 @@ from ._subscriptions import KIS_MAX_SUBSCRIPTIONS, SubscriptionRegistry, SubStat
 
 __all__ = [
     "KIS_MAX_SUBSCRIPTIONS",
+    "BarCallback",
     "Callback",
     "CallbackClient",
     "CallbackTable",
