@@ -39,7 +39,16 @@ if TYPE_CHECKING:
 
     from kis_proto import FeedEvent
 
-__all__ = ["LiveFeed", "record", "simulator_options", "watch"]
+__all__ = [
+    "Answers",
+    "LiveFeed",
+    "heed",
+    "open_feed",
+    "record",
+    "simulator_options",
+    "subscribe_all",
+    "watch",
+]
 
 
 class LiveFeed(Protocol):
@@ -102,6 +111,13 @@ class Answers:
             hint="is the server running and the URL right? (without --url: the credentials' KIS server)",
             code=EXIT_FEED,
         )
+
+    def raise_failure(self, url: str) -> None:
+        """End a live command that streamed nothing: every subscription refused, or never connected."""
+        if self.all_refused:
+            raise self.error()
+        if (failure := self.never_connected(url)) is not None:
+            raise failure
 
     def error(self) -> CLIError:
         reasons = "; ".join(f"{tr_id} {key}: {why}" for (tr_id, key), why in self.refused.items())
@@ -186,7 +202,14 @@ def _notice(tr_id: str) -> bool:
     return spec is not None and spec.encrypted
 
 
-async def _subscribe_all(feed: LiveFeed, subscriptions: list[tuple[str, str]]) -> None:
+def heed(event: FeedEvent, answers: Answers, err: TextIO) -> None:
+    """A live command's reading of an event that is no record: noted, and a line on `err`."""
+    answers.note(event)
+    if (line := status_line(event)) is not None:
+        err.write(line + "\n")
+
+
+async def subscribe_all(feed: LiveFeed, subscriptions: list[tuple[str, str]]) -> None:
     """Subscribe each; a gateway's refusal (its capacity, KIS's answer) ends the command clearly."""
     for tr_id, key in subscriptions:
         try:
@@ -200,17 +223,14 @@ async def watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     subscriptions = check_subscriptions(args.keys)
     answers = Answers(subscriptions)
     async with open_feed(args, err) as (feed, url):
-        await _subscribe_all(feed, subscriptions)
+        await subscribe_all(feed, subscriptions)
         live = out.isatty() and not args.jsonl and not args.plain
         with anyio.move_on_after(args.duration if args.duration is not None else math.inf):
             if live:
                 await _watch_table(feed, url, args.count, answers)
             else:
                 await _watch_lines(feed, args, out, err, answers)
-    if answers.all_refused:
-        raise answers.error()
-    if (failure := answers.never_connected(url)) is not None:
-        raise failure
+    answers.raise_failure(url)
     return 0
 
 
@@ -226,9 +246,7 @@ async def _watch_lines(
             if args.count is not None and seen >= args.count:
                 return
             continue
-        answers.note(event)
-        if (line := status_line(event)) is not None:
-            err.write(line + "\n")
+        heed(event, answers, err)
         if answers.all_refused:
             return
 
@@ -286,7 +304,7 @@ async def record(args: argparse.Namespace, err: TextIO) -> int:
             with out:
                 if new_file:
                     out.write(RECORDING_HEADER + "\n")
-                await _subscribe_all(feed, subscriptions)
+                await subscribe_all(feed, subscriptions)
                 async with anyio.create_task_group() as tasks:
                     if parquet is not None:
                         tasks.start_soon(_roll_when_due, parquet)
@@ -301,9 +319,7 @@ async def record(args: argparse.Namespace, err: TextIO) -> int:
                                 if args.count is not None and written >= args.count:
                                     break
                                 continue
-                            answers.note(event)
-                            if (line := status_line(event)) is not None:
-                                err.write(line + "\n")
+                            heed(event, answers, err)
                             if answers.all_refused:
                                 break
                     tasks.cancel_scope.cancel()
@@ -315,10 +331,7 @@ async def record(args: argparse.Namespace, err: TextIO) -> int:
                 f"part{'s' if len(summary.files) != 1 else ''} in {parquet.directory}\n"
             )
     err.write(f"recorded {written} messages to {path}\n")
-    if answers.all_refused:
-        raise answers.error()
-    if (failure := answers.never_connected(args.url or "the server")) is not None:
-        raise failure
+    answers.raise_failure(args.url or "the server")
     return 0
 
 
