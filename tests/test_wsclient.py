@@ -453,10 +453,10 @@ async def test_bar_callbacks_get_the_simulators_bars_and_a_quiet_symbols_bar_clo
     transport: ModuleType,
 ) -> None:
     """`subscribe_bars`: the bars of the key's trades, in order, each once; when the simulator goes
-    quiet (a stall after 1 s) the open bar still closes, by the clock, not by a later trade."""
+    quiet (a 4 s stall after 1 s) the open bar still closes, by the clock, not by a later trade."""
     records_at: list[float] = []
     got: list[tuple[float, Bar]] = []
-    async with kis_sim.simulate(seed=23, tick=0.02, faults=kis_sim.Faults(stall=3.0)) as sim:
+    async with kis_sim.simulate(seed=23, tick=0.02, faults=kis_sim.Faults(stall=4.0)) as sim:
         ws = transport.WSClient(None, url=sim.url, approval_key=KEY, policy=quick_policy())
 
         async def on_bar(bar: Bar) -> None:  # async, awaited on the loop
@@ -469,7 +469,8 @@ async def test_bar_callbacks_get_the_simulators_bars_and_a_quiet_symbols_bar_clo
             await ws.subscribe_bars(["005930"], on_bar, tr_id="H0STASP0", every=1)
 
         async def stop() -> None:
-            await wait_until(lambda: bool(records_at) and time.time() - records_at[-1] > 1.0, timeout=10)
+            # The last trade's bar ends up to 1 s after it arrived, and closes `grace` after that.
+            await wait_until(lambda: bool(records_at) and time.time() - records_at[-1] > 1.8, timeout=10)
             await ws.close()
 
         async with anyio.create_task_group() as tg:
