@@ -15,6 +15,12 @@ nothing else, and callbacks of different subscriptions run at the same time.
 
 `close` is a promise: no callback starts after it was called, from inside a callback too; the
 records still queued are counted in the close's log line.
+
+Bars (`CallbackClient.subscribe_bars`) are made in the same dispatcher: each batch of events goes
+to a `BarAggregator` with the transport's wall clock as its receive time, and a timer task sleeps
+until the aggregator's `timer`, so a quiet symbol's bar closes on time. The clock and the sleep
+are the transport's (`Workers`); the core reads no clock. Bar callbacks run where record
+callbacks run, in their turn.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from __future__ import annotations
 import abc
 import inspect
 import logging
-from collections import defaultdict
+import math
+from collections import defaultdict, deque
 from functools import partial
 from typing import (
     TYPE_CHECKING,
@@ -41,9 +48,10 @@ from typing import (
 from ._buffer import EventBuffer, EventsDropped
 from ._codec import check_subscription
 from ._errors import LocalProtocolError
-from ._events import ServerError, SubscribeFailed
+from ._events import ServerError, Subscribed, SubscribeFailed, Unsubscribed
 from ._feed import shown_key
 from ._fields import Record
+from .bars import Bar, BarAggregator
 from .records import TRS
 
 if TYPE_CHECKING:
@@ -55,6 +63,7 @@ if TYPE_CHECKING:
     from ._buffer import FeedEvent
 
 __all__ = [
+    "BarCallback",
     "Callback",
     "CallbackClient",
     "CallbackTable",
@@ -73,6 +82,8 @@ Callback: TypeAlias = "Callable[[Record], Awaitable[None]] | Callable[[Record], 
 R = TypeVar("R", bound="Record")
 #: A callback for one TR's records, typed by its record class.
 TypedCallback: TypeAlias = "Callable[[R], Awaitable[None]] | Callable[[R], None]"
+#: A bar callback (`CallbackClient.subscribe_bars`): plain or async.
+BarCallback: TypeAlias = "Callable[[Bar], Awaitable[None]] | Callable[[Bar], None]"
 
 
 def tr_id_of(tr: str | type[Record]) -> str:
@@ -177,12 +188,52 @@ class Workers(Protocol):
         """Run `fn()` in a worker thread and return its result, the loop running meanwhile."""
         ...
 
+    def time(self) -> float:
+        """The wall clock, unix seconds: the receive time bars are cut by."""
+        ...
+
+    async def sleep(self, seconds: float, /) -> None:
+        """Sleep `seconds`, or less: until `wake` is called."""
+
+    def wake(self) -> None:
+        """End every `sleep` under way now."""
+
 
 FeedT = TypeVar("FeedT", bound=ClientFeed)
-# A lane's key: a subscription (per-subscription mode), None for the on_error lane there, or
-# _ONE_LANE for the single lane of every event in worker mode.
-_LaneKey: TypeAlias = "tuple[str, str] | str | None"
+# A lane's key: a subscription or a bar subscription (per-subscription mode), None for the
+# on_error lane there, or _ONE_LANE for the single lane of every event in worker mode.
+_LaneKey: TypeAlias = "tuple[str, str] | _Bars | str | None"
 _ONE_LANE = "worker"
+
+
+class _Bars:
+    """One `subscribe_bars`: its aggregator, its keys, its callback, the bars it is handing out."""
+
+    __slots__ = ("aggregator", "callback", "delivering", "keys", "pending", "tr_id")
+
+    def __init__(self, tr_id: str, keys: list[str], aggregator: BarAggregator, callback: BarCallback) -> None:
+        self.tr_id = tr_id
+        self.keys = set(keys)
+        self.aggregator = aggregator
+        self.callback = callback
+        self.pending: deque[Bar] = deque()  # inline mode: bars in order, whichever task made them
+        self.delivering = False
+
+    def wants(self, event: object) -> bool:
+        """Whether the aggregator is to see `event`: its own keys' records and acks, and every
+        event about the feed as a whole (reconnects, drops)."""
+        if isinstance(event, Record | Subscribed | Unsubscribed):
+            return event.tr_id == self.tr_id and event.tr_key in self.keys
+        return True
+
+
+class _BarItem:
+    """A bar waiting in a worker lane, with the bar subscription whose callback gets it."""
+
+    __slots__ = ("bar", "bars")
+
+    def __init__(self, bars: _Bars, bar: Bar) -> None:
+        self.bars, self.bar = bars, bar
 
 
 class _Lane:
@@ -259,6 +310,9 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
         self._lanes: dict[_LaneKey, _Lane] = {}
         self._unhanded = 0  # records not handed to callbacks because close() came first
         self._async: dict[object, bool] = {}  # is_async_callback, cached per callback
+        self._bars: list[_Bars] = []
+        self._timing = False  # the bar timer task runs
+        self._timer_deadline = math.inf  # what it sleeps until
 
     def __repr__(self) -> str:
         state = "running" if self._feed is not None else "closed" if self._closed else "not running"
@@ -312,9 +366,43 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
         await self.subscribe(tr_id, [key], callback)
         return tr_id
 
+    async def subscribe_bars(
+        self,
+        symbols: str | Iterable[str],
+        callback: BarCallback,
+        *,
+        tr_id: str | type[Record] = "H0STCNT0",
+        **options: Any,
+    ) -> None:
+        """Call `callback` (sync or async) with every bar of these symbols' trades as it completes.
+
+        ``await ws.subscribe_bars(["005930"], on_bar, every="1m")``. `options` are
+        `kis_proto.bars.BarAggregator`'s: one of ``every=`` (``"10s"``, ``"1m"``, ``"1h"``, or
+        seconds), ``ticks=``, ``volume=``, ``value=``; ``grace=``, ``empty=``. `tr_id` is the trade
+        TR (``H0STCNT0`` KRX by default; ``HDFSCNT0`` for US stocks…); it is subscribed for the
+        symbols, as `subscribe` does. The receive time is the transport's wall clock, one time per
+        batch of events, and a time bar closes on time even when its symbol goes quiet. Bar
+        callbacks run as record callbacks do (inline or in a thread, by `sync_callbacks`), in
+        order; a bar emitted again with a late trade (`Bar.revision`) replaces the one before.
+        Bars still open when the client closes are not delivered. Raises `LocalProtocolError` at
+        once for bad options, a TR that is not a trade TR, or a malformed symbol.
+        """
+        tr = tr_id_of(tr_id)
+        symbols = [symbols] if isinstance(symbols, str) else list(symbols)
+        for symbol in symbols:
+            check_subscription(tr, symbol)
+        aggregator = BarAggregator(tr_ids=[tr], **options)
+        self._bars.append(_Bars(tr, symbols, aggregator, callback))
+        if self._feed is not None:
+            await self._feed.subscribe(tr, symbols)
+
     async def unsubscribe(self, tr_id: str, symbols: str | Iterable[str]) -> None:
-        """Stop the callbacks of these symbols and release them on the server."""
+        """Stop the callbacks (and bars) of these symbols and release them on the server."""
         symbols = self._callbacks.remove(tr_id, symbols)
+        for bars in self._bars:
+            if bars.tr_id == tr_id:
+                bars.keys.difference_update(symbols)
+        self._bars = [bars for bars in self._bars if bars.keys]
         for symbol in symbols:
             lane = self._lanes.get((tr_id, symbol))
             if lane is not None:
@@ -334,7 +422,9 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
         ) as feed:
             self._feed = feed
             try:
-                for tr_id, symbol in self._callbacks.subscriptions():
+                wanted = dict.fromkeys(self._callbacks.subscriptions())
+                wanted.update(dict.fromkeys((bars.tr_id, key) for bars in self._bars for key in bars.keys))
+                for tr_id, symbol in wanted:
                     await feed.subscribe(tr_id, [symbol])
                 async with self._workers() as workers:
                     try:
@@ -343,6 +433,7 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
                         error = exc  # raised below, not wrapped in the task group's exception group
                     finally:
                         self._stopping = True
+                        workers.wake()  # the bar timer ends
             finally:
                 self._feed = None
                 self._log_close()
@@ -397,6 +488,8 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
         if self._closed:
             await feed.aclose()
         async for batch in feed.batches():
+            if self._bars and not self._stopping:
+                await self._add_to_bars(batch, workers)
             for index, event in enumerate(batch):
                 if self._closed:  # close() came from a callback: nothing more starts
                     self._unhanded += sum(1 for left in batch[index:] if isinstance(left, Record))
@@ -433,6 +526,73 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
         if result is not None and inspect.isawaitable(result):
             await self._guarded(result, record)
 
+    # -- bars -----------------------------------------------------------------------------------
+    async def _add_to_bars(self, batch: list[FeedEvent], workers: Workers) -> None:
+        """Hand a batch to every bar subscription, received now (one time: one read's events)."""
+        now = workers.time()
+        for bars in list(self._bars):
+            made: list[Bar] = []
+            for event in batch:
+                if bars.wants(event):
+                    made += bars.aggregator.add(event, now)
+            await self._deliver_bars(bars, made, workers)
+        deadline = min((t for bars in self._bars if (t := bars.aggregator.timer()) is not None), default=None)
+        if deadline is None:
+            return
+        if not self._timing:
+            self._timing = True
+            workers.spawn(partial(self._bar_timer, workers))
+        elif deadline < self._timer_deadline:
+            workers.wake()  # the timer task sleeps until a later deadline: it looks again
+
+    async def _bar_timer(self, workers: Workers) -> None:
+        """Close the time bars on the clock: sleep until the earliest `timer`, `handle_timer`, repeat."""
+        try:
+            while not self._stopping:
+                deadlines = [t for bars in self._bars if (t := bars.aggregator.timer()) is not None]
+                if not deadlines:
+                    return  # nothing to close: the next batch that opens a bar starts a timer again
+                self._timer_deadline = min(deadlines)
+                wait = self._timer_deadline - workers.time()
+                if wait > 0:
+                    await workers.sleep(min(wait, 3600.0))
+                    continue
+                now = workers.time()
+                for bars in list(self._bars):
+                    await self._deliver_bars(bars, list(bars.aggregator.handle_timer(now)), workers)
+        finally:
+            self._timing = False
+            self._timer_deadline = math.inf
+
+    async def _deliver_bars(self, bars: _Bars, made: list[Bar], workers: Workers) -> None:
+        """Hand `made` to the callback in order: in its lane (thread mode), or here, on the loop;
+        bars made while an async callback runs wait their turn behind the ones before."""
+        if not made or self._stopping:
+            return
+        mode = self.sync_callbacks
+        if mode != "inline":
+            key = _ONE_LANE if mode == "worker" else bars
+            for bar in made:
+                self._enqueue(key, _BarItem(bars, bar), workers)
+            return
+        bars.pending.extend(made)
+        if bars.delivering:
+            return
+        bars.delivering = True
+        log = self._log
+        try:
+            while bars.pending and not self._stopping:
+                bar = bars.pending.popleft()
+                try:
+                    result = bars.callback(bar)
+                except Exception:
+                    log.exception("%s raised; the feed goes on", _callback_name(bar))
+                    continue
+                if result is not None and inspect.isawaitable(result):
+                    await self._guarded(result, bars)
+        finally:
+            bars.delivering = False
+
     async def _call_on_error(self, event: SubscribeFailed | ServerError) -> None:
         assert self.on_error is not None
         log = self._log
@@ -443,11 +603,14 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
         except Exception:
             log.exception("the on_error callback raised; the feed goes on")
 
-    def _callbacks_for(self, event: object) -> list[Callable[[Any], Any]]:
-        """The callbacks of one event, in the order added: a record's, or on_error."""
-        if isinstance(event, Record):
-            return self._callbacks.callbacks(event.tr_id, event.tr_key)
-        return [self.on_error] if self.on_error is not None else []
+    def _handout(self, item: object) -> tuple[list[Callable[[Any], Any]], object]:
+        """The callbacks of one lane item, in the order added, and what they are called with:
+        a record's callbacks and the record, a bar subscription's and its bar, or on_error."""
+        if isinstance(item, Record):
+            return self._callbacks.callbacks(item.tr_id, item.tr_key), item
+        if isinstance(item, _BarItem):
+            return ([item.bars.callback] if item.bars in self._bars else []), item.bar
+        return ([self.on_error] if self.on_error is not None else []), item
 
     def _is_async(self, callback: object) -> bool:
         known = self._async.get(callback)
@@ -457,14 +620,14 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
 
     # -- worker threads: one lane for every event, or one per subscription ------------------------
     def _enqueue(
-        self, key: _LaneKey, event: Record | SubscribeFailed | ServerError, workers: Workers
+        self, key: _LaneKey, event: Record | SubscribeFailed | ServerError | _BarItem, workers: Workers
     ) -> None:
         lane = self._lanes.get(key)
         if lane is None:
-            if self._stopping or (isinstance(key, tuple | None) and not self._callbacks_for(event)):
+            if self._stopping or (key != _ONE_LANE and not self._handout(event)[0]):
                 return
             lane = self._lanes[key] = _Lane(self._options.get("buffer_size", 10_000))
-        lane.buffer.put(event)
+        lane.buffer.put(event)  # type: ignore[arg-type]  # a bar, as a notice, is never dropped
         if not lane.running and not self._stopping:
             lane.running = True
             workers.spawn(partial(self._run_lane, key, lane, workers))
@@ -506,14 +669,15 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
 
     async def _call_mixed(self, item: Any, workers: Workers) -> None:
         """One event with an async callback: each callback in turn, plain ones in the thread."""
-        for callback in self._callbacks_for(item):
+        callbacks, arg = self._handout(item)
+        for callback in callbacks:
             if self._stopping:
                 return
             if self._is_async(callback):
-                await self._guarded(callback(item), item)
+                await self._guarded(callback(arg), arg)
                 continue
-            for awaitable in await workers.run_sync(partial(self._call_plain_one, callback, item)):
-                await self._guarded(awaitable, item)
+            for awaitable in await workers.run_sync(partial(self._call_plain_one, callback, arg)):
+                await self._guarded(awaitable, arg)
 
     async def _guarded(self, awaitable: Awaitable[Any], about: object) -> None:
         log = self._log
@@ -530,14 +694,13 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
         """
         pending: list[Awaitable[Any]] = []
         for index in range(start, len(items)):
-            item = items[index]
-            callbacks = self._callbacks_for(item)
+            callbacks, arg = self._handout(items[index])
             if self._stopping or any(self._is_async(callback) for callback in callbacks):
                 return index, pending  # not started: the caller hands it out, or counts it
             for callback in callbacks:
                 if self._stopped():
                     return index + 1, pending  # begun: not counted as left over
-                pending.extend(self._call_plain_one(callback, item))
+                pending.extend(self._call_plain_one(callback, arg))
         return len(items), pending
 
     def _call_plain_one(self, callback: Callable[[Any], Any], item: Any) -> list[Awaitable[Any]]:
@@ -556,6 +719,12 @@ def _callback_name(about: object) -> str:
         about = (about.tr_id, about.tr_key)
     if isinstance(about, tuple):
         return f"a callback for {about[0]} {shown_key(about[0], about[1])}"
+    if isinstance(about, Bar | _Bars):
+        return f"a bar callback for {about.tr_id} {', '.join(sorted(_keys_of(about)))}"
     if isinstance(about, SubscribeFailed | ServerError) or about is None:
         return "the on_error callback"
     return "a callback"
+
+
+def _keys_of(about: Bar | _Bars) -> set[str]:
+    return {about.symbol} if isinstance(about, Bar) else about.keys

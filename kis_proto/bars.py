@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
@@ -830,6 +830,21 @@ class BarAggregator:
             state.since = None
             state.flat_from = None
         self._deadline = math.inf
+        out.sort(key=_order)
+        return out
+
+    def open_bars(self) -> list[Bar]:
+        """The bars still being built, as they stand: one per key with a bar open, oldest end first.
+
+        For a live view (``kis-ws bars`` shows them updating). Nothing changes: the bar emitted
+        when it closes may hold more trades, or say `Bar.gap` after a reconnect. An open bar reads
+        `revision` 0, its `complete` as of now.
+        """
+        out = [
+            replace(self._bar(state, state.bar), revision=0)
+            for state in self._keys.values()
+            if state.bar is not None
+        ]
         out.sort(key=_order)
         return out
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ._buffer import EventBuffer
 from ._callbacks import (
+    BarCallback,
     Callback,
     CallbackClient,
     CallbackTable,
@@ -39,6 +40,7 @@ __all__ = [
     "KIS_MAX_SUBSCRIPTIONS",
     "PAPER_REQUEST_RATE",
     "REQUEST_RATE",
+    "BarCallback",
     "Callback",
     "CallbackClient",
     "CallbackTable",

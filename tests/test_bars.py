@@ -868,3 +868,138 @@ def test_the_bars_page_runs(
     bar = bars.Bar.from_dict(json.loads(example))
     assert bar.to_dict() == json.loads(example)
     assert bar.vwap == (Decimal(bar.value) / bar.volume).quantize(Decimal("0.000001"))
+
+
+# -- the faces: kis_anyio.bars, kis-ws export --bars, kis-ws bars ------------------------------------
+
+
+class _Recorded(bars.BarAggregator):
+    """An aggregator that records what it is given: each message's text at the time it was handed
+    over, as `kis-ws record` would have written it; and the time it was flushed."""
+
+    def __init__(self, lines: list[str], **options: Any) -> None:
+        super().__init__(**options)
+        self.lines = lines
+        self.flushed_at: float | None = None
+
+    def add(self, event: Any, now: float) -> Any:
+        from kis_proto import TextReceived
+
+        if isinstance(event, TextReceived):
+            self.lines.append(recording_line(now, event.text))
+        return super().add(event, now)
+
+    def flush(self, now: float | None = None) -> Any:
+        self.flushed_at = now
+        return super().flush(now)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_live_bars_equal_the_replay_and_the_parquet_export_of_their_recording(
+    anyio_backend: str, tmp_path: Any
+) -> None:
+    """kis_anyio.bars over a simulator feed, recorded as it goes: `bars_from` of the recording gives
+    the same bars (with `until` the moment the live run stopped), and `kis-ws export --bars`
+    writes exactly `bars_from(read_recording(...))`, typed."""
+    import io
+    import time
+
+    import anyio
+    import kis_anyio
+    import kis_data
+    from kis_ws.__main__ import main
+
+    from kis_proto import KISConfig
+    from kis_proto.recording import RECORDING_HEADER
+
+    lines = [RECORDING_HEADER]
+    agg = _Recorded(lines, every="1s", grace=0.3)
+    live_bars: list[bars.Bar] = []
+    async with (
+        kis_sim.simulate(seed=5, tick=0.02) as sim,
+        kis_anyio.connect(sim.url, approval_key="k", config=KISConfig(emit_text=True)) as feed,
+    ):
+        await feed.subscribe("H0STCNT0", ["005930", "000660"])
+        stream = kis_anyio.bars(feed, agg, clock=lambda: round(time.time(), 6))  # as a recording holds it
+        with anyio.move_on_after(3.5):
+            async for bar in stream:
+                live_bars.append(bar)  # noqa: PERF401 - one by one: the timeout cuts the loop
+        live_bars += stream.flush()
+    assert agg.flushed_at is not None
+    assert sum(b.complete for b in live_bars) >= 4
+    recording = tmp_path / "day.kisrec"
+    recording.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    replayed = list(
+        bars.bars_from(kis_data.read_recording(recording), every="1s", grace=0.3, until=agg.flushed_at)
+    )
+    assert replayed == live_bars
+
+    out = io.StringIO()
+    assert main(["export", str(recording), "--to", str(tmp_path / "out"), "--bars", "1s"], out=out) == 0
+    assert "H0STCNT0.bars-1s.parquet" in out.getvalue()
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    table = pq.read_table(tmp_path / "out" / "H0STCNT0.bars-1s.parquet")
+    expected = list(bars.bars_from(kis_data.read_recording(recording), every="1s"))
+    assert table.num_rows == len(expected)
+    assert table.schema.field("start").type == pa.timestamp("us", tz="Asia/Seoul")
+    assert table.schema.field("open").type == pa.int64()
+    assert table.schema.field("vwap").type == pa.decimal128(38, 6)
+    assert table.schema.field("complete").type == pa.bool_()
+    by_label = {s.label: s for s in MarketSession}
+    exported = [
+        bars.Bar(**(row | {"session": by_label[row["session"]] if row["session"] else None}))
+        for row in table.to_pylist()
+    ]
+    assert exported == expected
+
+
+def test_export_bars_types_decimal_prices_and_refuses_to_overwrite(tmp_path: Any) -> None:
+    """Futures bars keep their Decimal prices (a decimal column of their scale), and a second
+    export into the same folder is refused unless told to overwrite."""
+    pa = pytest.importorskip("pyarrow")
+    from kis_data import parquet
+
+    from kis_proto.recording import RECORDING_HEADER
+
+    layout = TRS["H0IFCNT0"].layout()
+    rows = []
+    for i, (hhmmss, price) in enumerate([("100001", "352.45"), ("100005", "352.50"), ("100107", "352.40")]):
+        values = {
+            "FUTS_SHRN_ISCD": "101W09",
+            "BSOP_HOUR": hhmmss,
+            "FUTS_PRPR": price,
+            "LAST_CNQN": "2",
+            "ACML_VOL": str(2 * (i + 1)),
+        }
+        message = "0|H0IFCNT0|001|" + "^".join(layout_row(layout, values))
+        rows.append(recording_line(ts(hhmmss) + 0.5, message))
+    recording = tmp_path / "futures.kisrec"
+    recording.write_text("\n".join([RECORDING_HEADER, *rows]) + "\n", encoding="utf-8")
+    written = parquet.export_bars(recording, tmp_path, every="1m")
+    [(path, count)] = written.items()
+    assert path.name == "H0IFCNT0.bars-1m.parquet"
+    assert count == 2
+    table = parquet.read_export(tmp_path)["H0IFCNT0.bars-1m"]
+    assert table.schema.field("open").type == pa.decimal128(38, 2)
+    assert table.column("open").to_pylist() == [Decimal("352.45"), Decimal("352.40")]
+    assert table.column("session").to_pylist() == [None, None]  # futures carry no session
+    with pytest.raises(FileExistsError):
+        parquet.export_bars(recording, tmp_path, every="1m")
+    assert parquet.export_bars(recording, tmp_path, every="1m", overwrite=True) == written
+    assert parquet.interval_label(3600) == "1h"
+    assert parquet.interval_label("90s") == "90s"
+
+
+def test_open_bars_are_the_bars_being_built() -> None:
+    agg = bars.BarAggregator(every="1m")
+    assert agg.open_bars() == []
+    agg.add(subscribed(), ts("095959"))
+    agg.add(trade("100001", 70000, 10, 10), ts("100001"))
+    agg.add(trade("100002", 70100, 5, 15), ts("100002"))
+    [bar] = agg.open_bars()
+    assert (bar.open, bar.close, bar.volume, bar.trades, bar.revision) == (70000, 70100, 15, 2, 0)
+    [closed] = agg.handle_timer(ts("100102"))
+    assert (closed.volume, closed.revision) == (15, 0)
+    assert agg.open_bars() == []

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
     from anyio.from_thread import BlockingPortal
 
+    from kis_proto.bars import Bar
+
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "approval-key"
 
@@ -257,3 +259,30 @@ def test_wsclient_checks_what_it_is_given() -> None:
         ws.subscribe_notices(lambda data: None)
     assert "not running" in repr(ws)
     assert KEY not in repr(ws)
+
+
+def test_wsclient_bar_callbacks_run_in_threads_in_order() -> None:
+    """blocking.WSClient.subscribe_bars: plain callbacks, in a worker thread (the default), each
+    bar once and in order; bad options raise at the call, not once running."""
+    from kis_proto import LocalProtocolError
+
+    with simulator(seed=33, tick=0.02) as (sim, _):
+        got: list[tuple[Bar, str]] = []
+        ws = blocking.WSClient(url=sim.url, approval_key=KEY, policy=quick_policy())
+        with pytest.raises(LocalProtocolError, match="bar interval"):
+            ws.subscribe_bars("005930", lambda bar: None, every="1x")
+
+        def on_bar(bar: Bar) -> None:
+            got.append((bar, threading.current_thread().name))
+            if len(got) == 3:
+                ws.close()
+
+        ws.subscribe_bars(["005930", "000660"], on_bar, every=1, grace=0.1)
+        ws.run_forever()
+    bars = [bar for bar, _ in got]
+    assert len(bars) >= 3
+    assert {bar.symbol for bar in bars} <= {"005930", "000660"}
+    assert all(name != threading.main_thread().name for _, name in got)
+    for symbol in ("005930", "000660"):
+        starts = [bar.start for bar in bars if bar.symbol == symbol]
+        assert starts == sorted(starts)

@@ -11,13 +11,15 @@ import signal
 import subprocess
 import sys
 import threading
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+import pytest
 from kis_sim import krx_tick
 from kis_ws.__main__ import main
 
-from kis_proto import Record
+from kis_proto import KST, Record
 
 from .helpers import FRAMES_TXT, VECTOR_IV, VECTOR_KEY, sample
 
@@ -337,3 +339,91 @@ def test_book_prints_ten_levels_each_side_around_the_mid() -> None:
     assert mid is not None
     assert Decimal(mid.group(1).replace(",", "")) == Decimal(prices[9] + prices[10]) / 2
     assert "session " in first
+
+
+def test_bars_streams_json_bars_from_the_simulator_without_credentials() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kis_ws", "bars", "005930", "--every", "10s", "--duration", "3", "--jsonl"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=_env_without_credentials(),
+    )
+    assert "built-in simulator" in result.stderr
+    assert "subscribed  H0STCNT0 005930" in result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines, "no bar"
+    from kis_proto.bars import Bar
+
+    for line in lines:
+        bar = Bar.from_dict(line)  # the documented dict format
+        assert (bar.tr_id, bar.symbol, bar.kind, bar.size) == ("H0STCNT0", "005930", "time", 10)
+        assert bar.end - bar.start == timedelta(seconds=10)
+        assert bar.trades > 0
+    assert not lines[-1]["complete"]  # the bar open when the run ended, cut short: a gap
+    assert lines[-1]["gap"]
+
+
+def test_bars_prints_each_bar_when_it_completes() -> None:
+    """Tick bars, --count of them, as lines (not a terminal): each of 5 trades, but one that a
+    session change ended early (the simulator's always-open clock cycles through the sessions)."""
+    out = io.StringIO()
+    assert main(["bars", "005930", "--ticks", "5", "--count", "3", "--seed", "4"], out=out) == 0
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        assert line.split()[:3] == ["H0STCNT0", "005930", "삼성전자"]
+        trades = int(re.search(r" n=(\d+) ", line)[1])  # type: ignore[index]
+        assert 0 < trades <= 5, line
+    assert sum(" n=5 " in line for line in lines) >= 2
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--every", "1x"], "'1x' is not a bar interval: give e.g. 10s, 1m, 5m or 1h"),
+        (["--every", "2d"], "is not a bar interval"),
+        (["--ticks", "0"], "'0' is not a bar size: give a whole number above 0"),
+        (["--value", "lots"], "is not a bar size"),
+        (["--every", "1m", "--ticks", "5"], "not allowed with argument"),
+        ([], "one of the arguments --every --ticks --volume --value is required"),
+    ],
+)
+def test_bars_refuses_a_bad_size_with_exit_2_and_an_example(
+    args: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["bars", "005930", *args])
+    assert exited.value.code == 2
+    assert said in capsys.readouterr().err
+
+
+def test_bars_of_a_book_tr_say_bars_are_made_of_trades(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bars", "H0STASP0:005930", "--every", "1m"]) == 2
+    err = capsys.readouterr().err
+    assert "bars are made of trades" in err
+    assert "H0STCNT0" in err
+
+
+def test_bar_board_shows_done_and_open_bars() -> None:
+    from kis_ws._bars import BarBoard
+    from rich.console import Console
+
+    from kis_proto import decode_message
+    from kis_proto.bars import BarAggregator
+
+    agg = BarAggregator(every="1m")
+    [rec] = decode_message(sample("0|H0STCNT0"))
+    agg.add(rec, now=datetime(2026, 9, 14, 11, 26, 30, tzinfo=KST).timestamp())
+    board = BarBoard("sim", agg)
+    console = Console(width=150, record=True, color_system=None)
+    console.print(board.render())
+    text = console.export_text()
+    assert "1m bars" in text
+    assert "11:26:00–11:27:00" in text
+    assert "open…" in text
+    [done] = agg.flush()
+    board.add(done)
+    console.print(board.render())
+    assert "gap" in console.export_text()

@@ -39,6 +39,8 @@ from .helpers import fields_of, sample
 if TYPE_CHECKING:
     from types import ModuleType
 
+    from kis_proto.bars import Bar
+
 pytestmark = pytest.mark.anyio
 
 TRADE = fields_of(sample("0|H0STCNT0"))
@@ -442,3 +444,45 @@ async def test_open_iterate_and_close_in_three_tasks(transport: ModuleType) -> N
         assert isinstance(rest[-1], ConnectionClosed)
         assert rest[-1].clean
         await server.wait_for(lambda: not server.sessions)
+
+
+# -- bars by callback ---------------------------------------------------------------------------
+
+
+async def test_bar_callbacks_get_the_simulators_bars_and_a_quiet_symbols_bar_closes_on_time(
+    transport: ModuleType,
+) -> None:
+    """`subscribe_bars`: the bars of the key's trades, in order, each once; when the simulator goes
+    quiet (a 4 s stall after 1 s) the open bar still closes, by the clock, not by a later trade."""
+    records_at: list[float] = []
+    got: list[tuple[float, Bar]] = []
+    async with kis_sim.simulate(seed=23, tick=0.02, faults=kis_sim.Faults(stall=4.0)) as sim:
+        ws = transport.WSClient(None, url=sim.url, approval_key=KEY, policy=quick_policy())
+
+        async def on_bar(bar: Bar) -> None:  # async, awaited on the loop
+            await anyio.lowlevel.checkpoint()
+            got.append((time.time(), bar))
+
+        await ws.subscribe("H0STCNT0", "005930", lambda data: records_at.append(time.time()))
+        await ws.subscribe_bars(["005930"], on_bar, every=1, grace=0.2)
+        with pytest.raises(LocalProtocolError, match="trade TRs"):
+            await ws.subscribe_bars(["005930"], on_bar, tr_id="H0STASP0", every=1)
+
+        async def stop() -> None:
+            # The last trade's bar ends up to 1 s after it arrived, and closes `grace` after that.
+            await wait_until(lambda: bool(records_at) and time.time() - records_at[-1] > 1.8, timeout=10)
+            await ws.close()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stop)
+            with anyio.fail_after(15):
+                await ws.run()
+    assert len(got) >= 1
+    bars = [bar for _, bar in got]
+    assert all(bar.symbol == "005930" and bar.kind == "time" and bar.trades > 0 for bar in bars)
+    assert [bar.start for bar in bars] == sorted({bar.start for bar in bars})  # in order, each once
+    assert sum(bar.trades for bar in bars) == len(records_at)  # every trade received is in a bar
+    last_at, last = got[-1]
+    assert last_at - records_at[-1] > 0.15  # closed while nothing came: by the clock
+    assert last.end.timestamp() + 0.2 <= last_at < last.end.timestamp() + 1.0
+    assert last.complete

@@ -1,7 +1,7 @@
 """The ``kis-ws`` command line (also ``python -m kis_ws``).
 
-``kis-ws watch`` streams live records (from the built-in simulator without credentials),
-``record`` and ``replay`` keep a session for later, ``decode`` reads messages from a file, and
+``kis-ws watch`` streams live records (from the built-in simulator without credentials), ``bars``
+live bars of the trades, ``record`` and ``replay`` keep a session for later, ``decode`` reads messages from a file, and
 ``sim`` runs the simulator for any client. Expected failures are one or two lines and an exit code
 (0 done, 1 the feed failed, 2 bad usage or input, 130 Ctrl-C); ``--debug`` adds the logs and,
 on an unexpected error, the traceback.
@@ -23,7 +23,7 @@ from kis_proto import ApprovalError, __version__
 from kis_proto.layouts import ERAS
 from kis_proto.server import KISServerConfig
 
-from . import _book, _export, _files, _live
+from . import _bars, _book, _export, _files, _live
 from ._errors import EXIT_FEED, EXIT_INTERRUPTED, EXIT_USAGE, CLIError
 from ._inputs import faults, port, price
 from ._nats import add_nats_options
@@ -75,6 +75,22 @@ def _add_simulator_options(parser: argparse.ArgumentParser, *, prefix: str = "")
         metavar="KEY=PRICE",
         help=f"{prefix}a start price (repeatable), e.g. 005930=75000 or DNASAAPL=190.5",
     )
+
+
+def _add_stream_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """The options of a command that streams a live feed: watch, bars."""
+    parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    parser.add_argument("--count", type=int, default=None, help=f"stop after this many {what}s")
+    parser.add_argument("--jsonl", action="store_true", help=f"one JSON object per {what}")
+    parser.add_argument("--plain", action="store_true", help=f"one line per {what} even in a terminal")
+    _add_server_options(parser)
+    parser.add_argument(
+        "--env", choices=["real", "paper"], default=None, help="with credentials: the KIS server"
+    )
+    parser.add_argument(
+        "--faults", type=faults, default=None, help="simulator faults, e.g. drop=5,garbage=20"
+    )
+    _add_simulator_options(parser, prefix="simulator: ")
 
 
 def _add_server_options(parser: argparse.ArgumentParser, *, gateway: bool = True) -> None:
@@ -132,16 +148,47 @@ def build_parser() -> argparse.ArgumentParser:
         "watch", parents=[common], help="stream live records (from the simulator without credentials)"
     )
     watch.add_argument("keys", nargs="+", metavar="[TR:]KEY", help="e.g. 005930, H0STASP0:000660, DNASAAPL")
-    watch.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    watch.add_argument("--count", type=int, default=None, help="stop after this many records")
-    watch.add_argument("--jsonl", action="store_true", help="one JSON object per record")
-    watch.add_argument("--plain", action="store_true", help="one line per record even in a terminal")
-    _add_server_options(watch)
-    watch.add_argument(
-        "--env", choices=["real", "paper"], default=None, help="with credentials: the KIS server"
+    _add_stream_options(watch, "record")
+
+    bars = commands.add_parser(
+        "bars",
+        parents=[common],
+        help="live bars (OHLCV) of trades, by time, ticks, volume or value (from the simulator without credentials)",
+        epilog="a bar is printed when it completes; when the run ends the bars still open are printed too, "
+        "marked gap (cut short). docs/bars.md says how bars are cut and what complete means.",
     )
-    watch.add_argument("--faults", type=faults, default=None, help="simulator faults, e.g. drop=5,garbage=20")
-    _add_simulator_options(watch, prefix="simulator: ")
+    bars.add_argument(
+        "keys", nargs="+", metavar="[TR:]KEY", help="e.g. 005930, H0UNCNT0:005930, DNASAAPL (trade TRs)"
+    )
+    size = bars.add_mutually_exclusive_group(required=True)
+    size.add_argument(
+        "--every",
+        type=_bars.interval,
+        default=None,
+        metavar="TIME",
+        help="time bars: 10s, 1m, 5m, 1h (KST-aligned)",
+    )
+    size.add_argument(
+        "--ticks", type=_bars.positive_int, default=None, metavar="N", help="a bar per N trades"
+    )
+    size.add_argument(
+        "--volume",
+        type=_bars.positive_int,
+        default=None,
+        metavar="N",
+        help="a bar per N shares (or contracts)",
+    )
+    size.add_argument(
+        "--value", type=_bars.positive_number, default=None, metavar="N", help="a bar per N of price × volume"
+    )
+    bars.add_argument(
+        "--grace",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="time bars: how long past its end a bar waits for its trades (default 2)",
+    )
+    _add_stream_options(bars, "bar")
 
     book = commands.add_parser(
         "book", parents=[common], help="a live 10-level order book (호가창) of one key"
@@ -216,6 +263,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["parquet"], default="parquet", help="the file format (parquet)")
     export.add_argument(
         "--overwrite", action="store_true", help="replace files of the same names already in DIR"
+    )
+    export.add_argument(
+        "--bars",
+        type=_bars.interval,
+        action="append",
+        default=[],
+        metavar="TIME",
+        help="also the recording's time bars, e.g. 1m: DIR/<TR>.bars-1m.parquet (repeatable; "
+        "the recorded receive times are the clock)",
     )
 
     gateway = commands.add_parser(
@@ -360,6 +416,8 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return _files.decode(args, out)
     if args.command == "watch":
         return anyio.run(_live.watch, args, out, err)
+    if args.command == "bars":
+        return anyio.run(_bars.bars, args, out, err)
     if args.command == "book":
         return anyio.run(_book.book, args, out, err)
     if args.command == "record":

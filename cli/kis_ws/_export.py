@@ -70,7 +70,8 @@ def _first_line_problem(path: Path) -> CLIError | None:
 
 
 def export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Write a recording's records as Parquet, one file per TR and era, and say what was written."""
+    """Write a recording's records as Parquet, one file per TR and era (and with ``--bars`` its
+    bars, one file per trade TR and interval), and say what was written."""
     kis_data = _kis_data("kis-ws export")
     path, target = Path(args.file), Path(args.to)
     with readable(str(path)):
@@ -91,6 +92,18 @@ def export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         f"{file}  {summary.rows.get(file.name.removesuffix('.parquet'), 0):,} rows\n"
         for file in summary.files
     )
+    for every in dict.fromkeys(getattr(args, "bars", None) or []):
+        try:
+            written = kis_data.parquet.export_bars(path, target, every=every, overwrite=args.overwrite)
+        except FileExistsError as exc:
+            raise CLIError(str(exc), hint="choose an empty folder, or add --overwrite") from None
+        except OSError as exc:
+            raise CLIError(f"cannot export to {target}: {exc.strerror or exc}") from None
+        out.writelines(f"{file}  {rows:,} bar{'s' if rows != 1 else ''}\n" for file, rows in written.items())
+        if not written:
+            err.write(
+                f"{path} holds no trades of a trade TR: no {kis_data.parquet.interval_label(every)} bars\n"
+            )
     err.writelines(line + "\n" for line in summary_lines(summary))
     if not summary.messages:
         err.write(f"{path} holds no recorded messages\n")

@@ -39,7 +39,16 @@ if TYPE_CHECKING:
 
     from kis_proto import FeedEvent
 
-__all__ = ["Answers", "LiveFeed", "open_feed", "record", "simulator_options", "subscribe_all", "watch"]
+__all__ = [
+    "Answers",
+    "LiveFeed",
+    "heed",
+    "open_feed",
+    "record",
+    "simulator_options",
+    "subscribe_all",
+    "watch",
+]
 
 
 class LiveFeed(Protocol):
@@ -102,6 +111,13 @@ class Answers:
             hint="is the server running and the URL right? (without --url: the credentials' KIS server)",
             code=EXIT_FEED,
         )
+
+    def raise_failure(self, url: str) -> None:
+        """End a live command that streamed nothing: every subscription refused, or never connected."""
+        if self.all_refused:
+            raise self.error()
+        if (failure := self.never_connected(url)) is not None:
+            raise failure
 
     def error(self) -> CLIError:
         reasons = "; ".join(f"{tr_id} {key}: {why}" for (tr_id, key), why in self.refused.items())
@@ -195,6 +211,13 @@ def _notice(tr_id: str) -> bool:
     return spec is not None and spec.encrypted
 
 
+def heed(event: FeedEvent, answers: Answers, err: TextIO) -> None:
+    """A live command's reading of an event that is no record: noted, and a line on `err`."""
+    answers.note(event)
+    if (line := status_line(event)) is not None:
+        err.write(line + "\n")
+
+
 async def subscribe_all(feed: LiveFeed, subscriptions: list[tuple[str, str]], err: TextIO) -> None:
     """Subscribe each; a gateway's refusal (its capacity, KIS's answer) ends the command clearly.
 
@@ -223,10 +246,7 @@ async def watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 await _watch_table(feed, url, args.count, answers)
             else:
                 await _watch_lines(feed, args, out, err, answers)
-    if answers.all_refused:
-        raise answers.error()
-    if (failure := answers.never_connected(url)) is not None:
-        raise failure
+    answers.raise_failure(url)
     return 0
 
 
@@ -242,9 +262,7 @@ async def _watch_lines(
             if args.count is not None and seen >= args.count:
                 return
             continue
-        answers.note(event)
-        if (line := status_line(event)) is not None:
-            err.write(line + "\n")
+        heed(event, answers, err)
         if answers.all_refused:
             return
 
@@ -319,9 +337,7 @@ async def record(args: argparse.Namespace, err: TextIO) -> int:
                                 if args.count is not None and written >= args.count:
                                     break
                                 continue
-                            answers.note(event)
-                            if (line := status_line(event)) is not None:
-                                err.write(line + "\n")
+                            heed(event, answers, err)
                             if answers.all_refused:
                                 break
                     tasks.cancel_scope.cancel()
@@ -335,10 +351,7 @@ async def record(args: argparse.Namespace, err: TextIO) -> int:
         if opened:
             err.write(f"recorded {written} message{'' if written == 1 else 's'} to {path}\n")
             err.flush()
-    if answers.all_refused:
-        raise answers.error()
-    if (failure := answers.never_connected(args.url or "the server")) is not None:
-        raise failure
+    answers.raise_failure(args.url or "the server")
     return 0
 
 

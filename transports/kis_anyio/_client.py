@@ -14,6 +14,7 @@ import logging
 import math
 import random
 import ssl
+import time
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, overload
 
@@ -520,7 +521,8 @@ async def open_feed(
 
 
 class _Workers:
-    """Lane tasks in the client's task group; sync callbacks in anyio's worker threads."""
+    """Lane tasks in the client's task group; sync callbacks in anyio's worker threads; the wall
+    clock and a sleep that `wake` ends, for bars."""
 
     def __init__(self, tg: anyio.abc.TaskGroup) -> None:
         self._tg = tg
@@ -528,12 +530,24 @@ class _Workers:
         # thread that another subscription's slow callback holds, nor for the application's
         # own `to_thread` calls.
         self._limiter = anyio.CapacityLimiter(KIS_MAX_SUBSCRIPTIONS + 1)
+        self._wake = anyio.Event()
 
     def spawn(self, fn: Callable[[], Coroutine[Any, Any, None]], /) -> None:
         self._tg.start_soon(fn)
 
     async def run_sync(self, fn: Callable[[], T], /) -> T:
         return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
+
+    def time(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float, /) -> None:
+        with anyio.move_on_after(seconds):
+            await self._wake.wait()
+
+    def wake(self) -> None:
+        self._wake.set()
+        self._wake = anyio.Event()
 
 
 class WSClient(CallbackClient[Feed]):

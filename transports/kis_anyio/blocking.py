@@ -11,6 +11,7 @@ Scripts, notebooks and code written the way python-kis users write it::
 
     ws = blocking.WSClient(creds)
     ws.subscribe("H0STCNT0", ["005930"], on_price)   # plain functions; they may block
+    ws.subscribe_bars(["005930"], on_bar, every="1m")  # a bar each minute, as it completes
     ws.run_forever()                                  # until ws.close(), from anywhere
 
 Each feed or client runs the async one (`kis_anyio.Feed`, `kis_anyio.WSClient`) on an event loop
@@ -32,6 +33,7 @@ import anyio
 from anyio.from_thread import start_blocking_portal
 
 from kis_proto import LocalProtocolError, Record, SubscribeFailed, SubscriptionError
+from kis_proto.bars import BarAggregator
 from kis_proto.feed import check_subscription, tr_id_of
 
 from . import _client
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
     from anyio.from_thread import BlockingPortal
 
     from kis_proto import Credentials, FeedEvent, Subscribed
-    from kis_proto.feed import Callback, ErrorCallback, SyncCallbacks, TypedCallback
+    from kis_proto.feed import BarCallback, Callback, ErrorCallback, SyncCallbacks, TypedCallback
     from kis_proto.feed import Subscription as AsyncSubscription
 
 __all__ = ["Backend", "Feed", "Subscription", "WSClient", "connect", "open_feed"]
@@ -383,6 +385,27 @@ class WSClient:
         for symbol in symbols:
             check_subscription(tr, symbol)
         self._call(partial(self._client.subscribe, tr, symbols, cast("Callback", callback)))
+
+    def subscribe_bars(
+        self,
+        symbols: str | Iterable[str],
+        callback: BarCallback,
+        *,
+        tr_id: str | type[Record] = "H0STCNT0",
+        **options: Any,
+    ) -> None:
+        """Call `callback` with every bar of these symbols' trades as it completes (now, or once
+        running): ``ws.subscribe_bars(["005930"], on_bar, every="1m")``.
+
+        The options are `kis_proto.bars.BarAggregator`'s; the whole story is
+        `kis_anyio.WSClient.subscribe_bars`'s. Bad options raise `LocalProtocolError` here.
+        """
+        tr = tr_id_of(tr_id)
+        symbols = [symbols] if isinstance(symbols, str) else list(symbols)
+        for symbol in symbols:
+            check_subscription(tr, symbol)
+        BarAggregator(tr_ids=[tr], **options)  # refused options raise now, not once running
+        self._call(partial(self._client.subscribe_bars, symbols, callback, tr_id=tr, **options))
 
     def subscribe_notices(
         self, callback: Callback, market: Literal["domestic", "overseas"] = "domestic"

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import random
 import ssl
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
@@ -474,17 +475,30 @@ async def open_feed(
 
 
 class Workers:
-    """Lane tasks in an `asyncio.TaskGroup`; sync callbacks in the client's own thread pool."""
+    """Lane tasks in an `asyncio.TaskGroup`; sync callbacks in the client's own thread pool; the
+    wall clock and a sleep that `wake` ends, for bars."""
 
     def __init__(self, tg: asyncio.TaskGroup, executor: ThreadPoolExecutor) -> None:
         self._tg = tg
         self._executor = executor
+        self._wake = asyncio.Event()
 
     def spawn(self, fn: Callable[[], Coroutine[Any, Any, None]], /) -> None:
         self._tg.create_task(fn())
 
     async def run_sync(self, fn: Callable[[], T], /) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def time(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float, /) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    def wake(self) -> None:
+        self._wake.set()
+        self._wake = asyncio.Event()
 
 
 @asynccontextmanager
