@@ -16,9 +16,20 @@ from typing import TYPE_CHECKING
 from ._approval import ApprovalError
 from ._buffer import EventBuffer, EventsDropped, FeedEvent, Reconnecting
 from ._codes import MsgCode
-from ._connection import ConnState, KISConfig, KISConnection
+from ._connection import ABNORMAL, INTERNAL_ERROR, ConnState, KISConfig, KISConnection
 from ._errors import KISError, LocalProtocolError
-from ._events import Connected, ConnectionClosed, ServerError, Subscribed, SubscribeFailed, Unsubscribed
+from ._events import (
+    Connected,
+    ConnectionClosed,
+    LayoutDrift,
+    PingPong,
+    ServerError,
+    Subscribed,
+    SubscribeFailed,
+    TextReceived,
+    UndecodableMessage,
+    Unsubscribed,
+)
 from ._fields import Record
 from ._subscriptions import SubscriptionRegistry, SubState
 from .records import RECORD_CLASSES, TRS
@@ -33,6 +44,7 @@ __all__ = [
     "PAPER_REQUEST_RATE",
     "REQUEST_RATE",
     "FeedCore",
+    "FeedCounters",
     "Subscription",
     "SubscriptionError",
     "connect_failure",
@@ -151,9 +163,46 @@ def _log_drop(event: EventsDropped) -> None:
 
 
 _SESSION_ENDERS = frozenset({MsgCode.INVALID_APPROVAL, MsgCode.ALREADY_IN_USE_APPKEY})
+_SESSION_ENDER_LABELS = {
+    MsgCode.INVALID_APPROVAL: "invalid_approval",
+    MsgCode.ALREADY_IN_USE_APPKEY: "in_use",
+}
+# The events that are neither bookkeeping nor records: every other event is a record.
+_COUNTED = frozenset({PingPong, UndecodableMessage, LayoutDrift, TextReceived})
 _BOOKKEEPING = frozenset(
     {Connected, Subscribed, SubscribeFailed, Unsubscribed, ServerError, ConnectionClosed}
 )
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class FeedCounters:
+    """What a feed has seen since it started, counted as it goes: for a program's own metrics.
+
+    Every transport's `Feed` has one (``feed.counters``); `kis_metrics.FeedCollector` exports it
+    to Prometheus. Read it from the feed's event loop (it is updated there, without locks).
+    """
+
+    #: Records received, by TR id (``H0STCNI9`` on paper notices).
+    records: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: Sessions that ended and were followed by a reconnect, by why they ended: ``dropped`` (no
+    #: close frame), ``closed`` (by the server), ``silent`` (no data, not even PINGPONG), ``in_use``
+    #: (OPSP8996), ``invalid_approval`` (OPSP0011), ``refused``, ``dns``, ``tls``, ``timeout``
+    #: (connecting), ``approval`` (the key could not be fetched) or ``other``.
+    reconnects: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: WebSocket sessions opened (handshakes completed).
+    connects: int = 0
+    #: Messages that could not be decoded (`UndecodableMessage`).
+    decode_failures: int = 0
+    #: Records of a width no known layout has (`LayoutDrift` reports).
+    layout_drift: int = 0
+    #: Records dropped because the application fell behind (`EventsDropped`).
+    dropped: int = 0
+    #: Subscriptions the server refused.
+    refused: int = 0
+    #: True while a session is open.
+    connected: bool = False
+    #: Registrations the server holds now.
+    subscriptions: int = 0
 
 
 class FeedCore:
@@ -197,6 +246,9 @@ class FeedCore:
         self.on_answer: Callable[[], None] | None = None
         self._tickets: dict[tuple[str, str], list[Subscription]] = {}
         self._acks: dict[tuple[str, str], Subscribed] = {}
+        #: What the feed has seen, for metrics.
+        self.counters = FeedCounters()
+        self._reason: str | None = None  # the current connection's end, as a `reconnects` label
 
     def __repr__(self) -> str:
         state = self.conn.state.value if self.conn is not None else "between connections"
@@ -224,7 +276,7 @@ class FeedCore:
             conn.subscribe(tr_id, tr_key, now=now)
             self.registry.mark_sent(tr_id, tr_key)
         self.conn = conn
-        self._last_code = self._cause = None
+        self._last_code = self._cause = self._reason = None
         self._delivered = False
         return conn
 
@@ -239,32 +291,52 @@ class FeedCore:
             return False
         events = conn.events()
         registry = self.registry
+        counters = self.counters
+        records = counters.records
         for event in events:
-            if type(event) in _BOOKKEEPING:  # one set lookup lets records through untouched
+            kind = type(event)
+            if kind in _BOOKKEEPING:  # one set lookup lets records through untouched
                 if isinstance(event, Connected):
                     self.policy.connected(now)
+                    counters.connects += 1
+                    counters.connected = True
                 elif isinstance(event, Subscribed):
                     registry.on_subscribed(event.tr_id, event.tr_key)
                     self._answered(event)
+                    counters.subscriptions = len(registry.active())
                 elif isinstance(event, SubscribeFailed):
                     if not event.timed_out:  # a timeout leaves it pending: restored on reconnect
                         registry.on_failed(event.tr_id, event.tr_key, event.msg_cd)
+                        counters.refused += event.msg_cd != MsgCode.UNSUBSCRIBE_NOT_FOUND
                     self._report(event)
                     if event.msg_cd != MsgCode.UNSUBSCRIBE_NOT_FOUND:  # that one answers an unsubscribe
                         self._answered(event)
                 elif isinstance(event, Unsubscribed):
                     registry.on_unsubscribed(event.tr_id, event.tr_key)
+                    counters.subscriptions = len(registry.active())
                 elif isinstance(event, ConnectionClosed):
                     self._cause = self._cause or _close_cause(event)
+                    self._reason = self._reason or _close_label(event)
+                    counters.connected = False
+                    counters.subscriptions = 0
                 elif isinstance(event, ServerError):
                     self._report(event)
                     self._last_code = event.msg_cd
                     if event.code in _SESSION_ENDERS:
                         self._cause = f"{event.msg_cd} {event.code.text if event.code else event.message}"
+                        self._reason = _SESSION_ENDER_LABELS.get(event.code, "other")
                     if event.code in _SESSION_ENDERS and self.conn is not None:
                         # The session is useless now (a stale key, or another client holds the
                         # appkey): close it so the policy decides what comes next.
                         self.conn.close(now=now)
+            elif kind in _COUNTED:
+                if kind is UndecodableMessage:
+                    counters.decode_failures += 1
+                elif kind is LayoutDrift:
+                    counters.layout_drift += 1
+            else:  # a record: the one line every record pays for its count
+                tr_id = event._tr_id  # type: ignore[union-attr]
+                records[tr_id] = records.get(tr_id, 0) + 1
             self.buffer.put(event)
         if not self._delivered and any(isinstance(event, Record) for event in events):
             # The first record of this connection: it works, so it ends any failure streak. After
@@ -282,14 +354,19 @@ class FeedCore:
         decision with a delay is also announced in the buffer as `Reconnecting`.
         """
         self.conn = None
+        self.counters.connected = False
+        self.counters.subscriptions = 0
         if self.closing:
             return None
         self.registry.connection_lost()
         cause = self._cause if error is None else self.failure_cause(error)
+        reason = (self._reason or "other") if error is None else failure_label(error)
         decision = self.policy.disconnected(now, msg_cd=self._last_code, cause=cause)
-        self._last_code = self._cause = None
+        self._last_code = self._cause = self._reason = None
         self._delivered = False
         if decision.delay is not None:
+            reconnects = self.counters.reconnects
+            reconnects[reason] = reconnects.get(reason, 0) + 1
             if decision.refresh_approval_key and self._can_fetch_key:
                 self._key = None
             self.buffer.put(
@@ -348,6 +425,7 @@ class FeedCore:
         event = self.buffer.get()
         if type(event) is EventsDropped:
             _log_drop(event)
+            self.counters.dropped += event.count
         return event
 
     def drain(self) -> list[FeedEvent]:
@@ -358,6 +436,7 @@ class FeedCore:
             for event in events:
                 if isinstance(event, EventsDropped):
                     _log_drop(event)
+                    self.counters.dropped += event.count
         return events
 
     def _answered(self, event: Subscribed | SubscribeFailed) -> None:
@@ -429,6 +508,34 @@ def connect_failure(error: BaseException, host: str, port: int) -> str:
     if isinstance(error, OSError):
         return f"cannot connect to {where}: {error.strerror or error}"
     return str(error) or name
+
+
+def failure_label(error: BaseException) -> str:
+    """`connect_failure`'s verdict as a short label for metrics (`FeedCounters.reconnects`)."""
+    if isinstance(error, ApprovalError):
+        return "approval"
+    while isinstance(error.__cause__, BaseException) and str(error).startswith("All connection attempts"):
+        cause = error.__cause__
+        error = cause.exceptions[0] if isinstance(cause, BaseExceptionGroup) else cause
+    module, name = type(error).__module__, type(error).__name__
+    if isinstance(error, ConnectionRefusedError):
+        return "refused"
+    if name == "gaierror":
+        return "dns"
+    if module == "ssl" or name.startswith("SSL"):
+        return "tls"
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    return "other"
+
+
+def _close_label(event: ConnectionClosed) -> str:
+    """How a connection ended, as a `FeedCounters.reconnects` label."""
+    if event.code == ABNORMAL:
+        return "dropped"  # no close frame: the socket broke or was cut
+    if event.code == INTERNAL_ERROR and not event.by_peer:
+        return "silent"  # our liveness check: no data, not even PINGPONG
+    return "closed" if event.by_peer else "other"
 
 
 def _close_cause(event: ConnectionClosed) -> str:

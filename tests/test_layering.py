@@ -33,6 +33,7 @@ def test_each_folder_holds_what_its_name_says() -> None:
         "kis_nats": "transports",
         "kis_sim": "simulator",
         "kis_gateway": "services",
+        "kis_metrics": "services",
         "kis_data": "data",
         "kis_ws": "cli",
     }

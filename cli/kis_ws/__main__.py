@@ -26,6 +26,7 @@ from kis_proto.server import KISServerConfig
 from . import _bars, _book, _export, _files, _live
 from ._errors import EXIT_FEED, EXIT_INTERRUPTED, EXIT_USAGE, CLIError
 from ._inputs import faults, port, price
+from ._metrics import add_metrics_options
 from ._nats import add_nats_options
 
 if TYPE_CHECKING:
@@ -242,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument(
         "--env", choices=["real", "paper"], default=None, help="with credentials: the KIS server"
     )
+    add_metrics_options(record)
     _add_simulator_options(record, prefix="simulator: ")
 
     replay = commands.add_parser(

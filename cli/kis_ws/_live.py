@@ -29,6 +29,7 @@ from kis_proto.recording import RECORDING_HEADER, recording_line
 
 from ._errors import EXIT_FEED, CLIError
 from ._inputs import Server, check_subscriptions, server_for, unknown_listings
+from ._metrics import check_metrics, metrics_server
 from ._output import describe, json_line, status_line
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from kis_data.parquet import ParquetRecorder
 
     from kis_proto import FeedEvent
+    from kis_proto.feed import FeedCounters
 
 __all__ = [
     "Answers",
@@ -308,6 +310,7 @@ async def record(args: argparse.Namespace, err: TextIO) -> int:
         from ._export import open_recorder  # pyarrow is loaded only when asked for
 
         parquet = open_recorder(args)
+    check_metrics(args)  # a bad --metrics fails before anything connects
     new_file = not path.exists() or path.stat().st_size == 0
     written = 0
     opened = False  # the summary is for a recording that was opened
@@ -319,28 +322,38 @@ async def record(args: argparse.Namespace, err: TextIO) -> int:
             except OSError as exc:
                 raise CLIError(f"cannot write {path}: {exc.strerror or exc}") from None
             opened = True
-            with out:
-                if new_file:
-                    out.write(RECORDING_HEADER + "\n")
-                await subscribe_all(feed, subscriptions, err)
-                async with anyio.create_task_group() as tasks:
-                    if parquet is not None:
-                        tasks.start_soon(_roll_when_due, parquet)
-                    with anyio.move_on_after(args.duration if args.duration is not None else math.inf):
-                        async for event in feed:
-                            if isinstance(event, TextReceived):
-                                now = time.time()
-                                out.write(recording_line(now, event.text) + "\n")
-                                if parquet is not None:
-                                    parquet.add(now, event.text)
-                                written += 1
-                                if args.count is not None and written >= args.count:
+            counters: FeedCounters | None = getattr(feed, "counters", None)  # a gateway feed has none
+
+            def ready() -> tuple[bool, str]:
+                up = counters is None or counters.connected
+                return up, "recording" if up else "not connected to the server"
+
+            serving = metrics_server(
+                args, lambda: [("record", counters)] if counters else [], ready=ready, err=err
+            )
+            async with serving:
+                with out:
+                    if new_file:
+                        out.write(RECORDING_HEADER + "\n")
+                    await subscribe_all(feed, subscriptions, err)
+                    async with anyio.create_task_group() as tasks:
+                        if parquet is not None:
+                            tasks.start_soon(_roll_when_due, parquet)
+                        with anyio.move_on_after(args.duration if args.duration is not None else math.inf):
+                            async for event in feed:
+                                if isinstance(event, TextReceived):
+                                    now = time.time()
+                                    out.write(recording_line(now, event.text) + "\n")
+                                    if parquet is not None:
+                                        parquet.add(now, event.text)
+                                    written += 1
+                                    if args.count is not None and written >= args.count:
+                                        break
+                                    continue
+                                heed(event, answers, err)
+                                if answers.all_refused:
                                     break
-                                continue
-                            heed(event, answers, err)
-                            if answers.all_refused:
-                                break
-                    tasks.cancel_scope.cancel()
+                        tasks.cancel_scope.cancel()
     finally:  # also on Ctrl-C: what was kept is said either way
         if parquet is not None:
             summary = parquet.close()

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
     from contextlib import AbstractAsyncContextManager
 
+    from kis_proto.feed import FeedCounters
+
 __all__ = ["Callback", "Feed", "WSClient", "connect", "fetch_approval_key", "open_feed"]
 
 T = TypeVar("T")
@@ -124,6 +126,12 @@ class Feed:
     def closing(self) -> bool:
         """True once `aclose` was called."""
         return self._core.closing
+
+    @property
+    def counters(self) -> FeedCounters:
+        """What the feed has seen since it started: records per TR, reconnects and why, drops...
+        (`kis_proto.feed.FeedCounters`; `kis_metrics.FeedCollector` exports it to Prometheus)."""
+        return self._core.counters
 
     # A str is also an Iterable[str]; the first overload wins for it, as the code does.
     @overload
