@@ -260,3 +260,18 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.strip() == f"kis-ws (kis-proto {__version__})"
+
+
+def test_log_format_json_gives_one_object_per_log_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """For journald or Loki: every log record a JSON object; a drifted record's warning is one."""
+    path = tmp_path / "drift.txt"
+    fields = sample("0|H0STCNT0").split("|", 3)[3]
+    path.write_text(f"0|H0STCNT0|001|{fields}^extra1^extra2^extra3\n", encoding="utf-8")
+    code, _, err = run(["decode", str(path), "--log-format", "json"], capsys)
+    assert code == 0
+    lines = [json.loads(line) for line in err.splitlines()]
+    assert lines, "the drift was not logged"
+    assert all(set(line) >= {"time", "level", "logger", "message"} for line in lines)
+    assert any(line["level"] == "warning" for line in lines)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import json
 import logging
 import sys
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
 import anyio
@@ -125,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``kis-ws`` argument parser."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="log at DEBUG; tracebacks on unexpected errors")
+    common.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="json: one JSON object per log line (time, level, logger, message), for journald or Loki",
+    )
     parser = argparse.ArgumentParser(
         prog="kis-ws",
         description="KIS real-time feed tools",
@@ -435,6 +443,22 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return anyio.run(_sim, args, err)
 
 
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per log record: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message``
+    (and ``exception`` with the traceback), for journald, Loki or any log shipper."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
 class _LevelFormatter(logging.Formatter):
     """``warning: …`` rather than ``WARNING: …``: log lines read as the rest of the output."""
 
@@ -443,7 +467,7 @@ class _LevelFormatter(logging.Formatter):
 
 
 @contextlib.contextmanager
-def _logging_to(err: TextIO, *, debug: bool) -> Iterator[None]:
+def _logging_to(err: TextIO, *, debug: bool, json_lines: bool = False) -> Iterator[None]:
     """Show the libraries' log records on `err` while a command runs; put everything back after.
 
     Without --debug: warnings only (a field that does not convert, records dropped), and not the
@@ -451,7 +475,9 @@ def _logging_to(err: TextIO, *, debug: bool) -> Iterator[None]:
     matters when `main` runs inside another program (the tests).
     """
     handler = logging.StreamHandler(err)
-    if debug:
+    if json_lines:
+        handler.setFormatter(_JsonFormatter())
+    elif debug:
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     else:
         handler.setFormatter(_LevelFormatter("%(levelname)s: %(message)s"))
@@ -483,7 +509,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = build_parser().parse_args(argv)  # bad usage: argparse prints it and exits with 2
     err = sys.stderr
     try:
-        with _logging_to(err, debug=args.debug):
+        with _logging_to(err, debug=args.debug, json_lines=getattr(args, "log_format", "text") == "json"):
             return _run(args, out or sys.stdout, err)
     except BaseException as raised:
         error = _single(raised)
