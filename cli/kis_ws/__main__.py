@@ -25,7 +25,7 @@ from kis_proto import ApprovalError, __version__
 from kis_proto.layouts import ERAS
 from kis_proto.server import KISServerConfig
 
-from . import _bars, _book, _export, _files, _live
+from . import _bars, _book, _export, _files, _live, _rotate
 from ._errors import EXIT_FEED, EXIT_INTERRUPTED, EXIT_USAGE, CLIError
 from ._inputs import faults, port, price
 from ._metrics import add_metrics_options
@@ -250,6 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_options(record)
     record.add_argument(
         "--env", choices=["real", "paper"], default=None, help="with credentials: the KIS server"
+    )
+    record.add_argument(
+        "--rotate",
+        type=_rotate.rotation,
+        default=None,
+        metavar="EVERY",
+        help="a new file per KST day ('day') or interval (1h, 30m): {date} and {time} in FILE are "
+        "filled in, else -YYYYMMDD[-HHMM] goes before its suffix; each file replays alone",
     )
     add_metrics_options(record)
     _add_simulator_options(record, prefix="simulator: ")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,12 +24,12 @@ from kis_proto import (
     TextReceived,
 )
 from kis_proto.layouts import tr_spec
-from kis_proto.recording import RECORDING_HEADER, recording_line
 
 from ._errors import EXIT_FEED, CLIError
 from ._inputs import Server, check_subscriptions, server_for, unknown_listings
 from ._metrics import check_metrics, metrics_server
 from ._output import describe, json_line, status_line
+from ._rotate import Recording
 
 if TYPE_CHECKING:
     import argparse
@@ -302,26 +301,20 @@ async def record(args: argparse.Namespace, err: TextIO) -> int:
     """
     subscriptions = check_subscriptions(args.keys)
     answers = Answers(subscriptions)
-    path = Path(args.file)
-    if path.is_dir():
-        raise CLIError(f"{path} is a directory", hint="give the recording's file name, e.g. day.kisrec")
+    recording = Recording(Path(args.file), every=getattr(args, "rotate", None))
+    if recording.path_for(time.time()).is_dir():
+        raise CLIError(f"{args.file} is a directory", hint="give the recording's file name, e.g. day.kisrec")
     parquet: ParquetRecorder | None = None
     if getattr(args, "parquet", None) is not None:
         from ._export import open_recorder  # pyarrow is loaded only when asked for
 
         parquet = open_recorder(args)
     check_metrics(args)  # a bad --metrics fails before anything connects
-    new_file = not path.exists() or path.stat().st_size == 0
     written = 0
-    opened = False  # the summary is for a recording that was opened
     config = KISConfig(emit_text=True)
     try:
         async with open_feed(args, err, config=config, max_retries=args.max_retries) as (feed, _):
-            try:
-                out = _append_private(path)
-            except OSError as exc:
-                raise CLIError(f"cannot write {path}: {exc.strerror or exc}") from None
-            opened = True
+            recording.open(time.time())
             counters: FeedCounters | None = getattr(feed, "counters", None)  # a gateway feed has none
 
             def ready() -> tuple[bool, str]:
@@ -332,9 +325,7 @@ async def record(args: argparse.Namespace, err: TextIO) -> int:
                 args, lambda: [("record", counters)] if counters else [], ready=ready, err=err
             )
             async with serving:
-                with out:
-                    if new_file:
-                        out.write(RECORDING_HEADER + "\n")
+                with contextlib.closing(recording):
                     await subscribe_all(feed, subscriptions, err)
                     async with anyio.create_task_group() as tasks:
                         if parquet is not None:
@@ -343,7 +334,7 @@ async def record(args: argparse.Namespace, err: TextIO) -> int:
                             async for event in feed:
                                 if isinstance(event, TextReceived):
                                     now = time.time()
-                                    out.write(recording_line(now, event.text) + "\n")
+                                    recording.write(now, event.text)
                                     if parquet is not None:
                                         parquet.add(now, event.text)
                                     written += 1
@@ -361,21 +352,11 @@ async def record(args: argparse.Namespace, err: TextIO) -> int:
                 f"wrote {summary.records} records to {len(summary.files)} Parquet "
                 f"part{'s' if len(summary.files) != 1 else ''} in {parquet.directory}\n"
             )
-        if opened:
-            err.write(f"recorded {written} message{'' if written == 1 else 's'} to {path}\n")
+        if recording.paths:  # the summary is for a recording that was opened
+            err.write(f"recorded {written} message{'' if written == 1 else 's'} to {recording.describe()}\n")
             err.flush()
     answers.raise_failure(args.url or "the server")
     return 0
-
-
-def _append_private(path: Path) -> TextIO:
-    """Open a recording for appending, line-buffered (a killed recorder loses no line it wrote);
-    a new one is created readable by its owner only (0o600).
-
-    A local file written line by line as messages arrive: the blocking writes are negligible.
-    """
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    return os.fdopen(fd, "a", encoding="utf-8", buffering=1)
 
 
 async def _roll_when_due(parquet: ParquetRecorder) -> None:
