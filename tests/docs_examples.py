@@ -51,6 +51,7 @@ SERVICES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^kis-ws gateway(?! (status|nats-config))\b"), "is active for"),
     (re.compile(r"^kis-ws sim\b"), "KIS simulator on"),
     (re.compile(r"^nats-server\b"), "Server is ready"),
+    (re.compile(r"^kis-ws record\b.*--metrics\b(?!.*--duration)"), "metrics on"),
 )
 _SETUP = re.compile(r"^(python3 -m venv \S+|\S*pip install .*|\S*python -m tests\.realclients\.peers)$")
 _TEST_COMMAND = re.compile(r"-m pytest\b")
