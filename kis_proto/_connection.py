@@ -113,6 +113,10 @@ class KISConfig:
     #: connect and every restore alike (41 at 20/s take 2 s). None: no pacing on a bare
     #: connection; the transports' feeds fill in KIS's own client's pace, 20/s (2/s on paper).
     request_rate: float | None = None
+    #: How long a fetched approval key is used before the feed fetches a new one, in seconds.
+    #: KIS's keys last 24 h; a session that stays up for days renews an hour early, so no
+    #: request ever carries an expired key (`FeedCore.renew_at`).
+    approval_key_renew_after: float = 23 * 3600.0
 
     def __post_init__(self) -> None:
         if not self.path.startswith("/"):
@@ -122,7 +126,13 @@ class KISConfig:
         for name in ("max_message_size", "max_subscriptions"):
             if getattr(self, name) < 1:
                 raise LocalProtocolError(f"{name} must be at least 1")
-        for name in ("idle_timeout", "open_timeout", "subscribe_timeout", "close_timeout"):
+        for name in (
+            "idle_timeout",
+            "open_timeout",
+            "subscribe_timeout",
+            "close_timeout",
+            "approval_key_renew_after",
+        ):
             value = getattr(self, name)
             if not value > 0:  # also refuses NaN
                 raise LocalProtocolError(f"{name} must be a positive number of seconds, not {value!r}")
@@ -304,6 +314,11 @@ class KISConnection:
         return deadline
 
     # -- commands ----------------------------------------------------------------------------------
+    def set_approval_key(self, approval_key: str) -> None:
+        """Use a renewed approval key in every request from now on (the session itself stays)."""
+        check_approval_key(approval_key)
+        self._approval_key = approval_key
+
     def subscribe(self, tr_id: str, tr_key: str, *, now: float) -> None:
         """Register (tr_id, tr_key); the answer comes as `Subscribed` or `SubscribeFailed`.
 

@@ -235,6 +235,7 @@ class FeedCore:
         self.conn: KISConnection | None = None
         self.closing = False
         self._key = approval_key
+        self._key_at: float | None = None  # when the key in use was fetched (None: given, never renewed)
         self._can_fetch_key = can_fetch_key
         self._last_code: str | None = None
         self._cause: str | None = None  # why the current connection ended, in words
@@ -260,9 +261,27 @@ class FeedCore:
         """The key to connect with, or None when the transport must fetch one first."""
         return self._key
 
-    def set_approval_key(self, key: str) -> None:
-        """The transport fetched a key."""
+    def set_approval_key(self, key: str, now: float | None = None) -> None:
+        """The transport fetched a key at `now` (its age decides `renew_at`); an open connection
+        uses it for its requests from now on."""
         self._key = key
+        self._key_at = now
+        if self.conn is not None and self._usable():
+            self.conn.set_approval_key(key)
+
+    def renew_at(self) -> float | None:
+        """When the key in use must be fetched again (`KISConfig.approval_key_renew_after` after it
+        was fetched); None for a key the application gave, which the feed cannot renew."""
+        if not self._can_fetch_key or self._key_at is None or self._key is None:
+            return None
+        return self._key_at + self.config.approval_key_renew_after
+
+    def key_is_due(self, now: float) -> bool:
+        """True when the transport should fetch a key before connecting: none yet, or an old one."""
+        if self._key is None:
+            return True
+        due = self.renew_at()
+        return due is not None and now >= due
 
     # -- one connection ----------------------------------------------------------------------------
     def open(self, now: float) -> KISConnection:

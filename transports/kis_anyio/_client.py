@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
     from contextlib import AbstractAsyncContextManager
 
+    from kis_proto import KISConnection
     from kis_proto.feed import FeedCounters
 
 __all__ = ["Callback", "ConnectOptions", "Feed", "WSClient", "connect", "fetch_approval_key", "open_feed"]
@@ -272,11 +273,11 @@ class Feed:
             while not self.closing:
                 error: Exception | None = None
                 try:
-                    if core.approval_key is None:
+                    if core.key_is_due(anyio.current_time()):
                         if self._approval is None:
                             raise ConnectionError("no approval key and no credentials to fetch one")
                         with self._until_closed() as pending:
-                            core.set_approval_key(await self._approval())
+                            core.set_approval_key(await self._approval(), anyio.current_time())
                         if pending.cancelled_caught:
                             break  # closed while the request was on its way
                     if not await self._session():
@@ -330,32 +331,59 @@ class Feed:
         conn = core.open(anyio.current_time())
         self._stream = stream
         try:
-            await self._flush()
-            while not conn.closed:
-                deadline = conn.timer()
-                data = b""
-                with anyio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
-                    self._receive_scope = scope
-                    try:
-                        data = await stream.receive()
-                    except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
-                        data = b""
-                self._receive_scope = None
-                now = anyio.current_time()
-                if scope.cancelled_caught:
-                    conn.handle_timer(now)
-                elif data:
-                    conn.receive_data(data, now=now)
-                else:
-                    conn.receive_eof(now=now)
-                if core.collect(now):
-                    self._ready.set()
-                await self._flush()
+            failure: Exception | None = None
+            async with anyio.create_task_group() as renewal:
+                renewal.start_soon(self._renew_key)
+                try:
+                    await self._drive(conn, stream)
+                except Exception as exc:  # noqa: BLE001 - raised below, not wrapped in an ExceptionGroup
+                    failure = exc
+                renewal.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
         finally:
             self._stream = None
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
         return True
+
+    async def _renew_key(self) -> None:
+        """While a session stays up, fetch a new approval key before the one in use expires."""
+        core = self._core
+        while self._approval is not None and (due := core.renew_at()) is not None:
+            await anyio.sleep_until(due)
+            try:
+                core.set_approval_key(await self._approval(), anyio.current_time())
+            except (ApprovalError, OSError, LocalProtocolError) as exc:
+                logger.warning("could not renew the approval key (%s); trying again in a minute", exc)
+                await anyio.sleep(60.0)
+            else:
+                logger.info("renewed the approval key; the session goes on")
+
+    async def _drive(self, conn: KISConnection, stream: anyio.abc.ByteStream) -> None:
+        """Read, feed the connection, hand out its events and write its bytes until it is closed."""
+        core = self._core
+        await self._flush()
+        while not conn.closed:
+            deadline = conn.timer()
+            data = b""
+            with anyio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
+                self._receive_scope = scope
+                try:
+                    data = await stream.receive()
+                except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                    data = b""
+            self._receive_scope = None
+            now = anyio.current_time()
+            if scope.cancelled_caught:
+                conn.handle_timer(now)
+            elif data:
+                conn.receive_data(data, now=now)
+            else:
+                conn.receive_eof(now=now)
+            if core.collect(now):
+                self._ready.set()
+            await self._flush()
 
     async def _flush(self) -> None:
         conn, stream = self._core.conn, self._stream

@@ -236,10 +236,10 @@ class Feed:
             while not self.closing:
                 error: Exception | None = None
                 try:
-                    if core.approval_key is None:
+                    if core.key_is_due(loop.time()):
                         if self._approval is None:
                             raise ConnectionError("no approval key and no credentials to fetch one")
-                        core.set_approval_key(await self._approval())
+                        core.set_approval_key(await self._approval(), loop.time())
                     await self._session()
                 except ApprovalError as exc:
                     if not exc.failure.retryable:
@@ -277,15 +277,30 @@ class Feed:
         core.open(loop.time())
         self._transport = transport
         self._session_over = loop.create_future()
+        renewal = asyncio.create_task(self._renew_key(), name="kis_asyncio approval key renewal")
         try:
             self._after(loop.time())
             await self._session_over
         finally:
+            renewal.cancel()
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
             self._transport = None
             transport.close()
+
+    async def _renew_key(self) -> None:
+        """While a session stays up, fetch a new approval key before the one in use expires."""
+        core, loop = self._core, asyncio.get_running_loop()
+        while self._approval is not None and (due := core.renew_at()) is not None:
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            try:
+                core.set_approval_key(await self._approval(), loop.time())
+            except (ApprovalError, OSError, LocalProtocolError) as exc:
+                logger.warning("could not renew the approval key (%s); trying again in a minute", exc)
+                await asyncio.sleep(60.0)
+            else:
+                logger.info("renewed the approval key; the session goes on")
 
     # Protocol callbacks: synchronous, so the reader never waits for the application.
     def _on_data(self, data: bytes) -> None:
