@@ -304,7 +304,7 @@ def test_text_is_the_records_part_of_the_frame_as_kis_sent_it() -> None:
     [rec] = decoded(frame)
     assert rec.text == payload
     assert rec._n == 0  # neither split nor copied
-    assert rec.price == int(TRADE[2])  # split as far as the friendly columns: the text is kept
+    assert rec["price"] == int(TRADE[2])  # split as far as the friendly columns: the text is kept
     assert rec.text == payload
     assert rec.raw == tuple(TRADE)  # split in full: the text is let go, the fields give it back
     assert rec.text == payload
