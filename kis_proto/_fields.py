@@ -800,6 +800,22 @@ class Record(_RecordBase):
         return tuple(self._list())
 
     @property
+    def text(self) -> str:
+        """This record's fields as KIS sent them: its part of the frame, ``^`` between the fields.
+
+        For a one-record frame not split in full yet, the frame's payload itself, neither copied
+        nor split (what the gateway publishes: docs/gateway.md); otherwise the fields joined, which
+        is the same text (the split cut at every ``^``). ``text.split("^") == list(raw)``.
+        """
+        src = self._p
+        if isinstance(src, str):
+            return src
+        if src is None:
+            o = self._o
+            return "^".join(self._f[o : o + self._n])
+        return "^".join(src)
+
+    @property
     def extra(self) -> tuple[str, ...]:
         """The trailing fields this version has no name for (KIS appends fields over time)."""
         return tuple(self._list()[len(self.columns) :])

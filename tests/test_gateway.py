@@ -16,6 +16,7 @@ pytest.importorskip("nats", reason="nats-py is not installed: pip install 'kis-p
 import kis_asyncio
 import kis_nats
 from kis_gateway import Gateway, SessionSpec
+from kis_gateway import _publish as publish_mod
 
 from kis_proto import Record
 from kis_proto.feed import ReconnectPolicy
@@ -302,3 +303,96 @@ async def test_a_consumer_with_nats_py_alone_reads_trades_by_the_contract(nats_s
     assert all(price > 100_000 for _, price, _ in trades)  # SK하이닉스 near its real level
     seqs = [seq for _, _, seq in trades]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # no gap
+
+
+# -- the hot path: the text as KIS sent it, a batch at a time ----------------------------------------
+@pytest.mark.parametrize("writes", ["raw", "publish"])
+async def test_frames_are_published_as_the_text_kis_sent_in_order_with_seq_contiguous(
+    nats_server: NatsProcess, writes: str
+) -> None:
+    """Each record's message is its part of the frame, byte for byte, whatever its fields hold; the
+    records of frames arriving in one read go out together, in order, their seq without a gap.
+    `writes`: the gateway's own commands below nats-py's publish, or publish itself (its fallback)."""
+    odd = ["005930", "093000", "71500", "2", "", "한글", *["0"] * 39, " x ", "2"]  # empty, non-ASCII, spaces
+    frames = [
+        "0|H0STCNT0|003|" + "^".join("^".join(row) for row in rows("005930", 3)),
+        "0|H0STCNT0|001|" + "^".join(odd),
+        "0|H0STCNT0|002|" + "^".join(["^".join(odd), "^".join([*rows("005930", 1)[0]])]),
+        "0|H0STCNT0|001|" + "^".join([*odd, "appended", ""]),  # a width no era has: as sent too
+        *("0|H0STCNT0|050|" + "^".join("^".join(row) for row in rows("005930", 50)) for _ in range(4)),
+    ]
+    sent = [record for frame in frames for record in split_records(frame)]
+    async with kis_sim.serve() as server:
+        spec = SessionSpec("app1", url=server.url, approval_key="k1")
+        async with running_gateway(nats_server, [spec]) as gateway:
+            assert publish_mod.raw_writes(gateway.nc)  # this nats-py has the write path the gateway uses
+            if writes == "publish":
+                gateway._out = publish_mod.Publisher(gateway.nc, gateway.id, force_publish=True)
+            nc = await nats_server.client()
+            try:
+                got: list[Any] = []
+                done = asyncio.Event()
+
+                async def on_msg(msg: Any) -> None:
+                    got.append(msg)
+                    if len(got) == len(sent):
+                        done.set()
+
+                await nc.subscribe("kis.sim.H0STCNT0.005930", cb=on_msg)
+                request = {"tr_id": "H0STCNT0", "tr_key": "005930", "client": "plain-nats"}
+                await nc.request("kis.sim.ctl.subscribe", json.dumps(request).encode())
+                await server.wait_for(lambda: bool(server.subscribed("H0STCNT0", "005930")))
+                [session] = server.subscribed("H0STCNT0", "005930")
+                for frame in frames:  # one write: the gateway reads them at once, or nearly
+                    session.conn.send_text(frame)
+                await session.flush()
+                async with asyncio.timeout(10):
+                    await done.wait()
+            finally:
+                await nc.close()
+            status = gateway.status()
+    assert [msg.data for msg in got] == [text.encode() for text in sent]
+    metas = [dict(item.split("=", 1) for item in msg.headers["Kis-Meta"].split()) for msg in got]
+    assert all(list(msg.headers) == ["Kis-Meta"] for msg in got)
+    assert [int(meta["seq"]) for meta in metas] == list(range(1, len(sent) + 1))
+    assert [int(meta["width"]) for meta in metas] == [text.count("^") + 1 for text in sent]
+    assert {meta["era"] for meta, text in zip(metas, sent, strict=True) if text.count("^") == 46} == {
+        "2026-09"
+    }
+    assert {meta["era"] for meta, text in zip(metas, sent, strict=True) if text.count("^") == 48} == {""}
+    assert {meta["gateway"] for meta in metas} == {gateway.id}
+    assert len({meta["received"] for meta in metas}) < len(sent)  # stamped per read, not per record
+    assert status["published"] == len(sent)
+    assert status["dropped"] == 0
+
+
+def split_records(frame: str) -> list[str]:
+    """The records' texts of a frame, cut from it as KIS laid them out (no kis_proto involved)."""
+    _, _, count, payload = frame.split("|", 3)
+    fields = payload.split("^")
+    width = len(fields) // int(count)
+    return ["^".join(fields[i : i + width]) for i in range(0, len(fields), width)]
+
+
+async def test_raw_commands_are_what_nats_py_publish_writes(nats_server: NatsProcess) -> None:
+    """The gateway's own HPUB command for a message equals the one nats-py's publish builds for it."""
+    nc = await nats_server.client()
+    try:
+        out = publish_mod.Publisher(nc, "gw-1")
+        for text in ("005930^093000^71500", "005930^한글^", "x"):
+            subject = "kis.sim.H0STCNT0.005930"
+            head = out.head(subject, text.count("^") + 1, "2026-09")
+            assert out.add(subject, head, "1764035000.123456", 812, text)
+            [ours] = out._commands
+            out._commands.clear()
+            meta = f"width={text.count('^') + 1} era=2026-09 received=1764035000.123456 seq=812 gateway=gw-1"
+            await nc.publish(subject, text.encode(), headers={"Kis-Meta": meta})
+            theirs = nc._pending[-1]  # queued, not written yet: the flusher runs when this test yields
+            line, rest = ours.split(b"\r\n", 1)
+            their_line, their_rest = theirs.split(b"\r\n", 1)
+            assert line.split() == their_line.split()  # nats-py writes an empty reply as a second space
+            assert rest == their_rest
+        assert not out.add(subject, head, "1.000000", 1, "x" * (nc.max_payload + 1))  # NATS would refuse it
+        assert len(out) == 0
+    finally:
+        await nc.close()

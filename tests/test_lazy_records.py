@@ -296,6 +296,32 @@ def test_records_of_a_multi_record_frame_share_one_split_without_slices() -> Non
     assert [rec.tr_key for rec in wide] == [row[0] for row in rows]
 
 
+def test_text_is_the_records_part_of_the_frame_as_kis_sent_it() -> None:
+    """What the gateway publishes: a one-record frame's payload itself, unsplit; any other record's
+    fields give back the same text, byte for byte, in every state of its split."""
+    frame = encode_frame("H0STCNT0", [TRADE])
+    payload = frame.split("|", 3)[3]
+    [rec] = decoded(frame)
+    assert rec.text == payload
+    assert rec._n == 0  # neither split nor copied
+    assert rec["price"] == int(TRADE[2])  # split as far as the friendly columns: the text is kept
+    assert rec.text == payload
+    assert rec.raw == tuple(TRADE)  # split in full: the text is let go, the fields give it back
+    assert rec.text == payload
+    # Fields that are not numbers, empty ones, non-ASCII ones, trailing ones no era has: as sent.
+    odd = ["005930", "", "한글 텍스트", " 7 ", *TRADE[4:]]
+    rows = [odd, trade("000660", 1000, 5), odd]
+    for row_set in ([odd], rows, [[*row, "extra", ""] for row in rows], [row[:40] for row in rows]):
+        frame = encode_frame("H0STCNT0", row_set)
+        recs = decoded(frame)
+        assert [rec.text for rec in recs] == ["^".join(row) for row in row_set]
+        assert "^".join(rec.text for rec in recs) == frame.split("|", 3)[3]  # the frame, cut at records
+        assert all(rec.text.split("^") == list(rec.raw) for rec in recs)
+    by_hand = records.H0STCNT0("H0STCNT0", TRADE)
+    assert by_hand.text == "^".join(TRADE)
+    assert copy.copy(recs[0]).text == recs[0].text
+
+
 # --- value semantics ------------------------------------------------------------------------------
 
 

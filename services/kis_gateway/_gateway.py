@@ -40,6 +40,7 @@ from kis_proto.layouts import tr_spec
 from kis_proto.symbols import key_problem
 
 from ._placement import Place, Planner, Release, Reply
+from ._publish import Publisher
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -69,6 +70,9 @@ STATUS_RATE = (20.0, 40.0)
 #: The largest control request read; anything longer is a ``bad_request`` before it is parsed.
 MAX_REQUEST = 4096
 _DAY = 24 * 3600
+#: Subjects (and widths) whose message prefix is kept; past it the cache starts again, whatever
+#: keys a KIS-compatible server sends.
+_HEADS_MAX = 10_000
 _GATEWAY_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}\Z")
 _SECRET = re.compile(r"[!-~]{16,128}\Z")
@@ -180,7 +184,9 @@ class Gateway:
         self.published = self.notices = self.dropped = 0
         self._live: dict[str, _Live] = {}
         self._seq: dict[tuple[str, str], int] = {}
-        self._subject: dict[tuple[str, str], str] = {}
+        # (TR, key), width -> the subject and what its messages of that width share (`Publisher.head`)
+        self._heads: dict[tuple[tuple[str, str], int], tuple[str, tuple[bytes, str]]] = {}
+        self._out = Publisher(nc, self.id)
         self._era: dict[tuple[str, int], str] = {}  # (TR, width) -> the era of that layout, or ""
         self._held: list[tuple[str, bytes, dict[str, str]]] = []
         self._held_wake = asyncio.Event()
@@ -358,6 +364,9 @@ class Gateway:
         name = live.spec.name
         try:
             async for batch in live.feed.batches():
+                # What the session read since the last batch (one socket read, or several when
+                # this loop fell behind): its records are queued as they come, each with its seq,
+                # and written to NATS together at the end, in order (docs/gateway.md, "What it costs").
                 received = f"{time.time():.6f}"
                 for event in batch:
                     if isinstance(event, Record):
@@ -365,7 +374,7 @@ class Gateway:
                         if _encrypted(event.tr_id):
                             await self._notice(event, received)
                         else:
-                            await self._publish(event, received)
+                            self._publish(event, received)
                     elif isinstance(event, Connected):
                         live.state = "connected"
                         await self._apply(self.planner.connected(name, up=True))
@@ -393,37 +402,49 @@ class Gateway:
                         )
                     elif isinstance(event, EventsDropped):
                         self.dropped += event.count
+                if len(self._out):
+                    published, dropped = await self._out.flush()
+                    self.published += published
+                    self.dropped += dropped
         except ConnectionError as exc:  # max_retries=None: only a definite refusal ends a feed
             live.state = f"failed: {exc}"
             logger.error("session %s failed: %s", name, exc)
 
-    async def _publish(self, rec: Record, received: str) -> None:
+    def _publish(self, rec: Record, received: str) -> None:
+        """Queue `rec`'s message: its text as KIS sent it, ``Kis-Meta`` from its subject's prefix."""
+        text = rec.text
         key = (rec.tr_id, rec.tr_key)
-        subject = self._subject.get(key)
-        if subject is None:
-            subject = self._subject[key] = subjects.data_subject(self.env, rec.tr_id, rec.tr_key)
-        seq = self._seq[key] = self._seq.get(key, 0) + 1
-        try:
-            await self.nc.publish(
-                subject, "^".join(rec.raw).encode(), headers=self._headers(rec, received, seq)
+        width = text.count("^") + 1
+        head = self._heads.get((key, width))
+        if head is None:  # once per subject and width: the subject, the layout lookup
+            if len(self._heads) >= _HEADS_MAX:
+                self._heads.clear()
+            subject = subjects.data_subject(self.env, rec.tr_id, rec.tr_key)
+            head = self._heads[(key, width)] = (
+                subject,
+                self._out.head(subject, width, self._era_of(rec.tr_id, width)),
             )
-        except Exception:  # noqa: BLE001 - NATS away or its buffer full: market data is at most once
+        seq = self._seq[key] = self._seq.get(key, 0) + 1
+        if not self._out.add(head[0], head[1], received, seq, text):
             self.dropped += 1
-            return
-        self.published += 1
+
+    def _era_of(self, tr_id: str, width: int) -> str:
+        """The era of `tr_id`'s layout of `width` fields, or "" for a width no era has."""
+        era = self._era.get((tr_id, width))
+        if era is None:  # once per TR and width: the layout lookup is not per record
+            known = tr_spec(tr_id)
+            layout = known.layout_for_width(width) if known is not None else None
+            era = self._era[(tr_id, width)] = layout.era if layout is not None else ""
+        return era
 
     def _headers(self, rec: Record, received: str, seq: int) -> dict[str, str]:
         width = len(rec.raw)
-        era = self._era.get((rec.tr_id, width))
-        if era is None:  # once per TR and width: the layout lookup is not per record
-            known = tr_spec(rec.tr_id)
-            layout = known.layout_for_width(width) if known is not None else None
-            era = self._era[(rec.tr_id, width)] = layout.era if layout is not None else ""
+        era = self._era_of(rec.tr_id, width)
         return {subjects.H_META: subjects.format_meta(width, era, received, seq, self.id)}
 
     async def _notice(self, rec: Record, received: str) -> None:
         """Into JetStream, deduplicated by content (a repeat of the same text gets a new id)."""
-        text = "^".join(rec.raw)
+        text = rec.text
         digest = hashlib.sha256(f"{rec.tr_id}|{text}".encode()).hexdigest()[:32]
         repeat = self._seen_notices.get(digest, 0)
         self._seen_notices[digest] = repeat + 1
