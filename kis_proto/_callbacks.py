@@ -464,12 +464,14 @@ class CallbackClient(abc.ABC, Generic[FeedT]):
             await self._feed.aclose()
 
     def close_nowait(self) -> None:
-        """Stop `run` from plain code on the event loop (a sync callback run inline).
+        """Stop `run` from plain code: a sync callback, inline or in a worker thread.
 
-        `run` closes the connection once the events at hand have been handed out. Elsewhere,
-        prefer ``await close()``, which closes it at once; from a worker thread (a sync callback
-        in thread mode), run ``close`` on the loop (``anyio.from_thread.run(ws.close)``, or
-        ``asyncio.run_coroutine_threadsafe(ws.close(), loop)``).
+        No callback starts after it returns (from any thread: it only sets flags). On the loop,
+        `run` then closes the connection once the events at hand are counted. From a worker
+        thread, also run ``close`` on the loop so the connection closes without waiting for the
+        next record (``asyncio.run_coroutine_threadsafe(ws.close(), loop)``, or
+        ``anyio.from_thread.run(ws.close)``): calling ``close`` that way alone would let the
+        callbacks go on until it starts there. Elsewhere, ``await close()``.
         """
         self._closed = self._stopping = True
 

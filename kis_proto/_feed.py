@@ -502,40 +502,25 @@ class FeedCore:
         return conn is not None and conn.state in (ConnState.CONNECTING, ConnState.OPEN)
 
 
-def connect_failure(error: BaseException, host: str, port: int) -> str:
-    """A failure to reach `host:port` in a few words: refused, DNS, TLS, a timeout.
-
-    Decided by the exception's type (and its module, for ``socket.gaierror`` and ``ssl`` errors,
-    which the core does not import). Both transports word their connection and approval-key
-    failures with it.
-    """
-    where = f"{host}:{port}"
-    # anyio and asyncio wrap the attempts' errors ("All connection attempts failed"): the first
-    # underlying one says more.
+def _underlying(error: BaseException) -> BaseException:
+    """anyio and asyncio wrap the attempts' errors ("All connection attempts failed"): the first
+    underlying one says more."""
     while isinstance(error.__cause__, BaseException) and str(error).startswith("All connection attempts"):
         cause = error.__cause__
         error = cause.exceptions[0] if isinstance(cause, BaseExceptionGroup) else cause
-    module, name = type(error).__module__, type(error).__name__
-    if isinstance(error, ConnectionRefusedError):
-        return f"connection refused by {where} (nothing listens there?)"
-    if name == "gaierror":
-        return f"cannot resolve {host} (DNS): {getattr(error, 'strerror', None) or error}"
-    if module == "ssl" or name.startswith("SSL"):
-        return f"TLS failed with {host}: {error}"
-    if isinstance(error, TimeoutError):
-        return f"no answer from {where} in time"
-    if isinstance(error, OSError):
-        return f"cannot connect to {where}: {error.strerror or error}"
-    return str(error) or name
+    return error
 
 
 def failure_label(error: BaseException) -> str:
-    """`connect_failure`'s verdict as a short label for metrics (`FeedCounters.reconnects`)."""
+    """What kind of failure kept a feed from connecting: ``approval``, ``refused``, ``dns``,
+    ``tls``, ``timeout``, ``other`` (`FeedCounters.reconnects`; `connect_failure` words it).
+
+    Decided by the exception's type (and its module, for ``socket.gaierror`` and ``ssl`` errors,
+    which the core does not import).
+    """
     if isinstance(error, ApprovalError):
         return "approval"
-    while isinstance(error.__cause__, BaseException) and str(error).startswith("All connection attempts"):
-        cause = error.__cause__
-        error = cause.exceptions[0] if isinstance(cause, BaseExceptionGroup) else cause
+    error = _underlying(error)
     module, name = type(error).__module__, type(error).__name__
     if isinstance(error, ConnectionRefusedError):
         return "refused"
@@ -546,6 +531,27 @@ def failure_label(error: BaseException) -> str:
     if isinstance(error, TimeoutError):
         return "timeout"
     return "other"
+
+
+def connect_failure(error: BaseException, host: str, port: int) -> str:
+    """A failure to reach `host:port` in a few words: refused, DNS, TLS, a timeout.
+
+    Both transports word their connection and approval-key failures with it.
+    """
+    where = f"{host}:{port}"
+    error = _underlying(error)
+    kind = "other" if isinstance(error, ApprovalError) else failure_label(error)
+    if kind == "refused":
+        return f"connection refused by {where} (nothing listens there?)"
+    if kind == "dns":
+        return f"cannot resolve {host} (DNS): {getattr(error, 'strerror', None) or error}"
+    if kind == "tls":
+        return f"TLS failed with {host}: {error}"
+    if kind == "timeout":
+        return f"no answer from {where} in time"
+    if isinstance(error, OSError):
+        return f"cannot connect to {where}: {error.strerror or error}"
+    return str(error) or type(error).__name__
 
 
 def _close_label(event: ConnectionClosed) -> str:

@@ -604,7 +604,8 @@ async def test_the_callback_client_starts_no_callback_after_close(
         if len(seen) == 50:
             if mode == "inline":
                 ws.close_nowait()  # on the loop
-            else:  # in a worker thread: close on the loop, as the docs say
+            else:  # in a worker thread: stop the callbacks here, close on the loop, as documented
+                ws.close_nowait()
                 asyncio.run_coroutine_threadsafe(ws.close(), loop)
 
     await ws.subscribe("H0STCNT0", "005930", on_trade)
