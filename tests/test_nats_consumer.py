@@ -22,6 +22,7 @@ import pytest
 pytest.importorskip("nats", reason="nats-py is not installed: pip install 'kis-proto[nats]'")
 
 import kis_nats
+import kis_nats._consumer as consumer_module
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
@@ -381,6 +382,46 @@ async def test_a_gap_in_kis_seq_is_events_dropped_and_a_new_gateway_gets_the_dem
         events = await take(feed, lambda ev: bool(of(Record, ev)))
         assert not of(EventsDropped, events)
         await eventually(lambda: len(gateway.verbs("subscribe")) == 2)
+
+
+@pytest.mark.parametrize("short_way", [True, False])
+async def test_the_short_way_past_nats_py_checks_and_delivers_as_its_callbacks_do(
+    nats_server: NatsProcess, gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch, short_way: bool
+) -> None:
+    """The gateway's messages are read straight from nats-py's parser (`_Client`); everything else,
+    and everything when nats-py is not the one it was written for, through nats-py's callbacks.
+    Both deliver and reject alike: gaps, forgeries, JetStream deliveries, header blocks not the gateway's."""
+    assert consumer_module._DIRECT  # this nats-py hands its messages over as the short way needs
+    monkeypatch.setattr(consumer_module, "_DIRECT", short_way)
+    async with kis_nats.connect(nats_server.url, nats_creds=nats_server.creds()) as feed:
+        assert isinstance(feed._nc, consumer_module._Client) is short_way
+        await feed.subscribe("H0STCNT0", "005930")
+        await gateway.publish("H0STCNT0", "005930", trade("005930", 70_000), seq=1)  # names the gateway
+        await take(feed, lambda ev: bool(of(Record, ev)))
+        assert gateway.nc is not None
+        subject, payload = "kis.sim.H0STCNT0.005930", "^".join(trade("005930", 1)).encode()
+        forged: list[dict[str, str] | None] = [
+            None,  # no Kis-Meta
+            {"Kis-Meta": "width=47 era=2026-09"},  # no seq, no gateway
+            {"Kis-Meta": "width=47 era=2026-09 received=1.0 seq=1000000000 gateway=gw-test"},  # a jump
+            {"Kis-Meta": "received=1.0 seq=999999999 gateway=gw-test", "X-Other": "1"},  # the long way
+        ]
+        for headers in forged:
+            await gateway.nc.publish(subject, payload, headers=headers)
+        await gateway.nc.publish(subject, payload, headers={"kis-meta": "seq=2 gateway=gw-test"})  # not ours
+        await gateway.nc.flush()
+        await eventually(lambda: feed.rejected == 5)
+        for seq in (2, 3, 6):
+            await gateway.publish("H0STCNT0", "005930", trade("005930", 70_000 + seq), seq=seq)
+        events = await take(feed, lambda ev: len(of(Record, ev)) == 3)
+        # A gateway that adds a header of its own (a later version): its messages take the long way.
+        extra = f"width=47 era=2026-09 received={time.time():.6f} seq=7 gateway=gw-test"
+        await gateway.nc.publish(subject, payload, headers={"Kis-Meta": extra, "Kis-Later": "x"})
+        [later] = of(Record, await take(feed, lambda ev: bool(of(Record, ev))))
+    assert feed.rejected == 5
+    assert [e.price for e in of(Record, events)] == [70_002, 70_003, 70_006]
+    assert [e.count for e in of(EventsDropped, events)] == [2]
+    assert later.price == 1
 
 
 async def test_a_refusal_answers_the_ticket_and_is_an_event(

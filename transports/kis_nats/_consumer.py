@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -46,6 +47,7 @@ import re
 import secrets
 import socket
 import ssl
+import time
 from collections import deque
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -79,7 +81,7 @@ from ._auth import CredentialError, NatsCredential, default_state_dir, discover,
 from .subjects import H_META, ctl_subject, data_subject, meta_sequence, notice_stream, notice_subject
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
     from contextlib import AbstractAsyncContextManager
 
     from nats.aio.client import Client as NATSClient
@@ -254,12 +256,14 @@ def _parse_reply(data: bytes, *, need_ok: bool = True) -> dict[str, Any]:
 class _Want:
     """One key this feed wants: where it arrives, and the NATS (or JetStream) subscription reading it."""
 
-    __slots__ = ("consumer", "key", "notice", "puller", "stream", "sub", "subject", "tr_id")
+    __slots__ = ("consumer", "key", "notice", "puller", "stream", "sub", "subject", "tr_id", "wire")
 
     def __init__(self, tr_id: str, key: str, subject: str, notice: bool) -> None:
         self.tr_id = tr_id
         self.key = key
         self.subject = subject
+        #: The subject as the NATS protocol carries it (what `_Client` dispatches on).
+        self.wire = subject.encode()
         self.notice = notice
         self.sub: NATSSubscription | JetStreamContext.PullSubscription | None = None
         #: The task fetching notices (notice keys only).
@@ -267,6 +271,54 @@ class _Want:
         #: Notice keys: the stream, and the pull consumer the gateway made there.
         self.stream: str | None = None
         self.consumer: str | None = None
+
+
+#: A data message's header block as the gateway writes it: this, the value, an empty line.
+_META_BLOCK = f"NATS/1.0\r\n{H_META}: ".encode()
+_META_END = b"\r\n\r\n"
+
+
+def _direct_ok() -> bool:
+    """Does this nats-py hand messages to ``Client._process_msg`` as 2.16 does (`_Client` needs it)?"""
+    method = getattr(nats.aio.client.Client, "_process_msg", None)
+    if not inspect.iscoroutinefunction(method):
+        return False
+    names = list(inspect.signature(method).parameters)
+    return names == ["self", "sid", "subject", "reply", "data", "headers"] and hasattr(
+        nats.aio.client.Client(), "_subs"
+    )
+
+
+class _Client(nats.aio.client.Client):
+    """nats-py's client, with a short way for the feed's data messages (docs/decisions.md).
+
+    nats-py's parser hands every message to ``_process_msg``, which parses its header block into a
+    dict, builds a ``Msg``, queues it and wakes the subscription's task to call its callback:
+    half of what a typed record cost this process. A data subject of the feed registered in
+    `direct` is handled right there instead, by a function that reads the one ``Kis-Meta`` header
+    of the gateway's messages from the header block; anything it does not take (another header
+    block: a forgery, a later gateway's) goes the whole way, to the subscription's callback, which
+    checks it as before. `_process_msg` is nats-py's, not its public API: `_direct_ok` checks its
+    shape once, and without it the feed uses the callbacks alone.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: Data subjects (as the protocol carries them) -> their handler.
+        self.direct: dict[bytes, Callable[[bytes, bytes, bytes, bytes | None], bool]] = {}
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> None:
+        handler = self.direct.get(subject)
+        if handler is not None and sid in self._subs and handler(subject, reply, data, headers):
+            self.stats["in_msgs"] += 1
+            self.stats["in_bytes"] += len(data)
+            return
+        await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]
+
+
+_DIRECT = _direct_ok()
 
 
 class _Held(NamedTuple):
@@ -321,7 +373,7 @@ class Feed:
         self._js: JetStreamContext | None = None
         self._wants: dict[tuple[str, str], _Want] = {}
         self._data: dict[str, _Want] = {}  # data subject -> its want: what `_on_data` accepts
-        # subject -> (gateway, last seq of Kis-Meta, when it came: loop time)
+        # subject -> (gateway, last seq of Kis-Meta, when it came: time.monotonic())
         self._seq: dict[str, tuple[str, int, float]] = {}
         self._gateway: str | None = None  # the id of the gateway its control replies named
         self._unconfirmed: deque[_Held] = deque()
@@ -377,7 +429,7 @@ class Feed:
         }
         options.update(nats_options)
         shown = ", ".join(_shown_url(u) for u in self._urls)
-        nc = nats.aio.client.Client()
+        nc = _Client() if _DIRECT else nats.aio.client.Client()
         try:
             await nc.connect(self._urls, **options)
         except (nats.errors.Error, OSError, TimeoutError) as exc:
@@ -677,11 +729,20 @@ class Feed:
         assert self._nc is not None
         self._seq.pop(want.subject, None)  # no gap across a time we did not listen
         self._data[want.subject] = want
-        want.sub = await self._guarded(
-            want.subject,
-            f"subscribe to {want.tr_id}",
-            self._nc.subscribe(want.subject, cb=self._on_data),
-        )
+        if isinstance(self._nc, _Client):
+            # Before the subscribe: no message of it may take the long way and come after later ones.
+            self._nc.direct[want.wire] = lambda subject, reply, data, headers: self._on_wire(
+                want, reply, data, headers
+            )
+        try:
+            want.sub = await self._guarded(
+                want.subject,
+                f"subscribe to {want.tr_id}",
+                self._nc.subscribe(want.subject, cb=self._on_data),
+            )
+        except BaseException:
+            await self._stop_listening(want)
+            raise
 
     async def _bind(self, want: _Want, reply: dict[str, Any]) -> None:
         """Read notices through the pull consumer the gateway made for `want` (its reply names it).
@@ -740,6 +801,8 @@ class Feed:
         puller, want.puller = want.puller, None
         if self._data.get(want.subject) is want:
             del self._data[want.subject]
+            if isinstance(self._nc, _Client):
+                self._nc.direct.pop(want.wire, None)
         if puller is not None and puller is not asyncio.current_task():
             if finish_fetch:
                 with contextlib.suppress(TimeoutError):
@@ -951,8 +1014,23 @@ class Feed:
                     failure=DecodeFailure.BAD_FRAME, reason="the payload is not UTF-8", raw=raw, tr_id=tr_id
                 )
             ]
-        # One record, framed as KIS frames it: the decoder picks the class by width.
-        return self._decoder.decode(f"0|{tr_id}|1|{payload}")
+        # One record, framed as KIS frames it (count "001": the decoder's one-record fast path),
+        # so the decoder picks the class by width.
+        return self._decoder.decode(f"0|{tr_id}|001|{payload}")
+
+    def _on_wire(self, want: _Want, reply: bytes, data: bytes, headers: bytes | None) -> bool:
+        """A data message of `want` straight from nats-py's parser (`_Client`); False: not taken.
+
+        Taken: no reply subject and exactly the gateway's header block, ``Kis-Meta`` alone. The
+        rest goes nats-py's whole way to `_on_data`, which checks and rejects as it always did.
+        """
+        if reply or headers is None or not headers.startswith(_META_BLOCK) or not headers.endswith(_META_END):
+            return False
+        value = headers[len(_META_BLOCK) : -len(_META_END)]
+        if b"\r\n" in value or not value.isascii():  # more header lines, or nats-py's decoding to follow
+            return False
+        self._accept(want, data, value.decode("ascii").strip())
+        return True
 
     async def _on_data(self, msg: Msg) -> None:
         subject = msg.subject
@@ -963,25 +1041,30 @@ class Feed:
             self._reject("subject", f"{subject} (reply {msg.reply or 'none'})")
             return
         meta = msg.headers.get(H_META) if msg.headers else None
+        self._accept(want, msg.data, meta)
+
+    def _accept(self, want: _Want, data: bytes, meta: str | None) -> None:
+        """A data message on `want`'s subject with `meta` its ``Kis-Meta``: checked, then delivered or held."""
         if not meta:
-            self._reject("meta", f"{subject} has no {H_META} header")
+            self._reject("meta", f"{want.subject} has no {H_META} header")
             return
         try:
             gateway, seq = meta_sequence(meta)
         except ValueError as exc:
-            self._reject("meta", f"{subject}: {exc}")
+            self._reject("meta", f"{want.subject}: {exc}")
             return
-        item = _Held(subject, want.tr_id, msg.data, gateway, seq)
         if gateway != self._gateway:
             # A gateway no control reply has named (a standby that took over, or a forgery): held
             # until the next heartbeat, asked for now, says who serves us.
             if len(self._unconfirmed) >= _UNCONFIRMED_MAX:
                 self._unconfirmed.popleft()
                 self._put(EventsDropped(count=1))
-            self._unconfirmed.append(item)
+            self._unconfirmed.append(_Held(want.subject, want.tr_id, data, gateway, seq))
             self._wake.set()
             return
-        self._deliver(item)
+        if self._track_seq(want.subject, gateway, seq):
+            for event in self._decode(want.tr_id, data):
+                self._buffer.put(event)
         self._ready.set()
 
     def _deliver(self, item: _Held) -> None:
@@ -997,7 +1080,7 @@ class Feed:
         A gateway numbers each subject's messages from 1 per run; between two messages it can lose
         at most what it published meanwhile, and it publishes no faster than `_GAP_RATE` a second.
         """
-        now = asyncio.get_running_loop().time()
+        now = time.monotonic()
         last = self._seq.get(subject)
         if last is not None and last[0] == gateway and seq > last[1] + 1:
             lost = seq - last[1] - 1
