@@ -848,6 +848,19 @@ class BarAggregator:
         out.sort(key=_order)
         return out
 
+    def forget(self, tr_id: str, key: str) -> bool:
+        """Drop everything kept of (tr_id, key), its open bar unemitted; False when nothing was kept.
+
+        For a driver that stops wanting a key's bars while the feed goes on (the gateway, when
+        its last client lets go): the key's trades after this start it again, watched from then.
+        """
+        state = self._keys.pop((tr_id, key), None)
+        if state is None:
+            return False
+        self._states[tr_id].pop(key, None)
+        self._deadline = self._next_deadline()
+        return True
+
     # -- the rest of the feed ----------------------------------------------------------------------
     def _other(self, event: object, now: float) -> Sequence[Bar]:
         """What a non-trade event says about coverage; the timer's work first (or after, below)."""

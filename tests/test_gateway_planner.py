@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from kis_gateway._placement import STANDING, Place, Planner, Release
+from kis_gateway._placement import STANDING, Action, Place, Planner, Release
 
 
 def keys(n: int) -> list[str]:
@@ -14,7 +14,7 @@ def test_three_app_keys_take_123_and_refuse_the_124th_clearly() -> None:
     planner = Planner(["app1", "app2", "app3"])
     for name in ("app1", "app2", "app3"):
         planner.connected(name, up=True)
-    places: list[Place | Release] = []
+    places: list[Action] = []
     for key in keys(123):
         reply = planner.subscribe("c", "H0STCNT0", key, now=0.0)
         assert reply.ok
@@ -32,7 +32,11 @@ def test_placement_spreads_over_connected_sessions() -> None:
     planner = Planner(["a", "b"])
     planner.connected("a", up=True)
     planner.connected("b", up=True)
-    sessions = [planner.subscribe("c", "H0STCNT0", k, 0.0).actions[0].session for k in keys(4)]
+    sessions = []
+    for k in keys(4):
+        action = planner.subscribe("c", "H0STCNT0", k, 0.0).actions[0]
+        assert isinstance(action, Place)
+        sessions.append(action.session)
     assert sorted(sessions) == ["a", "a", "b", "b"]
 
 

@@ -30,16 +30,19 @@ from kis_proto import (
     ConnectionClosed,
     Credentials,
     EventsDropped,
+    LocalProtocolError,
     Reconnecting,
     Record,
     ServerError,
     Subscribed,
     SubscribeFailed,
 )
+from kis_proto.bars import TRADE_TRS, Bar, parse_interval
 from kis_proto.layouts import tr_spec
 from kis_proto.symbols import key_problem
 
-from ._placement import Place, Planner, Release, Reply
+from ._bars import GatewayBars
+from ._placement import Action, Place, Planner, Reply, StartBars, StopBars
 from ._publish import Publisher
 
 if TYPE_CHECKING:
@@ -181,12 +184,14 @@ class Gateway:
         self._status_budget = [STATUS_RATE[1], 0.0]  # tokens, when last refilled
         self.state_dir = state_dir
         self.leader_ttl, self.leader_renew = leader_ttl, leader_renew
-        self.published = self.notices = self.dropped = 0
+        self.published = self.notices = self.dropped = self.bars_published = 0
         self._live: dict[str, _Live] = {}
         self._seq: dict[tuple[str, str], int] = {}
         # (TR, key), width -> the subject and what its messages of that width share (`Publisher.head`)
         self._heads: dict[tuple[tuple[str, str], int], tuple[str, tuple[bytes, str]]] = {}
         self._out = Publisher(nc, self.id)
+        #: The bars computed for consumers (`StartBars`), once whatever the number of askers.
+        self.bars = GatewayBars(env, self.id)
         self._era: dict[tuple[str, int], str] = {}  # (TR, width) -> the era of that layout, or ""
         self._held: list[tuple[str, bytes, dict[str, str]]] = []
         self._held_wake = asyncio.Event()
@@ -277,6 +282,7 @@ class Gateway:
             self._ctl.append(await self.nc.subscribe(subjects.ctl_subject(self.env, verb), cb=_safe(handler)))
         expiry = asyncio.create_task(self._expire_leases())
         flusher = asyncio.create_task(self._flush_held())
+        clock = asyncio.create_task(self._bar_clock())
         try:
             stop = asyncio.create_task(self._stopping.wait())
             lost = asyncio.create_task(self._leader_lost.wait())
@@ -290,6 +296,7 @@ class Gateway:
             self._ctl.clear()
             expiry.cancel()
             flusher.cancel()
+            clock.cancel()
             # All at once: each waits up to close_timeout for KIS to answer its close.
             await asyncio.gather(
                 *(live.feed.aclose() for live in self._live.values()), return_exceptions=True
@@ -298,6 +305,12 @@ class Gateway:
                 if live.task is not None:
                     live.task.cancel()
             self._live.clear()
+            # The bars being built end here, said to be incomplete; the next active gateway starts
+            # them again when its consumers ask (they do at once: a new gateway id).
+            with contextlib.suppress(Exception):
+                await self._publish_bars(self.bars.flush(time.time()))
+            for tr_id, tr_key, every in self.planner.bar_demand():
+                self.bars.start(tr_id, tr_key, every)
         if self._leader_lost.is_set():
             raise _SteppedDownError
 
@@ -367,7 +380,10 @@ class Gateway:
                 # What the session read since the last batch (one socket read, or several when
                 # this loop fell behind): its records are queued as they come, each with its seq,
                 # and written to NATS together at the end, in order (docs/gateway.md, "What it costs").
-                received = f"{time.time():.6f}"
+                now = time.time()
+                received = f"{now:.6f}"
+                wanted = self.bars.wanted
+                made: list[Bar] = []
                 for event in batch:
                     if isinstance(event, Record):
                         live.records += 1
@@ -375,7 +391,12 @@ class Gateway:
                             await self._notice(event, received)
                         else:
                             self._publish(event, received)
-                    elif isinstance(event, Connected):
+                            if wanted and (event.tr_id, event.tr_key) in wanted:
+                                made += self.bars.add(name, event, now)
+                        continue
+                    if wanted:
+                        made += self.bars.event(name, event, now)
+                    if isinstance(event, Connected):
                         live.state = "connected"
                         await self._apply(self.planner.connected(name, up=True))
                     elif isinstance(event, ConnectionClosed):
@@ -406,6 +427,8 @@ class Gateway:
                     published, dropped = await self._out.flush()
                     self.published += published
                     self.dropped += dropped
+                if made:
+                    await self._publish_bars(made)
         except ConnectionError as exc:  # max_retries=None: only a definite refusal ends a feed
             live.state = f"failed: {exc}"
             logger.error("session %s failed: %s", name, exc)
@@ -484,7 +507,7 @@ class Gateway:
 
     # -- control requests ----------------------------------------------------------------------------
     async def _on_subscribe(self, msg: Msg) -> None:
-        request = _request(msg, "tr_id", "tr_key", "client", optional=("secret", "durable"))
+        request = _request(msg, "tr_id", "tr_key", "client", optional=("secret", "durable", "every"))
         if isinstance(request, Reply):
             await self._respond(msg, request)
             return
@@ -493,12 +516,33 @@ class Gateway:
         if problem is not None:
             await self._respond(msg, Reply(False, "invalid", problem))
             return
+        if "every" in request:
+            await self._subscribe_bars(msg, request)
+            return
         if _encrypted(tr_id):
             await self._subscribe_notices(msg, request)
             return
         reply = self.planner.subscribe(client, tr_id, tr_key, time.monotonic(), request.get("secret"))
         await self._apply(list(reply.actions))
         extra = {"subject": subjects.data_subject(self.env, tr_id, tr_key)} if reply.ok else {}
+        await self._respond(msg, reply, extra)
+
+    async def _subscribe_bars(self, msg: Msg, request: dict[str, str]) -> None:
+        """A consumer of bars: computed here once, however many ask; published on the bar subject."""
+        tr_id, tr_key = request["tr_id"], request["tr_key"]
+        every = _interval(request["every"], tr_id)
+        if isinstance(every, Reply):
+            await self._respond(msg, every)
+            return
+        reply = self.planner.subscribe_bars(
+            request["client"], tr_id, tr_key, every, time.monotonic(), request.get("secret")
+        )
+        await self._apply(list(reply.actions))
+        extra = (
+            {"subject": subjects.bar_subject(self.env, every, tr_id, tr_key), "every": every}
+            if reply.ok
+            else {}
+        )
         await self._respond(msg, reply, extra)
 
     async def _subscribe_notices(self, msg: Msg, request: dict[str, str]) -> None:
@@ -571,9 +615,25 @@ class Gateway:
         return name
 
     async def _on_unsubscribe(self, msg: Msg) -> None:
-        request = _request(msg, "tr_id", "tr_key", "client", optional=("secret",))
+        request = _request(msg, "tr_id", "tr_key", "client", optional=("secret", "every"))
         if isinstance(request, Reply):
             await self._respond(msg, request)
+            return
+        if "every" in request:
+            every = _interval(request["every"], request["tr_id"])
+            if isinstance(every, Reply):
+                await self._respond(msg, every)
+                return
+            reply = self.planner.unsubscribe_bars(
+                request["client"],
+                request["tr_id"],
+                request["tr_key"],
+                every,
+                time.monotonic(),
+                request.get("secret"),
+            )
+            await self._apply(list(reply.actions))
+            await self._respond(msg, reply)
             return
         if _encrypted(request["tr_id"]):  # notices take no slot: nothing to release
             await self._respond(msg, Reply(True))
@@ -646,10 +706,18 @@ class Gateway:
             "notices": self.notices,
             "notices_held": len(self._held),
             "dropped": self.dropped,
+            "bar_aggregators": self.bars.status()["aggregators"],
+            "bars_published": self.bars_published,
         }
 
-    async def _apply(self, actions: list[Place | Release]) -> None:
+    async def _apply(self, actions: list[Action]) -> None:
         for action in actions:
+            if isinstance(action, StartBars):
+                self.bars.start(action.tr_id, action.tr_key, action.every)
+                continue
+            if isinstance(action, StopBars):
+                self.bars.stop(action.tr_id, action.tr_key, action.every)
+                continue
             live = self._live.get(action.session)
             if live is None:
                 continue
@@ -657,6 +725,29 @@ class Gateway:
                 await live.feed.subscribe(action.tr_id, action.tr_key)
             else:
                 await live.feed.unsubscribe(action.tr_id, action.tr_key)
+
+    async def _bar_clock(self) -> None:
+        """Close the time bars on the clock, a quiet key's too: at each bar's end + grace."""
+        while True:
+            due = self.bars.timer()
+            wait = 1.0 if due is None else max(0.01, min(1.0, due - time.time()))
+            await asyncio.sleep(wait)
+            made = self.bars.tick(time.time())
+            if made:
+                await self._publish_bars(made)
+
+    async def _publish_bars(self, bars: list[Bar]) -> None:
+        """Publish bars (rare: one per key and interval), each with its subject's seq."""
+        received = f"{time.time():.6f}"
+        for bar in bars:
+            subject, headers, payload = self.bars.message(bar, received)
+            try:
+                await self.nc.publish(subject, payload, headers=headers)
+            except Exception as exc:  # noqa: BLE001 - NATS away: the consumers see the seq gap
+                self.dropped += 1
+                logger.debug("a bar of %s was not published: %s", subject, exc)
+            else:
+                self.bars_published += 1
 
     async def _expire_leases(self) -> None:
         while True:
@@ -758,7 +849,20 @@ _FIELDS: dict[str, tuple[re.Pattern[str], str]] = {
     "client": (_CLIENT_ID, "1 to 128 of A-Z a-z 0-9 . _ : @ -"),
     "secret": (_SECRET, "16 to 128 printable ASCII characters, no space"),
     "durable": (_DURABLE, "1 to 64 of A-Z a-z 0-9 _ -"),
+    "every": (re.compile(r"[0-9]{1,5}[smh]?\Z"), "an interval like 30s, 1m or 1h"),
 }
+
+
+def _interval(text: str, tr_id: str) -> int | Reply:
+    """The seconds of a bar request's ``every`` (``"1m"``, ``"30s"``, ``"60"``), or the refusal."""
+    if tr_id not in TRADE_TRS:
+        return Reply(
+            False, "invalid", f"bars are made from the trade TRs {', '.join(TRADE_TRS)}, not {tr_id}"
+        )
+    try:
+        return parse_interval(text)
+    except LocalProtocolError as exc:
+        return Reply(False, "bad_request", f'"every": {exc}')
 
 
 def _request(msg: Msg, *names: str, optional: tuple[str, ...] = ()) -> dict[str, str] | Reply:

@@ -20,6 +20,12 @@ The rules:
   token bucket (``rate_limited``), and at most `max_clients` clients at once (``busy``).
 * **Placement**: on the connected session with the most room (spreading the traffic), else on any
   session with room; each session takes at most `capacity` (KIS: 41) subscriptions.
+* **Bars are demand too**: a client asking for the time bars of (TR, key) at an interval holds one
+  slot of its limit for them, leased and counted across clients like a subscription. The first
+  asker starts the gateway's aggregator (`StartBars`) and makes the gateway hold the trades of
+  (TR, key) on its own behalf (`BARS`, like `STANDING`), so a client that also subscribed the trades
+  and lets go of them does not stop the bars; the last one stops it (`StopBars`) and, when no other
+  interval of the key is wanted, releases the trades unless a client still wants them.
 * **A refusal by KIS**: ``MAX SUBSCRIBE OVER`` means that session is full at its current count — the
   subscription moves to another session with room; any other refusal (an unknown key, a paid feed)
   is final for the (TR, key) until every client lets go of it and asks again.
@@ -32,10 +38,23 @@ import hmac
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-__all__ = ["STANDING", "Place", "Placement", "Planner", "Release", "Reply"]
+__all__ = [
+    "BARS",
+    "STANDING",
+    "Action",
+    "Place",
+    "Placement",
+    "Planner",
+    "Release",
+    "Reply",
+    "StartBars",
+    "StopBars",
+]
 
 #: The owner of the gateway's own standing subscriptions (client ids are never empty).
 STANDING: Final = ""
+#: The owner of the trade subscriptions the gateway's bar aggregators read (no client id has ``#``).
+BARS: Final = "#bars"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +76,28 @@ class Release:
 
 
 @dataclass(frozen=True, slots=True)
+class StartBars:
+    """Start computing the time bars of (tr_id, tr_key) every `every` seconds."""
+
+    tr_id: str
+    tr_key: str
+    every: int
+
+
+@dataclass(frozen=True, slots=True)
+class StopBars:
+    """Stop computing the time bars of (tr_id, tr_key) every `every` seconds: nobody wants them."""
+
+    tr_id: str
+    tr_key: str
+    every: int
+
+
+#: What the gateway is told to do.
+Action = Place | Release | StartBars | StopBars
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """The answer to a control request: ok, or an error code and what to do.
 
@@ -66,7 +107,7 @@ class Reply:
     ok: bool
     error: str = ""
     message: str = ""
-    actions: tuple[Place | Release, ...] = ()
+    actions: tuple[Action, ...] = ()
     retry_after: float | None = None
 
 
@@ -138,6 +179,8 @@ class Planner:
         self._sessions = {name: _Session(name, capacity) for name in sessions}
         self._placements: dict[tuple[str, str], Placement] = {}
         self._clients: dict[str, _Client] = {}
+        #: (tr_id, tr_key, every) -> the clients wanting those bars, in the order first asked for.
+        self._bars: dict[tuple[str, str, int], set[str]] = {}
 
     # -- requests ------------------------------------------------------------------------------------
     def subscribe(self, client: str, tr_id: str, tr_key: str, now: float, secret: str | None = None) -> Reply:
@@ -145,81 +188,69 @@ class Planner:
 
         `secret` binds the client id on its first subscribe; later requests must repeat it.
         """
-        state = self._clients.get(client)
-        if state is None:
-            if len(self._clients) >= self.max_clients:
-                return Reply(
-                    False,
-                    "busy",
-                    f"the gateway serves {self.max_clients} clients already, the most it takes: try again later",
-                )
-            state = self._clients[client] = _Client(now + self.lease, tokens=self._burst(), refilled=now)
-        refused = self._admit(client, state, now, secret)
-        if refused is not None:
-            if state.held == 0 and state.secret is None:
-                del self._clients[client]  # nothing of it was kept
-            return refused
-        if state.secret is None and secret is not None:
-            state.secret = _digest(secret)
-        state.expiry = now + self.lease
+        state = self._client_for(client, now, secret)
+        if isinstance(state, Reply):
+            return state
         key = (tr_id, tr_key)
         placement = self._placements.get(key)
         if placement is not None and client in placement.clients:
             return Reply(True)  # held already: a renewal
-        if self.client_limit is not None and state.held >= self.client_limit:
-            return self._forget_if_empty(
-                client,
-                Reply(
-                    False,
-                    "limit",
-                    f"client {client} holds {state.held} subscriptions, the most one client may "
-                    f"(the gateway's client limit): unsubscribe some first, or ask its operator for a "
-                    f"higher --client-limit",
-                ),
-            )
-        if placement is not None:
-            if placement.state == "refused":
-                return self._forget_if_empty(client, Reply(False, "refused", placement.refusal))
-            placement.clients.add(client)
+        refused = self._over_limit(client, state)
+        if refused is not None:
+            return refused
+        reply = self._hold(client, key)
+        if reply.ok:
             state.held += 1
-            return Reply(True)
-        session = self._room()
-        if session is None:
-            total = sum(s.capacity for s in self._sessions.values())
-            return self._forget_if_empty(
-                client,
-                Reply(
-                    False,
-                    "capacity",
-                    f"every session is full ({total} subscriptions on {len(self._sessions)} app keys, "
-                    f"at most {next(iter(self._sessions.values())).capacity} each): unsubscribe something, "
-                    "or give the gateway another app key",
-                ),
-            )
-        placement = Placement(tr_id, tr_key, session.name, "pending", {client})
-        self._placements[key] = placement
-        session.placed.add(key)
-        state.held += 1
-        return Reply(True, actions=(Place(session.name, tr_id, tr_key),))
+            return reply
+        return self._forget_if_empty(client, reply)
 
-    def touch(self, client: str, now: float, secret: str | None = None) -> Reply:
-        """`client` asks for something that takes no slot (notices): bind, pace and renew it as any request."""
+    def subscribe_bars(
+        self, client: str, tr_id: str, tr_key: str, every: int, now: float, secret: str | None = None
+    ) -> Reply:
+        """`client` wants the `every`-second bars of (tr_id, tr_key): count it, start them if new.
+
+        One slot of the client's limit, leased like a subscription; the trades the bars are made
+        of are held by `BARS` while any interval of the key is wanted.
+        """
+        state = self._client_for(client, now, secret)
+        if isinstance(state, Reply):
+            return state
+        bar_key = (tr_id, tr_key, every)
+        holders = self._bars.get(bar_key)
+        if holders is not None and client in holders:
+            return Reply(True)  # held already: a renewal
+        refused = self._over_limit(client, state)
+        if refused is not None:
+            return refused
+        actions: tuple[Action, ...] = ()
+        if holders is None:
+            reply = self._hold(BARS, (tr_id, tr_key))
+            if not reply.ok:
+                return self._forget_if_empty(client, reply)
+            holders = self._bars[bar_key] = set()
+            actions = (*reply.actions, StartBars(tr_id, tr_key, every))
+        holders.add(client)
+        state.held += 1
+        return Reply(True, actions=actions)
+
+    def unsubscribe_bars(
+        self, client: str, tr_id: str, tr_key: str, every: int, now: float, secret: str | None = None
+    ) -> Reply:
+        """`client` lets go of the `every`-second bars of (tr_id, tr_key); stopped when nobody wants them."""
         state = self._clients.get(client)
         if state is None:
-            if len(self._clients) >= self.max_clients:
-                return Reply(
-                    False,
-                    "busy",
-                    f"the gateway serves {self.max_clients} clients already, the most it takes: try again later",
-                )
-            state = self._clients[client] = _Client(now + self.lease, tokens=self._burst(), refilled=now)
+            return Reply(True)  # nothing held: nothing to release
         refused = self._admit(client, state, now, secret)
         if refused is not None:
             return refused
-        if state.secret is None and secret is not None:
-            state.secret = _digest(secret)
         state.expiry = now + self.lease
-        return Reply(True)
+        actions = self._let_go_bars(client, (tr_id, tr_key, every))
+        return self._forget_if_empty(client, Reply(True, actions=tuple(actions)))
+
+    def touch(self, client: str, now: float, secret: str | None = None) -> Reply:
+        """`client` asks for something that takes no slot (notices): bind, pace and renew it as any request."""
+        state = self._client_for(client, now, secret)
+        return state if isinstance(state, Reply) else Reply(True)
 
     def stand(self, tr_id: str, tr_key: str, prefer: str | None = None) -> Reply:
         """The gateway's own subscription of (tr_id, tr_key): placed like any, never leased or limited.
@@ -273,11 +304,13 @@ class Planner:
         state = self._clients.get(client)
         return state.held if state is not None else 0
 
-    def expire(self, now: float) -> list[Place | Release]:
+    def expire(self, now: float) -> list[Action]:
         """Let go of the demand of every client whose lease ran out; forget those clients."""
-        actions: list[Place | Release] = []
+        actions: list[Action] = []
         for client in [c for c, state in self._clients.items() if state.expiry <= now]:
             del self._clients[client]
+            for bar_key in [k for k, holders in self._bars.items() if client in holders]:
+                actions += self._let_go_bars(client, bar_key)
             for key in [k for k, p in self._placements.items() if client in p.clients]:
                 actions += self._let_go(client, key)
         return actions
@@ -287,7 +320,7 @@ class Planner:
         return min((state.expiry for state in self._clients.values()), default=None)
 
     # -- sessions and KIS's answers ---------------------------------------------------------------------
-    def connected(self, session: str, up: bool) -> list[Place | Release]:
+    def connected(self, session: str, up: bool) -> list[Action]:
         """A session's connection came up or went down; unplaced subscriptions may find room now."""
         self._sessions[session].connected = up
         return self._place_waiting() if up else []
@@ -298,9 +331,7 @@ class Planner:
         if placement is not None and placement.session == session:
             placement.state = "active"
 
-    def refused(
-        self, session: str, tr_id: str, tr_key: str, msg_cd: str, message: str
-    ) -> list[Place | Release]:
+    def refused(self, session: str, tr_id: str, tr_key: str, msg_cd: str, message: str) -> list[Action]:
         """KIS refused (tr_id, tr_key) on `session`: move it (the session is full) or give up on it."""
         key = (tr_id, tr_key)
         placement = self._placements.get(key)
@@ -348,11 +379,16 @@ class Planner:
                     "tr_key": p.tr_key,
                     "session": p.session,
                     "state": p.state,
-                    "clients": len(p.clients - {STANDING}),
+                    "clients": len(p.clients - {STANDING, BARS}),
                     **({"standing": True} if STANDING in p.clients else {}),
+                    **({"bars": True} if BARS in p.clients else {}),
                     **({"refusal": p.refusal} if p.refusal else {}),
                 }
                 for p in self._placements.values()
+            ],
+            "bars": [
+                {"tr_id": tr_id, "tr_key": tr_key, "every": every, "clients": len(holders)}
+                for (tr_id, tr_key, every), holders in self._bars.items()
             ],
             "clients": [
                 {"client": c, "subscriptions": state.held, "lease_left": round(state.expiry - now, 1)}
@@ -364,7 +400,86 @@ class Planner:
             },
         }
 
+    def bar_demand(self) -> list[tuple[str, str, int]]:
+        """Every (tr_id, tr_key, every) of bars some client wants, in the order first asked for."""
+        return list(self._bars)
+
     # -- internals -----------------------------------------------------------------------------------
+    def _client_for(self, client: str, now: float, secret: str | None) -> _Client | Reply:
+        """The state of `client` for a request that adds demand (made for a new one), its lease
+        renewed; or the refusal (busy, forbidden, rate_limited)."""
+        state = self._clients.get(client)
+        if state is None:
+            if len(self._clients) >= self.max_clients:
+                return Reply(
+                    False,
+                    "busy",
+                    f"the gateway serves {self.max_clients} clients already, the most it takes: try again later",
+                )
+            state = self._clients[client] = _Client(now + self.lease, tokens=self._burst(), refilled=now)
+        refused = self._admit(client, state, now, secret)
+        if refused is not None:
+            if state.held == 0 and state.secret is None:
+                del self._clients[client]  # nothing of it was kept
+            return refused
+        if state.secret is None and secret is not None:
+            state.secret = _digest(secret)
+        state.expiry = now + self.lease
+        return state
+
+    def _over_limit(self, client: str, state: _Client) -> Reply | None:
+        if self.client_limit is None or state.held < self.client_limit:
+            return None
+        return self._forget_if_empty(
+            client,
+            Reply(
+                False,
+                "limit",
+                f"client {client} holds {state.held} subscriptions, the most one client may "
+                f"(the gateway's client limit): unsubscribe some first, or ask its operator for a "
+                f"higher --client-limit",
+            ),
+        )
+
+    def _hold(self, owner: str, key: tuple[str, str]) -> Reply:
+        """`owner` wants the (TR, key) placement: counted in it, placed when it is new."""
+        placement = self._placements.get(key)
+        if placement is not None:
+            if placement.state == "refused":
+                return Reply(False, "refused", placement.refusal)
+            placement.clients.add(owner)
+            return Reply(True)
+        session = self._room()
+        if session is None:
+            total = sum(s.capacity for s in self._sessions.values())
+            return Reply(
+                False,
+                "capacity",
+                f"every session is full ({total} subscriptions on {len(self._sessions)} app keys, "
+                f"at most {next(iter(self._sessions.values())).capacity} each): unsubscribe something, "
+                "or give the gateway another app key",
+            )
+        self._placements[key] = Placement(key[0], key[1], session.name, "pending", {owner})
+        session.placed.add(key)
+        return Reply(True, actions=(Place(session.name, *key),))
+
+    def _let_go_bars(self, client: str, bar_key: tuple[str, str, int]) -> list[Action]:
+        holders = self._bars.get(bar_key)
+        if holders is None or client not in holders:
+            return []
+        holders.discard(client)
+        state = self._clients.get(client)
+        if state is not None:
+            state.held -= 1
+        if holders:
+            return []
+        del self._bars[bar_key]
+        tr_id, tr_key, every = bar_key
+        actions: list[Action] = [StopBars(tr_id, tr_key, every)]
+        if not any(k[0] == tr_id and k[1] == tr_key for k in self._bars):
+            actions += self._let_go(BARS, (tr_id, tr_key))
+        return actions
+
     def _burst(self) -> float:
         return self.rate[1] if self.rate is not None else 0.0
 
@@ -413,7 +528,7 @@ class Planner:
             return None
         return max(candidates, key=lambda s: (s.connected, s.room))
 
-    def _let_go(self, client: str, key: tuple[str, str]) -> list[Place | Release]:
+    def _let_go(self, client: str, key: tuple[str, str]) -> list[Action]:
         placement = self._placements.get(key)
         if placement is None or client not in placement.clients:
             return []
@@ -429,9 +544,9 @@ class Planner:
         self._sessions[placement.session].placed.discard(key)
         return [Release(placement.session, *key), *self._place_waiting()]
 
-    def _place_waiting(self) -> list[Place | Release]:
+    def _place_waiting(self) -> list[Action]:
         """Place what waits for room (unplaced after MAX SUBSCRIBE OVER), as far as room allows."""
-        actions: list[Place | Release] = []
+        actions: list[Action] = []
         for key, placement in self._placements.items():
             if placement.state != "unplaced":
                 continue

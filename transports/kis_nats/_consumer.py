@@ -74,11 +74,21 @@ from kis_proto import (
     SubscriptionError,
     UndecodableMessage,
 )
+from kis_proto.bars import TRADE_TRS, Bar, parse_interval
 from kis_proto.feed import Callback, CallbackClient, EventBuffer, SyncCallbacks, Workers, check_subscription
 from kis_proto.layouts import tr_spec
 
 from ._auth import CredentialError, NatsCredential, default_state_dir, discover, read_credential
-from .subjects import H_META, ctl_subject, data_subject, meta_sequence, notice_stream, notice_subject
+from .subjects import (
+    H_META,
+    bar_subject,
+    ctl_subject,
+    data_subject,
+    interval_token,
+    meta_sequence,
+    notice_stream,
+    notice_subject,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -130,6 +140,8 @@ _GAP_BASE, _GAP_RATE = 10_000, 100_000
 # Messages of a gateway no control reply has named yet, held until one does (then delivered or
 # rejected): a standby that took over may publish before this feed has heard from it.
 _UNCONFIRMED_MAX = 10_000
+#: Bars waiting for `Feed.bars` to take them; past it the oldest go (counted in `Feed.bars_lost`).
+_BARS_MAX = 10_000
 _NOTICE_TRS = {"domestic": ("H0STCNI0", "H0STCNI9"), "overseas": ("H0GSCNI0", "H0GSCNI9")}
 
 
@@ -174,22 +186,31 @@ class GatewaySubscription:
     KIS's own acknowledgement follows there (a refusal by KIS shows in the gateway's status).
     """
 
-    __slots__ = ("_feed", "refusal", "subject", "tr_id", "tr_key")
+    __slots__ = ("_feed", "every", "refusal", "subject", "tr_id", "tr_key")
 
     def __init__(
-        self, feed: Feed, tr_id: str, tr_key: str, subject: str, refusal: SubscribeFailed | None = None
+        self,
+        feed: Feed,
+        tr_id: str,
+        tr_key: str,
+        subject: str,
+        refusal: SubscribeFailed | None = None,
+        every: int = 0,
     ) -> None:
         self._feed = feed
         self.tr_id = tr_id
         self.tr_key = tr_key
-        #: The NATS subject the records (or notices) arrive on.
+        #: The NATS subject the records (notices, bars) arrive on.
         self.subject = subject
         #: The gateway's refusal, or None when it placed the key.
         self.refusal = refusal
+        #: The bar interval in seconds (`Feed.subscribe_bars`); 0 for records and notices.
+        self.every = every
 
     def __repr__(self) -> str:
         state = "placed" if self.refusal is None else f"refused {self.refusal.msg_cd}"
-        return f"<GatewaySubscription {self.tr_id} {_shown(self.tr_id, self.tr_key)} {state}>"
+        bars = f" bars every {interval_token(self.every)}" if self.every else ""
+        return f"<GatewaySubscription {self.tr_id} {_shown(self.tr_id, self.tr_key)}{bars} {state}>"
 
     @property
     def ok(self) -> bool:
@@ -203,8 +224,11 @@ class GatewaySubscription:
         return self
 
     async def unsubscribe(self) -> None:
-        """Release the key (the same as the feed's ``unsubscribe``)."""
-        await self._feed.unsubscribe(self.tr_id, self.tr_key)
+        """Release the key (the same as the feed's ``unsubscribe``, or ``unsubscribe_bars``)."""
+        if self.every:
+            await self._feed.unsubscribe_bars(self.tr_id, self.tr_key, every=self.every)
+        else:
+            await self._feed.unsubscribe(self.tr_id, self.tr_key)
 
 
 #: The kinds of message `Feed` does not deliver, as its log line names them.
@@ -214,6 +238,7 @@ _REJECTIONS = {
     "gateway": "from a gateway that is not the one serving this feed",
     "seq": "a seq jump no gateway can make",
     "notice": "a notice the gateway did not publish",
+    "bar": "a bar message that is not the contract's JSON",
 }
 
 
@@ -256,10 +281,12 @@ def _parse_reply(data: bytes, *, need_ok: bool = True) -> dict[str, Any]:
 class _Want:
     """One key this feed wants: where it arrives, and the NATS (or JetStream) subscription reading it."""
 
-    __slots__ = ("consumer", "key", "notice", "puller", "stream", "sub", "subject", "tr_id", "wire")
+    __slots__ = ("consumer", "every", "key", "notice", "puller", "stream", "sub", "subject", "tr_id", "wire")
 
-    def __init__(self, tr_id: str, key: str, subject: str, notice: bool) -> None:
+    def __init__(self, tr_id: str, key: str, subject: str, notice: bool, every: int = 0) -> None:
         self.tr_id = tr_id
+        #: Bars of this interval (seconds) the gateway computes; 0: records or notices.
+        self.every = every
         self.key = key
         self.subject = subject
         #: The subject as the NATS protocol carries it (what `_Client` dispatches on).
@@ -372,6 +399,12 @@ class Feed:
         self._nc: NATSClient | None = None
         self._js: JetStreamContext | None = None
         self._wants: dict[tuple[str, str], _Want] = {}
+        self._bar_wants: dict[tuple[str, str, int], _Want] = {}
+        self._bars: deque[Bar] = deque()
+        self._bars_ready = asyncio.Event()
+        #: Bars this feed knows it did not deliver: lost on the way (a ``seq`` gap), or dropped
+        #: because `bars` was not read (more than 10,000 waiting).
+        self.bars_lost = 0
         self._data: dict[str, _Want] = {}  # data subject -> its want: what `_on_data` accepts
         # subject -> (gateway, last seq of Kis-Meta, when it came: time.monotonic())
         self._seq: dict[str, tuple[str, int, float]] = {}
@@ -408,6 +441,11 @@ class Feed:
     def subscriptions(self) -> list[tuple[str, str]]:
         """Every (tr_id, key) this feed wants, in the order first subscribed."""
         return list(self._wants)
+
+    @property
+    def bar_subscriptions(self) -> list[tuple[str, str, int]]:
+        """Every (tr_id, key, every) of bars this feed wants (`subscribe_bars`)."""
+        return list(self._bar_wants)
 
     @property
     def gateway(self) -> str | None:
@@ -661,6 +699,84 @@ class Feed:
             await self._stop_listening(want)
             await self._release(want, self._request_timeout)
 
+    # A str is also an Iterable[str]; the first overload wins for it, as the code does.
+    @overload
+    async def subscribe_bars(  # type: ignore[overload-overlap]
+        self, tr_id: str, keys: str, *, every: int | str = "1m"
+    ) -> GatewaySubscription: ...
+    @overload
+    async def subscribe_bars(
+        self, tr_id: str, keys: Iterable[str], *, every: int | str = "1m"
+    ) -> list[GatewaySubscription]: ...
+    async def subscribe_bars(
+        self, tr_id: str, keys: str | Iterable[str], *, every: int | str = "1m"
+    ) -> GatewaySubscription | list[GatewaySubscription]:
+        """The gateway's time bars of `tr_id` for each key, every `every` (``"1m"``, ``"30s"``, 60).
+
+        Computed once by the gateway for every consumer that asks, and read from `bars` as typed
+        `kis_proto.bars.Bar` objects; leased and kept across NATS reconnects like `subscribe`.
+        `tr_id` is a trade TR (``H0STCNT0``…). Raises `LocalProtocolError` for another TR, a bad
+        interval or key; a refusal by the gateway answers the ticket, as `subscribe` does.
+        """
+        self._check_open()
+        if tr_id not in TRADE_TRS:
+            raise LocalProtocolError(f"bars are made from the trade TRs {', '.join(TRADE_TRS)}, not {tr_id}")
+        seconds = parse_interval(every)
+        wanted = [keys] if isinstance(keys, str) else list(keys)
+        for key in wanted:
+            check_subscription(tr_id, key)
+        tickets = [await self._subscribe_bars_one(tr_id, key, seconds) for key in wanted]
+        return tickets[0] if isinstance(keys, str) else tickets
+
+    async def unsubscribe_bars(
+        self, tr_id: str, keys: str | Iterable[str], *, every: int | str = "1m"
+    ) -> None:
+        """Stop receiving those bars and release them at the gateway (the lease would, too)."""
+        seconds = parse_interval(every)
+        for key in [keys] if isinstance(keys, str) else list(keys):
+            want = self._bar_wants.pop((tr_id, key, seconds), None)
+            if want is None:
+                continue
+            await self._stop_listening(want)
+            await self._release(want, self._request_timeout)
+
+    async def bars(self) -> AsyncIterator[Bar]:
+        """The bars of `subscribe_bars`, as the gateway publishes them: ``async for bar in feed.bars()``.
+
+        A bar that took late trades comes again with a higher `Bar.revision`. Ends when the feed
+        closes. Read it from one task; events (records, reconnects) still come from iterating the feed.
+        """
+        while True:
+            while self._bars:
+                yield self._bars.popleft()
+            if self._finished.is_set():
+                if self._error is not None:
+                    raise self._error
+                return
+            self._bars_ready.clear()
+            await self._bars_ready.wait()
+
+    async def _subscribe_bars_one(self, tr_id: str, key: str, every: int) -> GatewaySubscription:
+        subject = bar_subject(self.env, every, tr_id, key)
+        want = self._bar_wants.get((tr_id, key, every))
+        new = want is None
+        if want is None:
+            want = _Want(tr_id, key, subject, False, every)
+            await self._listen(want)  # first: the gateway may publish as soon as it starts them
+            self._bar_wants[(tr_id, key, every)] = want
+        try:
+            reply = await self._control("subscribe", self._body(want))
+        except BaseException:
+            if new:
+                self._bar_wants.pop((tr_id, key, every), None)
+                await self._stop_listening(want)
+            raise
+        if reply["ok"]:
+            self._start_keeper()
+            return GatewaySubscription(self, tr_id, key, subject, every=every)
+        refusal = await self._refused(want, reply)
+        return GatewaySubscription(self, tr_id, key, subject, refusal, every=every)
+
     def _body(self, want: _Want) -> dict[str, Any]:
         body: dict[str, Any] = {
             "tr_id": want.tr_id,
@@ -668,6 +784,8 @@ class Feed:
             "client": self.client,
             "secret": self._secret,
         }
+        if want.every:
+            body["every"] = interval_token(want.every)
         if want.notice and self.notices_durable is not None:
             body["durable"] = self.notices_durable
         return body
@@ -706,7 +824,10 @@ class Feed:
 
     async def _refused(self, want: _Want, reply: dict[str, Any]) -> SubscribeFailed:
         """The gateway refused `want`: forget it, log it, and tell the application with an event."""
-        self._wants.pop((want.tr_id, want.key), None)
+        if want.every:
+            self._bar_wants.pop((want.tr_id, want.key, want.every), None)
+        else:
+            self._wants.pop((want.tr_id, want.key), None)
         await self._stop_listening(want)
         event = SubscribeFailed(
             tr_id=want.tr_id,
@@ -857,7 +978,7 @@ class Feed:
                 return
             started = loop.time()
             next_at = started + self._interval()
-            if not self._wants and not self._unconfirmed:
+            if not self._wants and not self._bar_wants and not self._unconfirmed:
                 continue
             try:
                 if self._stale:
@@ -900,7 +1021,8 @@ class Feed:
             if lease != self._gateway_lease:
                 logger.debug("the gateway's lease is %.1f s", lease)
             self._gateway_lease = float(lease)
-        held, wanted = reply.get("subscriptions"), sum(1 for w in self._wants.values() if not w.notice)
+        held = reply.get("subscriptions")
+        wanted = sum(1 for w in self._wants.values() if not w.notice) + len(self._bar_wants)
         if isinstance(held, int) and not isinstance(held, bool) and held < wanted and not self._stale:
             logger.warning(
                 "the gateway holds %d of this feed's %d subscriptions: asking for them again", held, wanted
@@ -940,8 +1062,12 @@ class Feed:
             return
         check, self._check_consumers = self._check_consumers, False
         renewed = 0
-        for want in list(self._wants.values()):
-            if (want.tr_id, want.key) not in self._wants:
+        for want in [*self._wants.values(), *self._bar_wants.values()]:
+            if (
+                self._bar_wants.get((want.tr_id, want.key, want.every)) is not want
+                if want.every
+                else self._wants.get((want.tr_id, want.key)) is not want
+            ):
                 continue  # unsubscribed meanwhile
             if want.notice:
                 if (check or want.sub is None) and not await self._consumer_alive(want):
@@ -1062,6 +1188,10 @@ class Feed:
             self._unconfirmed.append(_Held(want.subject, want.tr_id, data, gateway, seq))
             self._wake.set()
             return
+        if want.every:
+            if self._track_seq(want.subject, gateway, seq, bars=True):
+                self._put_bar(want, data)
+            return
         if self._track_seq(want.subject, gateway, seq):
             for event in self._decode(want.tr_id, data):
                 self._buffer.put(event)
@@ -1069,12 +1199,35 @@ class Feed:
 
     def _deliver(self, item: _Held) -> None:
         """Into the buffer, after the ``seq`` check (a gap is `EventsDropped`, an impossible one a rejection)."""
+        want = self._data.get(item.subject)
+        if want is not None and want.every:
+            if self._track_seq(item.subject, item.gateway, item.seq, bars=True):
+                self._put_bar(want, item.data)
+            return
         if not self._track_seq(item.subject, item.gateway, item.seq):
             return
         for event in self._decode(item.tr_id, item.data):
             self._buffer.put(event)
 
-    def _track_seq(self, subject: str, gateway: str, seq: int) -> bool:
+    def _put_bar(self, want: _Want, data: bytes) -> None:
+        """A bar message's JSON as a typed `Bar`, for `bars`; anything else is a rejection."""
+        try:
+            bar = Bar.from_dict(json.loads(data))
+        except (ValueError, RecursionError, AttributeError, LocalProtocolError) as exc:
+            self._reject("bar", f"{want.subject}: {exc}")
+            return
+        if (bar.tr_id, bar.symbol, bar.kind, bar.size) != (want.tr_id, want.key, "time", want.every):
+            self._reject(
+                "bar", f"{want.subject} carried a bar of {bar.tr_id} {bar.symbol} {bar.kind}={bar.size}"
+            )
+            return
+        if len(self._bars) >= _BARS_MAX:
+            self._bars.popleft()
+            self.bars_lost += 1
+        self._bars.append(bar)
+        self._bars_ready.set()
+
+    def _track_seq(self, subject: str, gateway: str, seq: int, *, bars: bool = False) -> bool:
         """Report a gap in a subject's ``seq`` as `EventsDropped`; False for a jump no gateway makes.
 
         A gateway numbers each subject's messages from 1 per run; between two messages it can lose
@@ -1090,7 +1243,10 @@ class Feed:
             logger.warning(
                 "%d messages of %s were lost on the way (seq %d after %d)", lost, subject, seq, last[1]
             )
-            self._buffer.put(EventsDropped(count=lost))
+            if bars:
+                self.bars_lost += lost
+            else:
+                self._buffer.put(EventsDropped(count=lost))
         self._seq[subject] = (gateway, seq, now)
         return True
 
@@ -1204,10 +1360,12 @@ class Feed:
                 release = [
                     w for w in self._wants.values() if not (w.notice and self.notices_durable is not None)
                 ]
+                release += self._bar_wants.values()
                 timeout = min(1.0, self._request_timeout)
                 await asyncio.gather(*(self._release(want, timeout) for want in release))
         finally:
             self._wants.clear()
+            self._bar_wants.clear()
             if nc is not None and not nc.is_closed:
                 with contextlib.suppress(nats.errors.Error, OSError):
                     await nc.close()
@@ -1240,6 +1398,7 @@ class Feed:
     def _finish(self) -> None:
         self._finished.set()
         self._ready.set()
+        self._bars_ready.set()
         self._wake.set()
 
 

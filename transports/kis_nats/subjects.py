@@ -15,6 +15,7 @@ import re
 from typing import Final, Literal, NamedTuple
 
 __all__ = [
+    "BAR_INTERVAL_MAX",
     "CTL_VERBS",
     "ENVS",
     "H_META",
@@ -22,16 +23,20 @@ __all__ = [
     "LEADER_KEY",
     "Meta",
     "ParsedSubject",
+    "bar_subject",
     "ctl_subject",
     "data_subject",
     "escape_token",
+    "format_bar_meta",
     "format_meta",
     "format_received",
+    "interval_token",
     "leader_bucket",
     "meta_sequence",
     "notice_stream",
     "notice_stream_subjects",
     "notice_subject",
+    "parse_interval_token",
     "parse_meta",
     "parse_subject",
     "unescape_token",
@@ -41,6 +46,9 @@ __all__ = [
 ENVS: Final = ("real", "paper", "sim")
 #: The control verbs: ``kis.<env>.ctl.<verb>``.
 CTL_VERBS: Final = ("subscribe", "unsubscribe", "heartbeat", "status")
+
+#: The longest bar interval the gateway computes, in seconds: a day.
+BAR_INTERVAL_MAX: Final = 24 * 3600
 
 #: The one metadata header of data and notice messages (`format_meta`, `parse_meta`). One header,
 #: not one per item: nats-py validates and encodes every header of every message in Python, and
@@ -61,6 +69,8 @@ _ESCAPED_BYTE: Final = re.compile(r"~([0-9A-Fa-f]{2})")
 # is what keeps `kis.<env>.<TR_ID>.<KEY>` apart from `kis.<env>.ctl.<verb>` and `.notice.`.
 _ENV: Final = re.compile(r"[a-z0-9_-]+\Z")
 _TR_ID: Final = re.compile(r"[A-Z0-9]{1,16}\Z")
+_INTERVAL: Final = re.compile(r"([1-9][0-9]{0,4})([smh])\Z")
+_UNIT: Final = {"s": 1, "m": 60, "h": 3600}
 
 
 def escape_token(key: str) -> str:
@@ -117,6 +127,42 @@ def _tr_id(tr_id: str) -> str:
 def data_subject(env: str, tr_id: str, key: str) -> str:
     """``kis.<env>.<TR_ID>.<KEY>``: where the records of (tr_id, key) are published, one per message."""
     return f"kis.{_env(env)}.{_tr_id(tr_id)}.{escape_token(key)}"
+
+
+def interval_token(seconds: int) -> str:
+    """The subject token of a bar interval: ``30s``, ``1m``, ``90s``, ``2h`` — one spelling per interval.
+
+    Hours when the interval is whole hours, else minutes when whole minutes, else seconds; so
+    every interval has exactly one subject. Raises ValueError outside 1 s to `BAR_INTERVAL_MAX`.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 < seconds <= BAR_INTERVAL_MAX:
+        raise ValueError(f"a bar interval is whole seconds from 1 to {BAR_INTERVAL_MAX}, not {seconds!r}")
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"
+
+
+def parse_interval_token(token: str) -> int:
+    """The seconds of an `interval_token`; ValueError for any other spelling (``60s`` is ``1m``)."""
+    match = _INTERVAL.match(token) if isinstance(token, str) else None
+    if match is None:
+        raise ValueError(f"{token!r} is not a bar interval token (like 30s, 1m, 1h)")
+    seconds = int(match.group(1)) * _UNIT[match.group(2)]
+    if seconds > BAR_INTERVAL_MAX or interval_token(seconds) != token:
+        raise ValueError(
+            f"{token!r} is not a bar interval token: write {interval_token(min(seconds, BAR_INTERVAL_MAX))!r}"
+        )
+    return seconds
+
+
+def bar_subject(env: str, every: int, tr_id: str, key: str) -> str:
+    """``kis.<env>.bar.<interval>.<TR_ID>.<KEY>``: the time bars the gateway computes of (tr_id, key).
+
+    `every` is the interval in seconds, spelled by `interval_token` (``kis.real.bar.1m.H0STCNT0.005930``).
+    """
+    return f"kis.{_env(env)}.bar.{interval_token(every)}.{_tr_id(tr_id)}.{escape_token(key)}"
 
 
 def notice_subject(env: str, tr_id: str, hts_id: str) -> str:
@@ -180,6 +226,15 @@ def format_meta(width: int, era: str, received: str, seq: int, gateway: str) -> 
     return f"width={width} era={era} received={received} seq={seq} gateway={gateway}"
 
 
+def format_bar_meta(received: str, seq: int, gateway: str) -> str:
+    """The `H_META` value of a bar message: ``received=… seq=3 gateway=gw-1`` (`meta_sequence` reads it).
+
+    `received` is when the gateway made the bar (`format_received`); `seq` counts the subject's
+    bars from 1 per gateway run, as on data subjects. A bar's payload is JSON, so it has no width.
+    """
+    return f"received={received} seq={seq} gateway={gateway}"
+
+
 def parse_meta(value: str) -> Meta:
     """The items of an `H_META` value; raises ValueError when one is missing or malformed.
 
@@ -225,17 +280,19 @@ def meta_sequence(value: str) -> tuple[str, int]:
 
 
 class ParsedSubject(NamedTuple):
-    """A subject of the contract taken apart; `key` unescaped, `verb` only for control subjects."""
+    """A subject of the contract taken apart; `key` unescaped, `verb` only for control subjects,
+    `every` (seconds) only for bar subjects."""
 
     env: str
-    kind: Literal["data", "notice", "ctl"]
+    kind: Literal["data", "notice", "ctl", "bar"]
     tr_id: str = ""
     key: str = ""
     verb: str = ""
+    every: int = 0
 
 
 def parse_subject(subject: str) -> ParsedSubject:
-    """Take apart a data, notice or control subject; raises ValueError for anything else."""
+    """Take apart a data, notice, bar or control subject; raises ValueError for anything else."""
     parts = subject.split(".")
     if len(parts) >= 4 and parts[0] == "kis" and _ENV.match(parts[1]):
         env = parts[1]
@@ -245,4 +302,7 @@ def parse_subject(subject: str) -> ParsedSubject:
             return ParsedSubject(env, "data", parts[2], unescape_token(parts[3]))
         if len(parts) == 5 and parts[2] == "notice" and _TR_ID.match(parts[3]):
             return ParsedSubject(env, "notice", parts[3], unescape_token(parts[4]))
+        if len(parts) == 6 and parts[2] == "bar" and _TR_ID.match(parts[4]):
+            every = parse_interval_token(parts[3])
+            return ParsedSubject(env, "bar", parts[4], unescape_token(parts[5]), every=every)
     raise ValueError(f"{subject!r} is not a subject of the gateway's contract")
