@@ -152,6 +152,7 @@ class _Layout:
         "session",
         "session_map",
         "side",
+        "split_to",
         "states",
         "time",
         "tr_id",
@@ -184,6 +185,14 @@ class _Layout:
         # The hot path's indices; a side of -1: no side column (derived from the day's totals).
         side = -1 if self.side == MISSING else self.side
         self.indices = (self.time, self.price, self.volume, self.cumulative, self.session, side)
+        # A one-record frame's text is split only this far (0: in full), when every column read
+        # but the session comes before it and the session is the last field (where KIS appended
+        # it in 2026-09): the session is then cut from the end, and the split is half as long.
+        reach = [self.time, self.price, self.volume, self.cumulative, 0]
+        reach += [self.side] if self.side != MISSING else [self.buy, self.sell]
+        last = max(i for i in reach if i != MISSING) + 1
+        width = cls.width or 0
+        self.split_to = last if self.session == width - 1 and last < width - 2 else 0
         for name in (columns.time, columns.price, columns.volume, columns.cumulative):
             if name not in by_name:  # pragma: no cover - the table above is checked by the tests
                 raise TypeError(f"{cls.__name__} has no {name}")
@@ -649,7 +658,13 @@ class BarAggregator:
             raise _bad_now(now) from None
         self._last_now = now
         # The hot path: every trade comes here. Fields are read by index, once each.
-        fields: list[str] = event._list()  # type: ignore[union-attr]
+        src = event._p  # type: ignore[union-attr]
+        last: str | None = None
+        if layout.split_to and type(src) is str:  # a one-record frame's text, unsplit
+            fields: list[str] = src.split("^", layout.split_to)
+            last = src[src.rfind("^") + 1 :]
+        else:
+            fields = event._list()  # type: ignore[union-attr]
         i_time, i_price, i_volume, i_cumulative, i_session, i_side = layout.indices
         try:
             text = fields[i_time]
@@ -663,7 +678,7 @@ class BarAggregator:
         except (ValueError, IndexError):
             cumulative = None
         try:
-            session = layout.session_map.get(fields[i_session])
+            session = layout.session_map.get(fields[i_session] if last is None else last)
         except IndexError:
             session = None
         state = layout.states.get(fields[0])
