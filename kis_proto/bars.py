@@ -658,30 +658,37 @@ class BarAggregator:
             raise _bad_now(now) from None
         self._last_now = now
         # The hot path: every trade comes here. Fields are read by index, once each.
+        # Field i is fields[o + i]: a record of a multi-record frame reads the frame's shared split
+        # in place (no slice of its own); a one-record frame's text is split only as far as needed.
         src = event._p  # type: ignore[union-attr]
         last: str | None = None
-        if layout.split_to and type(src) is str:  # a one-record frame's text, unsplit
-            fields: list[str] = src.split("^", layout.split_to)
+        o = 0
+        if src is None:
+            fields: list[str] = event._f  # type: ignore[union-attr]
+            o = event._o  # type: ignore[union-attr]
+        elif layout.split_to and type(src) is str:
+            fields = src.split("^", layout.split_to)
             last = src[src.rfind("^") + 1 :]
         else:
             fields = event._list()  # type: ignore[union-attr]
         i_time, i_price, i_volume, i_cumulative, i_session, i_side = layout.indices
         try:
-            text = fields[i_time]
-            price: Price = _decimal(fields[i_price]) if layout.decimal else int(fields[i_price])
-            volume = int(fields[i_volume])
+            text = fields[o + i_time]
+            price: Price = _decimal(fields[o + i_price]) if layout.decimal else int(fields[o + i_price])
+            volume = int(fields[o + i_volume])
         except (ValueError, IndexError, ArithmeticError):
             self._bad_trade(event)  # type: ignore[arg-type]
             return due
         try:
-            cumulative: int | None = int(fields[i_cumulative])
+            cumulative: int | None = int(fields[o + i_cumulative])
         except (ValueError, IndexError):
             cumulative = None
         try:
-            session = layout.session_map.get(fields[i_session] if last is None else last)
+            session = layout.session_map.get(fields[o + i_session] if last is None else last)
         except IndexError:
             session = None
-        state = layout.states.get(fields[0])
+        key = fields[o]
+        state = layout.states.get(key)
         moved = state is None or text != state.place[0]
         if moved:  # a new second for this key: place it on the clock
             place = self._place_cache  # the last placement, usually of another key's trade
@@ -693,7 +700,7 @@ class BarAggregator:
                 or state.since is None
             ):
                 try:
-                    state = self._clock(layout, fields[0], state, text, now, cumulative, volume)
+                    state = self._clock(layout, key, state, text, now, cumulative, volume)
                 except ValueError:
                     self._bad_trade(event)  # type: ignore[arg-type]
                     return due
@@ -702,7 +709,8 @@ class BarAggregator:
         assert state is not None
         bar = state.bar
         if bar is None or bar.slot != state.place[2] or bar.session is not session:
-            bar, due = self._place(layout, fields, state, session, price, volume, cumulative, now, due)
+            row = event._list() if o else fields  # type: ignore[union-attr]
+            bar, due = self._place(layout, row, state, session, price, volume, cumulative, now, due)
             if bar is None:
                 return due  # a late trade: its bar was emitted again
             moved = True
@@ -717,7 +725,7 @@ class BarAggregator:
         bar.value += price * volume
         if i_side >= 0:
             try:
-                code = fields[i_side]
+                code = fields[o + i_side]
             except IndexError:
                 code = ""
             if code == "1":
@@ -725,7 +733,7 @@ class BarAggregator:
             elif code == "5":
                 bar.sell += volume
         else:
-            side = self._side(layout, fields, state, volume)
+            side = self._side(layout, event._list() if o else fields, state, volume)  # type: ignore[union-attr]
             if side > 0:
                 bar.buy += volume
             elif side < 0:
