@@ -356,10 +356,10 @@ async def serve(
     `token` defaults to `new_token`. Must run on asyncio (aiohttp).
     """
     server = DashServer(state, token or new_token(), interval)
-    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
+    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False, shutdown_timeout=0.5)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, shutdown_timeout=0.5)
+        site = web.TCPSite(runner, host, port)
         await site.start()
         address = runner.addresses[0] if runner.addresses else (host, port)
         server.host, server.port = host, int(address[1])

@@ -349,7 +349,7 @@ class DashState:
             "detail": health.detail,
             "connects": health.connects,
             "reconnects": health.reconnects,
-            "reasons": dict(health.reasons),
+            "reasons": dict(self.counters.reconnects if self.counters is not None else health.reasons),
             "subscriptions": used,
             "wanted": len(self.keys) + len(self.books) + len(self.notice_keys),
             "limit": self.limit,
@@ -372,8 +372,8 @@ def _name(key: str) -> str:
 
 
 def _reason(text: str) -> str:
-    """A reconnect's reason in a word or two (the part before its detail)."""
-    return text.split(":", 1)[0].strip()[:40] or "other"
+    """A reconnect's reason, short (a feed without counters, whose labels are better, gives only this)."""
+    return text.split(":", 1)[0].strip()[:60] or "other"
 
 
 def _is_notice(tr_id: str) -> bool:

@@ -21,6 +21,7 @@
       return out;
     },
     candles: () => state.candles,
+    series: null,
   };
 
   const $ = (id) => document.getElementById(id);
@@ -51,6 +52,7 @@
   candles.priceScale().applyOptions({ scaleMargins: { top: 0.08, bottom: 0.28 } });
   const volume = chart.addSeries(LC.HistogramSeries, { priceFormat: { type: "volume" }, priceScaleId: "" });
   volume.priceScale().applyOptions({ scaleMargins: { top: 0.78, bottom: 0 } });
+  window.dash.series = candles;
   const candleOf = (b) => ({ time: b.time, open: b.open, high: b.high, low: b.low, close: b.close });
   const volumeOf = (b) => ({ time: b.time, value: b.volume, color: b.close >= b.open ? "rgba(211,47,47,0.45)" : "rgba(21,101,192,0.45)" });
 
