@@ -61,7 +61,8 @@ async def dashboard(tick: float = 0.01) -> AsyncIterator[tuple[Any, Any]]:
 
 
 def base(server: Any) -> str:
-    return server.url.partition("?")[0]
+    url: str = server.url
+    return url.partition("?")[0]
 
 
 def token(server: Any) -> str:
