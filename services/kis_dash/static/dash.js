@@ -22,6 +22,7 @@
     },
     candles: () => state.candles,
     series: null,
+    health: null,
   };
 
   const $ = (id) => document.getElementById(id);
@@ -151,6 +152,7 @@
 
   // -- health and notices ---------------------------------------------------------------------
   function onHealth(msg) {
+    window.dash.health = msg;
     $("source").textContent = msg.source;
     const feed = $("feed-state");
     feed.textContent = `feed: ${msg.connection}`;
