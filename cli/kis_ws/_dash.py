@@ -26,6 +26,8 @@ from ._inputs import check_subscriptions, credentials_from_env
 from ._live import Answers, heed, open_feed, subscribe_all
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from kis_proto import FeedEvent
 
 __all__ = ["DEFAULT_KEYS", "dash", "listen"]
@@ -119,6 +121,7 @@ async def dash(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             notices=notices,
             aggregator=aggregator,
             counters=getattr(feed, "counters", None),
+            subscribed=_held(feed),
             source=_source(args, url),
         )
         try:
@@ -142,6 +145,13 @@ async def dash(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 ) from None
             raise
     return 0
+
+
+def _held(feed: object) -> Callable[[], int] | None:
+    """A gateway consumer's count of its subscriptions (a KIS feed counts its own)."""
+    if getattr(feed, "counters", None) is not None or not hasattr(feed, "subscriptions"):
+        return None
+    return lambda: len(getattr(feed, "subscriptions", ()))
 
 
 def _is_data(event: FeedEvent) -> bool:

@@ -34,7 +34,7 @@ from kis_proto.layouts import tr_spec
 from kis_proto.symbols import listing
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from kis_proto import FeedEvent
     from kis_proto.bars import Bar, BarAggregator
@@ -137,8 +137,9 @@ class DashState:
     호가창 are shown; `notices` the notice subscriptions (their HTS IDs are shown masked).
     `aggregator` is the `BarAggregator` whose bars `add_bar` gets (its open bars are the chart's
     last candle). `counters` is the feed's `FeedCounters` when it has them (a KIS feed; a
-    gateway's consumer has none: the state counts from the events). `source` says where the feed
-    comes from, for the health panel; it must hold no secret.
+    gateway's consumer has none: the state counts from the events, and `subscribed`, when given,
+    says how many subscriptions the feed holds). `source` says where the feed comes from, for the
+    health panel; it must hold no secret.
     """
 
     def __init__(
@@ -149,6 +150,7 @@ class DashState:
         notices: Iterable[tuple[str, str]] = (),
         aggregator: BarAggregator | None = None,
         counters: FeedCounters | None = None,
+        subscribed: Callable[[], int] | None = None,
         source: str = "",
         limit: int = KIS_MAX_SUBSCRIPTIONS,
     ) -> None:
@@ -157,6 +159,7 @@ class DashState:
         self.notice_keys = list(dict.fromkeys(notices))
         self.aggregator = aggregator
         self.counters = counters
+        self._subscribed = subscribed
         self.source = source
         self.limit = limit
         self.symbols = list(dict.fromkeys(key for _, key in self.keys))
@@ -341,7 +344,12 @@ class DashState:
 
     def _render_health(self) -> dict[str, Any]:
         health = self._health
-        used = self.counters.subscriptions if self.counters is not None else len(health.accepted)
+        if self.counters is not None:
+            used = self.counters.subscriptions
+        elif self._subscribed is not None:
+            used = self._subscribed()
+        else:
+            used = len(health.accepted)
         return {
             "type": "health",
             "source": self.source,
