@@ -52,6 +52,7 @@ SERVICES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^kis-ws sim\b"), "KIS simulator on"),
     (re.compile(r"^nats-server\b"), "Server is ready"),
     (re.compile(r"^kis-ws record\b.*--metrics\b(?!.*--duration)"), "metrics on"),
+    (re.compile(r"^kis-ws dash\b(?!.*--duration)"), "dashboard on"),
 )
 _SETUP = re.compile(r"^(python3 -m venv \S+|\S*pip install .*|\S*python -m tests\.realclients\.peers)$")
 _TEST_COMMAND = re.compile(r"-m pytest\b")

@@ -34,6 +34,7 @@ def test_each_folder_holds_what_its_name_says() -> None:
         "kis_sim": "simulator",
         "kis_gateway": "services",
         "kis_metrics": "services",
+        "kis_dash": "services",
         "kis_data": "data",
         "kis_ws": "cli",
     }
@@ -58,9 +59,32 @@ def test_each_face_loads_only_what_it_needs() -> None:
         "kis_gateway": ["nats"],
         "kis_data": [],
         "kis_data.parquet": ["pyarrow"],
+        "kis_dash": ["anyio"],
     }
     for module, loaded in expected.items():
         done = subprocess.run(  # noqa: S603 - our own interpreter
             [sys.executable, "-c", probe.format(module=module)], capture_output=True, text=True, check=True
         )
         assert done.stdout.strip() == repr(loaded), (module, done.stdout, done.stderr)
+
+
+def test_only_the_dashboard_loads_its_web_server() -> None:
+    """`kis-ws watch` and the core never load aiohttp (the dash extra); `kis_dash` does.
+
+    (nats-py loads aiohttp by itself when it is installed, for its WebSocket transport: not probed.)
+    """
+    import subprocess
+    import sys
+
+    probe = "import sys, {module}; print('aiohttp' in sys.modules)"
+    for module, loaded in {
+        "kis_proto": False,
+        "kis_anyio": False,
+        "kis_sim": False,
+        "kis_ws.__main__": False,
+        "kis_dash": True,
+    }.items():
+        done = subprocess.run(  # noqa: S603 - our own interpreter
+            [sys.executable, "-c", probe.format(module=module)], capture_output=True, text=True, check=True
+        )
+        assert done.stdout.strip() == str(loaded), (module, done.stdout, done.stderr)

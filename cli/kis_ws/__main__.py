@@ -25,7 +25,7 @@ from kis_proto import ApprovalError, __version__
 from kis_proto.layouts import ERAS
 from kis_proto.server import KISServerConfig
 
-from . import _bars, _book, _export, _files, _live, _rotate
+from . import _bars, _book, _dash, _export, _files, _live, _rotate
 from ._errors import EXIT_FEED, EXIT_INTERRUPTED, EXIT_USAGE, CLIError
 from ._inputs import faults, port, price
 from ._metrics import add_metrics_options
@@ -381,6 +381,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_nats_options(gateway)
 
+    dash = commands.add_parser(
+        "dash",
+        parents=[common],
+        help="a live web dashboard: quotes, 호가창, candles, the feed's health (needs the dash extra)",
+        description="Serve a web page of the feed on 127.0.0.1 behind a random token (the printed URL): "
+        "a watchlist, the 10-level book and a candlestick chart of a chosen key, the feed's health and "
+        "execution notices; from the simulator without credentials, KIS with them, or a gateway. "
+        "See docs/dashboard.md.",
+    )
+    dash.add_argument(
+        "keys",
+        nargs="*",
+        metavar="[TR:]KEY",
+        help="stock keys (005930, DNASAAPL) and notice keys (H0STCNI0:<HTS ID>); "
+        "default: eight large KRX listings",
+    )
+    dash.add_argument(
+        "--listen",
+        type=_dash.listen,
+        default=("127.0.0.1", 8700),
+        metavar="HOST:PORT",
+        help="where the page is served (default 127.0.0.1:8700; port 0 for any free one; "
+        "beyond loopback only when you name the host)",
+    )
+    dash.add_argument(
+        "--every",
+        type=_bars.interval,
+        default=60,
+        metavar="TIME",
+        help="the chart's bar interval: 10s, 1m, 5m (default 1m)",
+    )
+    dash.add_argument(
+        "--grace",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how long past its end a bar waits for its trades (default 2)",
+    )
+    dash.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    _add_server_options(dash)
+    dash.add_argument(
+        "--env", choices=["real", "paper"], default=None, help="with credentials: the KIS server"
+    )
+    dash.add_argument("--faults", type=faults, default=None, help="simulator faults, e.g. drop=5,garbage=20")
+    _add_simulator_options(dash, prefix="simulator: ")
+
     sim = commands.add_parser("sim", parents=[common], help="run the KIS simulator alone")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=port, default=21000, help="0 for any free port (default: 21000)")
@@ -444,6 +490,8 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return anyio.run(_files.replay, args, out, err)
     if args.command == "export":
         return _export.export(args, out, err)
+    if args.command == "dash":
+        return anyio.run(_dash.dash, args, out, err)
     if args.command == "gateway":
         from . import _gateway
 
