@@ -93,6 +93,8 @@ class FakeGateway:
         self.gateway_id = gateway_id
         self.demand: dict[tuple[str, str], dict[str, float]] = {}  # (tr, key) -> client -> lease end
         self.requests: list[tuple[str, dict[str, Any], float]] = []  # (verb, body, monotonic time)
+        #: Notice keys whose pull consumer exists (made before the reply names it).
+        self.bound: set[tuple[str, str]] = set()
         self.refuse: dict[tuple[str, str], tuple[str, str]] = {}  # (tr, key) -> (error, message)
         self.expired: list[tuple[str, str, str]] = []
         self.seq: dict[str, int] = {}
@@ -152,6 +154,7 @@ class FakeGateway:
         answer = self._answer(verb, body)
         if answer.get("notice_consumer"):
             answer = await self._notice_consumer(answer, body)
+            self.bound.add((body["tr_id"], body["tr_key"]))
         await msg.respond(json.dumps(answer | {"gateway": self.gateway_id}).encode())
 
     async def _notice_consumer(self, answer: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
@@ -616,7 +619,15 @@ async def test_ephemeral_notices_and_the_callback_client(
     assert await ws.subscribe_notices(notices.append) == "H0STCNI0"
     runner = asyncio.create_task(ws.run())
     try:
-        await eventually(lambda: gateway.demanded("H0STCNT0", "005930") and len(errors) == 1)
+        # The client subscribes in the background once it runs: the trade's key, and the notice
+        # consumer (which starts with the next notice: published before it exists, one is missed).
+        await eventually(
+            lambda: (
+                gateway.demanded("H0STCNT0", "005930")
+                and len(errors) == 1
+                and ("H0STCNI0", "myhtsid") in gateway.bound
+            )
+        )
         assert isinstance(errors[0], SubscribeFailed)
         assert errors[0].msg_cd == "invalid"
         assert await gateway.publish("H0STCNT0", "005930", trade("005930", 70100))
