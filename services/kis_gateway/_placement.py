@@ -138,6 +138,8 @@ class Planner:
         self._sessions = {name: _Session(name, capacity) for name in sessions}
         self._placements: dict[tuple[str, str], Placement] = {}
         self._clients: dict[str, _Client] = {}
+        #: Leases that ran out (their clients stopped renewing them).
+        self.expired = 0
 
     # -- requests ------------------------------------------------------------------------------------
     def subscribe(self, client: str, tr_id: str, tr_key: str, now: float, secret: str | None = None) -> Reply:
@@ -278,9 +280,20 @@ class Planner:
         actions: list[Place | Release] = []
         for client in [c for c, state in self._clients.items() if state.expiry <= now]:
             del self._clients[client]
+            self.expired += 1
             for key in [k for k, p in self._placements.items() if client in p.clients]:
                 actions += self._let_go(client, key)
         return actions
+
+    def extend(self, seconds: float) -> None:
+        """Push every lease's end `seconds` later: the time no client could renew (NATS away)."""
+        for state in self._clients.values():
+            state.expiry += seconds
+
+    @property
+    def clients(self) -> int:
+        """Clients holding a lease now."""
+        return len(self._clients)
 
     def next_expiry(self) -> float | None:
         """When `expire` next has something to do."""
