@@ -124,6 +124,8 @@ _OURS = frozenset(
 )
 # nats.connect options that log in: given any, the feed looks for no credential of its own.
 _AUTH_OPTIONS = frozenset({"user", "password", "token", "user_credentials", "nkeys_seed", "nkeys_seed_str"})
+#: What nats-py reports as an error when the connection goes away (`_on_disconnected` says that).
+_CONNECTION_LOST = (nats.errors.StaleConnectionError, ConnectionResetError, BrokenPipeError)
 # A seq jump is believed up to this many messages, plus this many per second since the subject's
 # last message: a NATS outage of an hour on the busiest key stays within it, seq=10^9 does not.
 _GAP_BASE, _GAP_RATE = 10_000, 100_000
@@ -467,7 +469,8 @@ class Feed:
         if self._closing:
             return
         reason = f"lost the connection to NATS at {self._server()}"
-        logger.warning("%s; reconnecting every %.1f s", reason, self._retry_delay)
+        # INFO, as kis_asyncio's reconnects: the `Reconnecting` event says it to the application.
+        logger.info("%s; reconnecting every %.1f s", reason, self._retry_delay)
         self._put(Reconnecting(attempt=1, delay=self._retry_delay, reason=reason))
 
     async def _on_reconnected(self) -> None:
@@ -508,7 +511,8 @@ class Feed:
                 logger.warning(
                     "NATS at %s refused this client's credentials (authorization violation)", self._server()
                 )
-        elif self._nc is None or self._nc.is_reconnecting:
+        elif self._nc is None or self._nc.is_reconnecting or isinstance(exc, _CONNECTION_LOST):
+            # The connection going away is said once, by `_on_disconnected`.
             logger.debug("a NATS connect attempt failed: %s", exc)
         else:
             logger.warning("NATS error: %s", exc or type(exc).__name__)
@@ -879,7 +883,7 @@ class Feed:
         try:
             reply = await self._control("heartbeat", {"client": self.client}, timeout)
         except GatewayUnavailableError as exc:
-            if not self._away:
+            if not self._away and self._nc is not None and self._nc.is_connected:  # else NATS is away: said
                 logger.warning(
                     "%s; our leases run out unless it comes back: the subscriptions are repeated when it does",
                     exc,
