@@ -348,7 +348,7 @@ class Gateway:
                         "gateway %s is on standby: gateway %s is active for %s; this one takes over when"
                         " it stops, or %.0f s after it dies",
                         self.id,
-                        lease.holder,
+                        lease.holder if lease.holder != self.id else f"{self.id} (an earlier run of it)",
                         self.env,
                         self.leader_ttl,
                     )
