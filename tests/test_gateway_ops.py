@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import kis_sim
 import pytest
@@ -290,3 +290,109 @@ async def test_the_lease_is_taken_back_only_by_its_own_process(nats_server: Nats
         assert first.holder == "b"
     finally:
         await nc.close()
+
+
+class Partition:
+    """A TCP relay between one client and NATS that can be cut: the network between them failing."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.cut = False
+        self.url = ""
+        self._writers: list[asyncio.StreamWriter] = []
+        self._relays: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> Self:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self._port = self._server.sockets[0].getsockname()[1]
+        self.url = f"nats://127.0.0.1:{self._port}"
+        return self
+
+    async def heal(self) -> None:
+        """The network is back: the relay listens on its port again."""
+        self.cut = False
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self._port)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+        self.split()
+        for task in list(self._relays):
+            task.cancel()
+        await asyncio.gather(*self._relays, return_exceptions=True)
+        await self._server.wait_closed()
+
+    def split(self) -> None:
+        """Connections broken, new ones refused (nothing listens: nats-py's attempts fail cleanly)."""
+        self.cut = True
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._relays.add(task)
+        up_writer = None
+        try:
+            if self.cut:
+                return
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+            self._writers += [writer, up_writer]
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        finally:
+            for each in (writer, up_writer):
+                if each is not None:
+                    each.close()
+                    with contextlib.suppress(Exception):
+                        await each.wait_closed()
+            self._relays.discard(task)
+
+    @staticmethod
+    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        sink.close()
+
+
+async def test_cut_off_from_nats_the_active_one_keeps_kis_until_it_sees_another_holds_the_lead(
+    nats_server: NatsProcess, tmp_path: Path
+) -> None:
+    import nats
+
+    async with kis_sim.simulate(seed=23, tick=0.05, notice_rate=0.2, faults=Faults(in_use=True)) as sim:
+        spec = SessionSpec("app1", url=sim.url, approval_key="k")
+        options: dict[str, Any] = {"max_reconnect_attempts": -1, "reconnect_time_wait": 0.2}
+        async with Partition(nats_server.port) as partition:
+            nc_a = await nats.connect(partition.url, **nats_server.options("gateway"), **options)
+            nc_b = await nats_server.client("gateway", **options)
+            timing: dict[str, Any] = {"leader_ttl": 2.0, "leader_renew": 0.2}
+            first = Gateway(
+                nc_a, "sim", [spec], gateway_id="a", hts_ids=["myhtsid"], state_dir=tmp_path, **timing
+            )
+            second = Gateway(nc_b, "sim", [spec], gateway_id="b", hts_ids=["myhtsid"], **timing)
+            tasks = [asyncio.create_task(first.run())]
+            try:
+                await until(lambda: _true(first.ready()[0]))
+                tasks.append(asyncio.create_task(second.run()))
+                await until(lambda: _true(second.role == "standby"))
+                partition.split()  # a's NATS is away; b's is not
+                await until(lambda: _true(second.role == "active"), 15)  # after the TTL
+                await until(lambda: _true(bool(first._held)), 10)  # notices KIS sends a: held
+                assert first.role == "active"  # it does not know b took over: it keeps KIS
+                assert sim.server.sessions[0].conn.subscriptions  # a's session, still subscribed
+                await until(lambda: _true(second.session_counters()[0][1].reconnects.get("in_use", 0) >= 1))
+                assert second.role == "active"  # refused by KIS, it keeps trying
+                await partition.heal()  # the network is back: a sees b's key
+                await until(lambda: _true(first.role == "standby"), 15)
+                assert first.stats.step_downs == {"lease_taken": 1}
+                assert not first._held  # published before it let go of KIS
+                assert first.stats.notices_published >= 1
+            finally:
+                for gateway in (first, second):
+                    gateway.stop()
+                await asyncio.wait_for(asyncio.gather(*tasks), 15)
+                await nc_a.close()
+                await nc_b.close()
