@@ -319,6 +319,7 @@ class Soak:
         self.nats_port = 0
         self.nats_binary = ""
         self.sim_urls: list[str] = []
+        self.kinds = tuple(args.faults.split(",")) if args.faults else FAULTS
 
     # -- starting ------------------------------------------------------------------------------------
     def start_nats(self) -> None:
@@ -377,7 +378,10 @@ class Soak:
         proc = self.procs.setdefault(name, Proc(name, [], self.work / f"{name}.log"))
         run = self.work / f"{name}-{proc.incarnations + 1}.json"
         self.consumer_runs.setdefault(name, []).append(run)
-        argv = _python(str(HERE), "--child", "consumer", "--name", name, "--nats", self.nats_url)
+        # A client id per run, as a program given none gets: the killed run's lease (3 s) still
+        # holds its id, and the gateway refuses another process that claims it.
+        client = f"{name}.{proc.incarnations + 1}"
+        argv = _python(str(HERE), "--child", "consumer", "--name", client, "--nats", self.nats_url)
         argv += ["--keys", ",".join(keys), "--status", str(run)]
         if number == 0:
             argv += ["--creds", self.creds("notices"), "--notices", str(self.work / "received.txt")]
@@ -507,7 +511,7 @@ class Soak:
 
         await self.until(all_streaming, 60, "every consumer streaming")
         sampler = asyncio.create_task(self.sampler())
-        kinds = list(FAULTS)
+        kinds = list(self.kinds)
         self.rng.shuffle(kinds)
         end = time.monotonic() + self.args.minutes * 60
         while True:
@@ -515,7 +519,7 @@ class Soak:
             if time.monotonic() + wait > end:
                 break
             await asyncio.sleep(wait)
-            kind = kinds.pop(0) if kinds else self.rng.choice(FAULTS)
+            kind = kinds.pop(0) if kinds else self.rng.choice(self.kinds)
             done = await asyncio.to_thread(self.fault, kind)
             self.schedule()
             if not done:  # not possible now (no standby yet): the next time
@@ -638,7 +642,7 @@ class Soak:
             "consumers": consumers,
             "notices": {
                 "sent": len(sent),
-                "received": sum(got.values()),
+                "received": sum(got.get((number, kind), 0) for number, kind, _ in sent),
                 "lost_in_window": [x for x in lost if x["in_window"]],
                 "lost_outside_window": [x for x in lost if not x["in_window"]],
                 "twice": twice,
@@ -727,6 +731,12 @@ def main() -> None:
     parser.add_argument("--tick", type=float, default=0.1, help="the simulator's tick (default 0.1 s)")
     parser.add_argument("--notice-rate", type=float, default=0.1, help="orders per tick (default 0.1)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--faults",
+        default="",
+        metavar="KINDS",
+        help=f"only these faults, comma-separated: {', '.join(FAULTS)}",
+    )
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
     parser.add_argument("--keep", default=None, metavar="DIR", help="work in DIR and keep it (logs)")
     parser.add_argument("--child", choices=["sim", "consumer"], default=None, help=argparse.SUPPRESS)
@@ -743,6 +753,9 @@ def main() -> None:
         anyio.run(sim_child, args)
         return
     if args.child == "consumer":
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(consumer_child(args))
         return

@@ -16,7 +16,7 @@ __all__ = ["LAG_BUCKETS", "PUBLISH_BUCKETS", "GatewayStats", "Histogram"]
 #: Seconds a batch's hand-over to nats-py takes (a buffer append, or a flush when the loop is idle).
 PUBLISH_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 #: Seconds from a record's receive stamp to its batch's hand-over: the gateway's own delay.
-LAG_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+LAG_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
 class Histogram:

@@ -132,6 +132,8 @@ _GAP_BASE, _GAP_RATE = 10_000, 100_000
 # Messages of a gateway no control reply has named yet, held until one does (then delivered or
 # rejected): a standby that took over may publish before this feed has heard from it.
 _UNCONFIRMED_MAX = 10_000
+#: Notices remembered as handed to the application (their stream sequences), against redeliveries.
+_HANDED_MAX = 10_000
 _NOTICE_TRS = {"domestic": ("H0STCNI0", "H0STCNI9"), "overseas": ("H0GSCNI0", "H0GSCNI9")}
 
 
@@ -385,6 +387,9 @@ class Feed:
         self._check_consumers = False  # after a NATS reconnect: do the notice consumers still exist?
         self._unacked: dict[int, int] = {}  # id(last event of a notice) -> its stream sequence
         self._unacked_msgs: dict[int, Msg] = {}  # stream sequence -> the message to ack
+        # (stream, sequence) of the notices handed to the application, the latest _HANDED_MAX:
+        # one delivered again (its ack lost when NATS died) is acked and not handed out twice.
+        self._handed: dict[tuple[str, int], None] = {}
         self._denied: set[str] = set()  # subjects NATS refused us (lower case, as nats-py reports them)
         self._denial = asyncio.Event()  # set at each refusal: requests waiting on it look
         self._said: set[str] = set()  # kinds of rejected message already logged
@@ -1100,6 +1105,15 @@ class Feed:
 
     async def _on_notice(self, want: _Want, msg: Msg) -> None:
         seq = msg.metadata.sequence.stream
+        if (msg.metadata.stream, seq) in self._handed:
+            # The application has it: its ack did not stick (a nats-server killed before it
+            # stored the consumer's state). Acked again, not handed out twice.
+            logger.info(
+                "notice %d of %s delivered again after its ack: acked, not repeated", seq, msg.metadata.stream
+            )
+            with contextlib.suppress(nats.errors.Error, OSError):
+                await msg.ack()
+            return
         if seq in self._unacked_msgs:
             # Delivered again (the application has not taken it yet): ack the newest delivery later.
             self._unacked_msgs[seq] = msg
@@ -1134,6 +1148,9 @@ class Feed:
             if seq is None:
                 continue
             msg = self._unacked_msgs.pop(seq)
+            self._handed[msg.metadata.stream, seq] = None
+            if len(self._handed) > _HANDED_MAX:
+                del self._handed[next(iter(self._handed))]
             if self._nc is None or self._nc.is_closed:
                 continue  # delivered again to a durable consumer next time
             try:
