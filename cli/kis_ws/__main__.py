@@ -363,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="with credentials: where to get approval keys (e.g. a kis-ws sim), to try them without KIS",
     )
+    add_metrics_options(gateway)
     config = gateway.add_argument_group("nats-config")
     config.add_argument(
         "--listen",

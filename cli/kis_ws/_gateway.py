@@ -42,6 +42,7 @@ from kis_proto.server import KISServerConfig
 
 from ._errors import EXIT_FEED, EXIT_INTERRUPTED, CLIError
 from ._inputs import approval_endpoint, credentials_from_env, nats_urls
+from ._metrics import check_metrics, metrics_server
 from ._nats import nats_login
 
 if TYPE_CHECKING:
@@ -186,6 +187,7 @@ async def _run_gateway(args: argparse.Namespace, err: TextIO) -> int:
 
     if args.nats is not None:
         nats_urls(args.nats)  # before the KIS sessions start: a bad URL costs one line, exit 2
+    check_metrics(args)  # and a bad --metrics
     state_dir = Path(args.state_dir).expanduser()
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     async with contextlib.AsyncExitStack() as stack:
@@ -242,13 +244,23 @@ async def _run_gateway(args: argparse.Namespace, err: TextIO) -> int:
         level = nats_logger.level
         nats_logger.setLevel(logging.INFO)
         try:
-            await gw.run()
+            async with metrics_server(args, None, ready=gw.ready, err=err, collectors=_collectors(args, gw)):
+                await gw.run()
         except GatewayConfigError as exc:
             raise CLIError(str(exc), code=EXIT_FEED) from None
         finally:
             nats_logger.setLevel(level)
     # Stopped by Ctrl-C: 130 as every other command; by SIGTERM (systemd, docker stop): a clean 0.
     return EXIT_INTERRUPTED if got == [signal.SIGINT] else 0
+
+
+def _collectors(args: argparse.Namespace, gw: Gateway) -> list[Any]:
+    """The gateway's metrics collector, when ``--metrics`` asks for it (prometheus_client loaded then)."""
+    if args.metrics is None:
+        return []
+    from kis_gateway import gateway_collector
+
+    return [gateway_collector(gw)]
 
 
 def nats_config(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

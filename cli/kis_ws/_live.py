@@ -193,7 +193,9 @@ async def _gateway_feed(args: argparse.Namespace, err: TextIO) -> AsyncIterator[
     err.write(f"connecting to NATS at {args.gateway} for a kis-ws gateway of env {env}\n")
     err.flush()
     try:
-        async with kis_nats.connect(urls, env=env, max_retries=5, nats_options=options) as feed:
+        # A consumer of a service waits for it: retry forever unless told (record's --max-retries).
+        retries = getattr(args, "max_retries", None)
+        async with kis_nats.connect(urls, env=env, max_retries=retries, nats_options=options) as feed:
             yield feed, args.gateway
     except kis_nats.GatewayForbiddenError as exc:
         raise CLIError(str(exc)) from None

@@ -81,22 +81,28 @@ def check_metrics(args: argparse.Namespace) -> tuple[str, int] | None:
 @contextlib.asynccontextmanager
 async def metrics_server(
     args: argparse.Namespace,
-    feeds: Callable[[], Iterable[tuple[str, FeedCounters]]],
+    feeds: Callable[[], Iterable[tuple[str, FeedCounters]]] | None,
     *,
     ready: Callable[[], tuple[bool, str]],
     err: TextIO,
     collectors: Iterable[Any] = (),
 ) -> AsyncIterator[None]:
-    """Serve the metrics of `feeds` (and of `collectors`) while the block runs, if asked."""
+    """Serve the metrics of `feeds` (and of `collectors`, and the process's) while the block runs, if asked.
+
+    The process's own (``process_start_time_seconds``, resident memory, open file descriptors)
+    come from prometheus_client's process collector, on Linux.
+    """
     where = check_metrics(args)
     if where is None:
         yield
         return
     import kis_metrics
-    from prometheus_client import CollectorRegistry
+    from prometheus_client import CollectorRegistry, ProcessCollector
 
     registry = CollectorRegistry()
-    registry.register(kis_metrics.FeedCollector(feeds))
+    ProcessCollector(registry=registry)
+    if feeds is not None:
+        registry.register(kis_metrics.FeedCollector(feeds))
     for collector in collectors:
         registry.register(collector)
     async with contextlib.AsyncExitStack() as stack:

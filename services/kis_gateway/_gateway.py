@@ -31,6 +31,7 @@ from kis_proto import (
     Credentials,
     EventsDropped,
     LocalProtocolError,
+    MsgCode,
     Reconnecting,
     Record,
     ServerError,
@@ -42,8 +43,10 @@ from kis_proto.layouts import tr_spec
 from kis_proto.symbols import key_problem
 
 from ._bars import GatewayBars
+from ._lease import Lease, Verdict
 from ._placement import Action, Place, Planner, Reply, StartBars, StopBars
 from ._publish import Publisher
+from ._stats import GatewayStats
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -53,6 +56,8 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.js import JetStreamContext
     from nats.js.kv import KeyValue
+
+    from kis_proto.feed import FeedCounters
 
 __all__ = ["Gateway", "SessionSpec"]
 
@@ -200,7 +205,9 @@ class Gateway:
         self._stopping = asyncio.Event()
         self._leader_lost = asyncio.Event()
         self._js: JetStreamContext | None = None
-        self._revision = 0  # of the leader key, while it is ours
+        #: What the gateway counts besides its feeds (`kis_gateway.gateway_collector` exports it).
+        self.stats = GatewayStats()
+        self._down_reason = ""
 
     def __repr__(self) -> str:
         return f"<Gateway {self.id} {self.env} {self.role} sessions={len(self.specs)}>"
@@ -214,28 +221,34 @@ class Gateway:
         self._js = self.nc.jetstream()
         self._warn_if_open()
         await self._ensure_streams()
-        kv = await self._leader_bucket()
-        while not self._stopping.is_set():
-            self.role = "standby"
-            revision = await self._acquire(kv)
-            if revision is None:
-                return
-            self.role = "active"
-            logger.info("gateway %s is active for %s (%d sessions)", self.id, self.env, len(self.specs))
-            self._leader_lost.clear()
-            self._revision = revision
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    tg.create_task(self._keep_lead(kv))
-                    tg.create_task(self._serve())
-            except* _SteppedDownError:
-                logger.warning("gateway %s lost the leader lease: standing by", self.id)
-            finally:
-                # Stopped or cancelled with the key ours, the sessions closed by now: let a standby
-                # in at once rather than after the TTL (never before: KIS allows one session per key).
-                if not self._leader_lost.is_set():
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(kv.delete("leader", last=self._revision), 2)
+        lease = Lease(await self._leader_bucket(), self.id)
+        # Held notices are published whatever the role: a gateway that stood by while NATS was
+        # away still holds what KIS sent it before.
+        flusher = asyncio.create_task(self._flush_held())
+        try:
+            while not self._stopping.is_set():
+                self.role = "standby"
+                if not await self._acquire(lease):
+                    return
+                self.role = "active"
+                logger.info("gateway %s is active for %s (%d sessions)", self.id, self.env, len(self.specs))
+                self._leader_lost.clear()
+                try:
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(self._keep_lead(lease))
+                        tg.create_task(self._serve())
+                except* _SteppedDownError:
+                    logger.warning("gateway %s stands by (%s)", self.id, self._down_reason)
+                finally:
+                    self.stats.lease_in_doubt_since = None
+                    # Stopped or cancelled with the key ours, the sessions closed by now: let a
+                    # standby in at once rather than after the TTL (never before: KIS allows one
+                    # session per key).
+                    if not self._leader_lost.is_set():
+                        with contextlib.suppress(Exception):
+                            await asyncio.wait_for(lease.release(), 2)
+        finally:
+            flusher.cancel()
 
     def stop(self) -> None:
         """End `run` (from the gateway's loop): sessions closed, the leader key let go."""
@@ -281,7 +294,6 @@ class Gateway:
         ):
             self._ctl.append(await self.nc.subscribe(subjects.ctl_subject(self.env, verb), cb=_safe(handler)))
         expiry = asyncio.create_task(self._expire_leases())
-        flusher = asyncio.create_task(self._flush_held())
         clock = asyncio.create_task(self._bar_clock())
         try:
             stop = asyncio.create_task(self._stopping.wait())
@@ -295,7 +307,6 @@ class Gateway:
                     await sub.unsubscribe()
             self._ctl.clear()
             expiry.cancel()
-            flusher.cancel()
             clock.cancel()
             # All at once: each waits up to close_timeout for KIS to answer its close.
             await asyncio.gather(
@@ -325,52 +336,126 @@ class Gateway:
         except BucketNotFoundError:
             return await self._js.create_key_value(bucket=bucket, ttl=self.leader_ttl, history=1)
 
-    async def _acquire(self, kv: KeyValue) -> int | None:
-        """Wait until the leader key is ours (its revision), or None when stopped meanwhile."""
-        from nats.js.errors import KeyWrongLastSequenceError
+    async def _acquire(self, lease: Lease) -> bool:
+        """Wait until the leader key is ours (True), or False when stopped meanwhile.
 
-        announced = False
+        Right after NATS comes back it waits a little before trying: an active gateway that
+        kept its KIS sessions through the outage renews its key first (docs/gateway.md, "Leader
+        lease"), rather than lose it to a standby that would then meet ``ALREADY IN USE``.
+        """
+        announced: Verdict | None = None
+        away = False
         while not self._stopping.is_set():
-            try:
-                return await kv.create("leader", self.id.encode())
-            except KeyWrongLastSequenceError:
-                if not announced:
-                    holder = await _holder(kv)
+            if away and self.nc.is_connected:
+                away = False
+                if await self._pause(2 * self.leader_renew):
+                    break
+            verdict = await lease.take()
+            if verdict is Verdict.OURS:
+                return True
+            if verdict is Verdict.UNKNOWN:
+                away = True
+            if verdict is not announced:
+                if verdict is Verdict.TAKEN:
                     logger.info(
-                        "gateway %s is on standby: %s is active for %s; this one takes over when it"
-                        " stops, or %.0f s after it dies",
+                        "gateway %s is on standby: gateway %s is active for %s; this one takes over when"
+                        " it stops, or %.0f s after it dies",
                         self.id,
-                        holder,
+                        lease.holder if lease.holder != self.id else f"{self.id} (an earlier run of it)",
                         self.env,
                         self.leader_ttl,
                     )
-                    announced = True
-            except Exception as exc:  # noqa: BLE001 - NATS away: keep trying, say why once
-                if not announced:
-                    logger.warning("gateway %s cannot reach the leader lease yet: %s", self.id, exc)
-                    announced = True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.leader_renew)
-        return None
-
-    async def _keep_lead(self, kv: KeyValue) -> None:
-        """Renew the leader key; step down when it is not ours any more or cannot be renewed in time."""
-        last_renewal = time.monotonic()
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.leader_renew)
-            if self._stopping.is_set():
+                else:
+                    logger.warning(
+                        "gateway %s cannot reach the leader lease yet: NATS does not answer", self.id
+                    )
+                announced = verdict
+            if await self._pause(self.leader_renew):
                 break
-            try:
-                self._revision = await kv.update("leader", self.id.encode(), last=self._revision)
-                last_renewal = time.monotonic()
-            except Exception as exc:  # noqa: BLE001 - decided below, by how long it has been
-                logger.warning("gateway %s could not renew its lease: %s", self.id, exc)
-                taken = type(exc).__name__ == "KeyWrongLastSequenceError"
-                if taken or time.monotonic() - last_renewal > self.leader_ttl - self.leader_renew:
-                    # Another gateway may take over now: never hold KIS sessions both at once.
-                    self._leader_lost.set()
-                    return
+        return False
+
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep `seconds`, or less when stopped: True when stopped."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        return self._stopping.is_set()
+
+    async def _keep_lead(self, lease: Lease) -> None:
+        """Renew the leader key; stand by only when another gateway is known to hold it.
+
+        A renewal NATS does not answer changes nothing: the KIS sessions stay, notices are held,
+        and the renewal is tried again (more often, to be first when NATS is back). Once NATS
+        answers: the key is renewed if it is ours, taken again if it expired meanwhile, and only
+        if another gateway holds it are the held notices published and the sessions closed.
+        """
+        stats = self.stats
+        while not await self._pause(self.leader_renew if stats.lease_in_doubt_since is None else 0.25):
+            verdict = await lease.renew()
+            if verdict is Verdict.OURS:
+                if stats.lease_in_doubt_since is not None:
+                    logger.warning(
+                        "gateway %s renewed its leader lease after %.1f s: the KIS sessions were kept",
+                        self.id,
+                        time.monotonic() - stats.lease_in_doubt_since,
+                    )
+                    stats.lease_in_doubt_since = None
+            elif verdict is Verdict.UNKNOWN:
+                stats.lease_failures += 1
+                if stats.lease_in_doubt_since is None:
+                    stats.lease_in_doubt_since = time.monotonic()
+                    logger.warning(
+                        "gateway %s cannot renew its leader lease (NATS does not answer): keeping the"
+                        " KIS sessions and holding notices until it does",
+                        self.id,
+                    )
+            else:
+                logger.warning(
+                    "gateway %s: gateway %s holds the leader lease now: publishing held notices, then"
+                    " standing by",
+                    self.id,
+                    lease.holder,
+                )
+                await self._drain_held(timeout=10.0)
+                self._step_down("lease_taken")
+                return
+
+    def _step_down(self, reason: str) -> None:
+        if not self._leader_lost.is_set():
+            self._down_reason = reason
+            self.stats.stepped_down(reason)
+            self._leader_lost.set()
+
+    def _in_use(self, name: str) -> None:
+        """KIS refused `name`'s session as ``ALREADY IN USE``: while the lease is in doubt, another
+        gateway took over (KIS is the arbiter); otherwise it is KIS's lock after a drop."""
+        if self.stats.lease_in_doubt_since is not None:
+            logger.warning(
+                "session %s: KIS gives its app key to another client while this gateway cannot"
+                " renew its lease: another gateway took over; standing by",
+                name,
+            )
+            self._step_down("in_use")
+
+    async def _drain_held(self, timeout: float) -> None:
+        """Wait until the held notices are published, at most `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while self._held and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    def ready(self) -> tuple[bool, str]:
+        """``/readyz``: (ready, why) — active, every KIS session connected, NATS connected."""
+        if self.role != "active":
+            return False, f"{self.role}: not the active gateway"
+        if not self.nc.is_connected:
+            return False, "NATS is not connected"
+        down = [name for name, live in self._live.items() if not live.feed.counters.connected]
+        if down or len(self._live) < len(self.specs):
+            return False, f"KIS sessions not connected: {', '.join(down) or 'starting'}"
+        return True, "active"
+
+    def session_counters(self) -> list[tuple[str, FeedCounters]]:
+        """The counters of the KIS sessions this gateway holds now (none on standby)."""
+        return [(name, live.feed.counters) for name, live in self._live.items()]
 
     # -- a session's events --------------------------------------------------------------------------
     async def _read(self, live: _Live) -> None:
@@ -380,8 +465,8 @@ class Gateway:
                 # What the session read since the last batch (one socket read, or several when
                 # this loop fell behind): its records are queued as they come, each with its seq,
                 # and written to NATS together at the end, in order (docs/gateway.md, "What it costs").
-                now = time.time()
-                received = f"{now:.6f}"
+                received_at = time.time()
+                received = f"{received_at:.6f}"
                 wanted = self.bars.wanted
                 made: list[Bar] = []
                 for event in batch:
@@ -392,10 +477,10 @@ class Gateway:
                         else:
                             self._publish(event, received)
                             if wanted and (event.tr_id, event.tr_key) in wanted:
-                                made += self.bars.add(name, event, now)
+                                made += self.bars.add(name, event, received_at)
                         continue
                     if wanted:
-                        made += self.bars.event(name, event, now)
+                        made += self.bars.event(name, event, received_at)
                     if isinstance(event, Connected):
                         live.state = "connected"
                         await self._apply(self.planner.connected(name, up=True))
@@ -421,12 +506,16 @@ class Gateway:
                         logger.warning(
                             "session %s: KIS server error %s %s", name, event.msg_cd, event.message
                         )
+                        if event.msg_cd == MsgCode.ALREADY_IN_USE_APPKEY:
+                            self._in_use(name)
                     elif isinstance(event, EventsDropped):
                         self.dropped += event.count
                 if len(self._out):
+                    started = time.time()
                     published, dropped = await self._out.flush()
                     self.published += published
                     self.dropped += dropped
+                    self.stats.batch(received_at, started, time.time(), published)
                 if made:
                     await self._publish_bars(made)
         except ConnectionError as exc:  # max_retries=None: only a definite refusal ends a feed
@@ -500,6 +589,7 @@ class Gateway:
                     await asyncio.sleep(0.5)
                     continue
                 self._held.pop(0)
+                self.stats.notices_published += 1
                 self._save_held()
             if holding:
                 logger.info("the held notices are in the stream")
@@ -750,10 +840,23 @@ class Gateway:
                 self.bars_published += 1
 
     async def _expire_leases(self) -> None:
+        """Let go of the demand of clients whose lease ran out; not while NATS is away.
+
+        No client can renew its lease through a NATS that is away: the time NATS was away is
+        added to every lease, so an outage does not unsubscribe what every consumer still wants.
+        """
+        away_since: float | None = None
         while True:
             due = self.planner.next_expiry()
             await asyncio.sleep(1.0 if due is None else max(0.05, min(1.0, due - time.monotonic())))
-            await self._apply(self.planner.expire(time.monotonic()))
+            now = time.monotonic()
+            if not self.nc.is_connected:
+                away_since = away_since or now
+                continue
+            if away_since is not None:
+                self.planner.extend(now - away_since)
+                away_since = None
+            await self._apply(self.planner.expire(now))
 
     # -- held notices on disk --------------------------------------------------------------------------
     def _held_path(self) -> Path | None:
@@ -821,15 +924,6 @@ class Gateway:
                         "(nats stream rm KIS_NOTICES)"
                     ) from None
                 await self._js.stream_info(name)  # it exists (another gateway made it): keep its settings
-
-
-async def _holder(kv: KeyValue) -> str:
-    """The id of the gateway holding the leader key, as far as it can be read now."""
-    try:
-        entry = await kv.get("leader")
-    except Exception:  # noqa: BLE001 - only for a log line
-        return "another gateway"
-    return f"gateway {entry.value.decode(errors='replace')}" if entry.value else "another gateway"
 
 
 class _SteppedDownError(Exception):

@@ -181,6 +181,8 @@ class Planner:
         self._clients: dict[str, _Client] = {}
         #: (tr_id, tr_key, every) -> the clients wanting those bars, in the order first asked for.
         self._bars: dict[tuple[str, str, int], set[str]] = {}
+        #: Leases that ran out (their clients stopped renewing them).
+        self.expired = 0
 
     # -- requests ------------------------------------------------------------------------------------
     def subscribe(self, client: str, tr_id: str, tr_key: str, now: float, secret: str | None = None) -> Reply:
@@ -311,9 +313,20 @@ class Planner:
             del self._clients[client]
             for bar_key in [k for k, holders in self._bars.items() if client in holders]:
                 actions += self._let_go_bars(client, bar_key)
+            self.expired += 1
             for key in [k for k, p in self._placements.items() if client in p.clients]:
                 actions += self._let_go(client, key)
         return actions
+
+    def extend(self, seconds: float) -> None:
+        """Push every lease's end `seconds` later: the time no client could renew (NATS away)."""
+        for state in self._clients.values():
+            state.expiry += seconds
+
+    @property
+    def clients(self) -> int:
+        """Clients holding a lease now."""
+        return len(self._clients)
 
     def next_expiry(self) -> float | None:
         """When `expire` next has something to do."""

@@ -134,6 +134,8 @@ _OURS = frozenset(
 )
 # nats.connect options that log in: given any, the feed looks for no credential of its own.
 _AUTH_OPTIONS = frozenset({"user", "password", "token", "user_credentials", "nkeys_seed", "nkeys_seed_str"})
+#: What nats-py reports as an error when the connection goes away (`_on_disconnected` says that).
+_CONNECTION_LOST = (nats.errors.StaleConnectionError, ConnectionResetError, BrokenPipeError)
 # A seq jump is believed up to this many messages, plus this many per second since the subject's
 # last message: a NATS outage of an hour on the busiest key stays within it, seq=10^9 does not.
 _GAP_BASE, _GAP_RATE = 10_000, 100_000
@@ -142,6 +144,8 @@ _GAP_BASE, _GAP_RATE = 10_000, 100_000
 _UNCONFIRMED_MAX = 10_000
 #: Bars waiting for `Feed.bars` to take them; past it the oldest go (counted in `Feed.bars_lost`).
 _BARS_MAX = 10_000
+#: Notices remembered as handed to the application (their stream sequences), against redeliveries.
+_HANDED_MAX = 10_000
 _NOTICE_TRS = {"domestic": ("H0STCNI0", "H0STCNI9"), "overseas": ("H0GSCNI0", "H0GSCNI9")}
 
 
@@ -416,6 +420,9 @@ class Feed:
         self._check_consumers = False  # after a NATS reconnect: do the notice consumers still exist?
         self._unacked: dict[int, int] = {}  # id(last event of a notice) -> its stream sequence
         self._unacked_msgs: dict[int, Msg] = {}  # stream sequence -> the message to ack
+        # (stream, sequence) of the notices handed to the application, the latest _HANDED_MAX:
+        # one delivered again (its ack lost when NATS died) is acked and not handed out twice.
+        self._handed: dict[tuple[str, int], None] = {}
         self._denied: set[str] = set()  # subjects NATS refused us (lower case, as nats-py reports them)
         self._denial = asyncio.Event()  # set at each refusal: requests waiting on it look
         self._said: set[str] = set()  # kinds of rejected message already logged
@@ -505,7 +512,8 @@ class Feed:
         if self._closing:
             return
         reason = f"lost the connection to NATS at {self._server()}"
-        logger.warning("%s; reconnecting every %.1f s", reason, self._retry_delay)
+        # INFO, as kis_asyncio's reconnects: the `Reconnecting` event says it to the application.
+        logger.info("%s; reconnecting every %.1f s", reason, self._retry_delay)
         self._put(Reconnecting(attempt=1, delay=self._retry_delay, reason=reason))
 
     async def _on_reconnected(self) -> None:
@@ -546,7 +554,8 @@ class Feed:
                 logger.warning(
                     "NATS at %s refused this client's credentials (authorization violation)", self._server()
                 )
-        elif self._nc is None or self._nc.is_reconnecting:
+        elif self._nc is None or self._nc.is_reconnecting or isinstance(exc, _CONNECTION_LOST):
+            # The connection going away is said once, by `_on_disconnected`.
             logger.debug("a NATS connect attempt failed: %s", exc)
         else:
             logger.warning("NATS error: %s", exc or type(exc).__name__)
@@ -1000,7 +1009,7 @@ class Feed:
         try:
             reply = await self._control("heartbeat", {"client": self.client}, timeout)
         except GatewayUnavailableError as exc:
-            if not self._away:
+            if not self._away and self._nc is not None and self._nc.is_connected:  # else NATS is away: said
                 logger.warning(
                     "%s; our leases run out unless it comes back: the subscriptions are repeated when it does",
                     exc,
@@ -1252,6 +1261,15 @@ class Feed:
 
     async def _on_notice(self, want: _Want, msg: Msg) -> None:
         seq = msg.metadata.sequence.stream
+        if (msg.metadata.stream, seq) in self._handed:
+            # The application has it: its ack did not stick (a nats-server killed before it
+            # stored the consumer's state). Acked again, not handed out twice.
+            logger.info(
+                "notice %d of %s delivered again after its ack: acked, not repeated", seq, msg.metadata.stream
+            )
+            with contextlib.suppress(nats.errors.Error, OSError):
+                await msg.ack()
+            return
         if seq in self._unacked_msgs:
             # Delivered again (the application has not taken it yet): ack the newest delivery later.
             self._unacked_msgs[seq] = msg
@@ -1286,6 +1304,9 @@ class Feed:
             if seq is None:
                 continue
             msg = self._unacked_msgs.pop(seq)
+            self._handed[msg.metadata.stream, seq] = None
+            if len(self._handed) > _HANDED_MAX:
+                del self._handed[next(iter(self._handed))]
             if self._nc is None or self._nc.is_closed:
                 continue  # delivered again to a durable consumer next time
             try:
