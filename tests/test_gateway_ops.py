@@ -264,7 +264,10 @@ async def test_a_30_s_nats_outage_keeps_the_kis_session_and_loses_no_notice(
     assert "Traceback" not in stderr, stderr
     # One line per change of state: NATS lost, NATS back.
     assert stderr.count("reconnecting in") == 1, stderr
-    assert "warning" not in stderr, stderr
+    # Market data published while NATS was away may be lost (core NATS keeps none for a
+    # subscriber that is not there yet): if so, said as a seq gap, and nothing else is warned of.
+    warned = [line for line in stderr.splitlines() if line.startswith("warning")]
+    assert all("were lost on the way" in line for line in warned), stderr
     assert stderr.count("connected   nats://") == 2, stderr
 
 

@@ -174,5 +174,6 @@ def status_line(event: FeedEvent) -> str | None:
     if isinstance(event, Reconnecting):
         return f"reconnecting in {event.delay:.1f} s (attempt {event.attempt}): {event.reason}"
     if isinstance(event, EventsDropped):
-        return f"dropped     {event.count} records (the terminal fell behind)"
+        # The feed's buffer overflowed, or (from a gateway) its seq says they were lost upstream.
+        return f"dropped     {event.count} records (lost before they reached this terminal)"
     return None
