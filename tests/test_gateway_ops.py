@@ -264,7 +264,12 @@ async def test_a_30_s_nats_outage_keeps_the_kis_session_and_loses_no_notice(
     assert "Traceback" not in stderr, stderr
     # One line per change of state: NATS lost, NATS back.
     assert stderr.count("reconnecting in") == 1, stderr
-    assert "warning" not in stderr, stderr
+    # Besides: market data the gateway could not hand to NATS meanwhile, if nats-py's buffer
+    # filled (at most once by design), told as a gap.
+    others = [
+        line for line in stderr.splitlines() if "warning" in line and "were lost on the way" not in line
+    ]
+    assert others == [], stderr
     assert stderr.count("connected   nats://") == 2, stderr
 
 
