@@ -466,13 +466,7 @@ class Soak:
         now = time.time()
         for proc in self.procs.values():
             proc.sample(now)
-        for name, port in self.gw_ports.items():
-            proc = self.procs[name]
-            if proc.alive:
-                assert proc.process is not None
-                status, text = _scrape(port)
-                if status == 200:
-                    proc.scraped[proc.process.pid] = text
+        self.scrape_gateways()
 
     async def sampler(self) -> None:
         last_sample = 0.0

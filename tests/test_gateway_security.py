@@ -737,7 +737,11 @@ async def test_no_secret_is_published_on_nats_or_logged(nats_server: NatsProcess
             with gateway_cli(*args, "--debug", env=env, log=tmp_path / "gw.log") as gw:
                 await asyncio.to_thread(gw.wait_active)
                 reader = nats_server.creds("notices", "myhtsid")
-                async with kis_nats.connect(nats_server.url, env="real", nats_creds=reader) as feed:
+                # A gateway process at debug level on a loaded machine can take more than the
+                # default 5 s to answer its first request while it opens its session.
+                async with kis_nats.connect(
+                    nats_server.url, env="real", nats_creds=reader, request_timeout=20.0
+                ) as feed:
                     await feed.subscribe("H0STCNT0", "005930")
                     await feed.subscribe_notices("myhtsid")
                     got: list[FeedEvent] = []

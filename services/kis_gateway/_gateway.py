@@ -231,7 +231,6 @@ class Gateway:
                 if not await self._acquire(lease):
                     return
                 self.role = "active"
-                logger.info("gateway %s is active for %s (%d sessions)", self.id, self.env, len(self.specs))
                 self._leader_lost.clear()
                 try:
                     async with asyncio.TaskGroup() as tg:
@@ -293,6 +292,8 @@ class Gateway:
             ("status", self._on_status),
         ):
             self._ctl.append(await self.nc.subscribe(subjects.ctl_subject(self.env, verb), cb=_safe(handler)))
+        # Said once it answers: a consumer that starts on this line finds the control subjects.
+        logger.info("gateway %s is active for %s (%d sessions)", self.id, self.env, len(self.specs))
         expiry = asyncio.create_task(self._expire_leases())
         clock = asyncio.create_task(self._bar_clock())
         try:

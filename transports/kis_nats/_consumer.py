@@ -142,6 +142,8 @@ _GAP_BASE, _GAP_RATE = 10_000, 100_000
 # Messages of a gateway no control reply has named yet, held until one does (then delivered or
 # rejected): a standby that took over may publish before this feed has heard from it.
 _UNCONFIRMED_MAX = 10_000
+#: The longest one try of a control request waits for its answer (`Feed._control` tries again).
+_ATTEMPT = 2.0
 #: Bars waiting for `Feed.bars` to take them; past it the oldest go (counted in `Feed.bars_lost`).
 _BARS_MAX = 10_000
 #: Notices remembered as handed to the application (their stream sequences), against redeliveries.
@@ -608,14 +610,19 @@ class Feed:
         while (remaining := deadline - loop.time()) > 0:
             pause = 0.25
             try:
+                # Each try waits at most _ATTEMPT: a request sent before the gateway listened, to
+                # a subject something else also reads (no "no responders" then), is sent again.
+                # Every control request is idempotent at the gateway.
                 msg = await self._guarded(
-                    subject, f"send {verb} requests", nc.request(subject, payload, timeout=remaining)
+                    subject,
+                    f"send {verb} requests",
+                    nc.request(subject, payload, timeout=min(remaining, _ATTEMPT)),
                 )
             except nats.errors.NoRespondersError:
                 why = "no gateway listens there"
             except nats.errors.TimeoutError:
                 why = "no answer"
-                break
+                pause = 0.0
             except nats.errors.Error as exc:
                 why = str(exc) or type(exc).__name__
                 break
