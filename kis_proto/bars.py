@@ -1167,7 +1167,7 @@ class BarAggregator:
 
 def _bad_now(now: object) -> LocalProtocolError:
     return LocalProtocolError(
-        f"now is unix seconds, a float (time.time(), datetime.timestamp(), a recording's t), not {now!r}"
+        f"now is unix seconds, a float (the wall clock's, datetime.timestamp(), a recording's t), not {now!r}"
     )
 
 

@@ -840,10 +840,11 @@ class Feed:
 
     async def _refused(self, want: _Want, reply: dict[str, Any]) -> SubscribeFailed:
         """The gateway refused `want`: forget it, log it, and tell the application with an event."""
-        if want.every:
-            self._bar_wants.pop((want.tr_id, want.key, want.every), None)
-        else:
-            self._wants.pop((want.tr_id, want.key), None)
+        if self._still_wanted(want):
+            if want.every:
+                del self._bar_wants[(want.tr_id, want.key, want.every)]
+            else:
+                del self._wants[(want.tr_id, want.key)]
         await self._stop_listening(want)
         event = SubscribeFailed(
             tr_id=want.tr_id,
@@ -1079,11 +1080,7 @@ class Feed:
         check, self._check_consumers = self._check_consumers, False
         renewed = 0
         for want in [*self._wants.values(), *self._bar_wants.values()]:
-            if (
-                self._bar_wants.get((want.tr_id, want.key, want.every)) is not want
-                if want.every
-                else self._wants.get((want.tr_id, want.key)) is not want
-            ):
+            if not self._still_wanted(want):
                 continue  # unsubscribed meanwhile
             if want.notice:
                 if (check or want.sub is None) and not await self._consumer_alive(want):
@@ -1101,6 +1098,12 @@ class Feed:
                 await self._refused(want, reply)
         self._stale = False
         logger.info("repeated %d subscriptions at the gateway", renewed)
+
+    def _still_wanted(self, want: _Want) -> bool:
+        """Is `want` still this feed's (not unsubscribed, nor replaced, since it was listed)?"""
+        if want.every:
+            return self._bar_wants.get((want.tr_id, want.key, want.every)) is want
+        return self._wants.get((want.tr_id, want.key)) is want
 
     async def _consumer_alive(self, want: _Want) -> bool:
         """Does the notice consumer of `want` still exist (a new server, an expired one)?"""
