@@ -741,7 +741,7 @@ class Feed:
         wanted = [keys] if isinstance(keys, str) else list(keys)
         for key in wanted:
             check_subscription(tr_id, key)
-        tickets = [await self._subscribe_bars_one(tr_id, key, seconds) for key in wanted]
+        tickets = [await self._subscribe_one(tr_id, key, seconds) for key in wanted]
         return tickets[0] if isinstance(keys, str) else tickets
 
     async def unsubscribe_bars(
@@ -772,27 +772,6 @@ class Feed:
             self._bars_ready.clear()
             await self._bars_ready.wait()
 
-    async def _subscribe_bars_one(self, tr_id: str, key: str, every: int) -> GatewaySubscription:
-        subject = bar_subject(self.env, every, tr_id, key)
-        want = self._bar_wants.get((tr_id, key, every))
-        new = want is None
-        if want is None:
-            want = _Want(tr_id, key, subject, False, every)
-            await self._listen(want)  # first: the gateway may publish as soon as it starts them
-            self._bar_wants[(tr_id, key, every)] = want
-        try:
-            reply = await self._control("subscribe", self._body(want))
-        except BaseException:
-            if new:
-                self._bar_wants.pop((tr_id, key, every), None)
-                await self._stop_listening(want)
-            raise
-        if reply["ok"]:
-            self._start_keeper()
-            return GatewaySubscription(self, tr_id, key, subject, every=every)
-        refusal = await self._refused(want, reply)
-        return GatewaySubscription(self, tr_id, key, subject, refusal, every=every)
-
     def _body(self, want: _Want) -> dict[str, Any]:
         body: dict[str, Any] = {
             "tr_id": want.tr_id,
@@ -806,17 +785,23 @@ class Feed:
             body["durable"] = self.notices_durable
         return body
 
-    async def _subscribe_one(self, tr_id: str, key: str) -> GatewaySubscription:
-        notice = _is_notice(tr_id)
-        subject = notice_subject(self.env, tr_id, key) if notice else data_subject(self.env, tr_id, key)
-        want = self._wants.get((tr_id, key))
+    async def _subscribe_one(self, tr_id: str, key: str, every: int = 0) -> GatewaySubscription:
+        """Ask the gateway for (tr_id, key): its records, its notices, or (`every` seconds) its bars."""
+        notice = not every and _is_notice(tr_id)
+        if every:
+            subject = bar_subject(self.env, every, tr_id, key)
+        else:
+            subject = notice_subject(self.env, tr_id, key) if notice else data_subject(self.env, tr_id, key)
+        table: dict[Any, _Want] = self._bar_wants if every else self._wants
+        slot = (tr_id, key, every) if every else (tr_id, key)
+        want = table.get(slot)
         new = want is None
         if want is None:
-            want = _Want(tr_id, key, subject, notice)
+            want = _Want(tr_id, key, subject, notice, every)
             if not notice:
                 # Listen first: the gateway may publish as soon as it has placed the key.
                 await self._listen(want)
-            self._wants[(tr_id, key)] = want
+            table[slot] = want
         try:
             reply = await self._control("subscribe", self._body(want))
             if reply["ok"] and notice and want.sub is None:
@@ -824,7 +809,7 @@ class Feed:
                 await self._bind(want, reply)
         except BaseException:
             if new:
-                self._wants.pop((tr_id, key), None)
+                table.pop(slot, None)
                 await self._stop_listening(want)
             raise
         if reply["ok"]:
@@ -834,9 +819,9 @@ class Feed:
                 )
             logger.debug("subscribed %s %s", tr_id, _shown(tr_id, key))
             self._start_keeper()
-            return GatewaySubscription(self, tr_id, key, subject)
+            return GatewaySubscription(self, tr_id, key, subject, every=every)
         refusal = await self._refused(want, reply)
-        return GatewaySubscription(self, tr_id, key, subject, refusal)
+        return GatewaySubscription(self, tr_id, key, subject, refusal, every=every)
 
     async def _refused(self, want: _Want, reply: dict[str, Any]) -> SubscribeFailed:
         """The gateway refused `want`: forget it, log it, and tell the application with an event."""
